@@ -1,0 +1,101 @@
+// The modelzoo bus envelope (docs/protocol.md, "Message envelope").
+//
+// A message is one msgpack map frame (the envelope), optionally followed by one raw
+// data frame (only `chunk` messages carry one). On a ROUTER socket the peer's routing
+// id frame precedes them. This header is the whole contract of the wire format; it
+// depends on nothing of modelzoo's.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+namespace modelzoo::bus {
+
+// Protocol versions this implementation speaks (docs/protocol.md, "Version negotiation").
+inline constexpr int kProtocolVersion = 1;
+
+// Limits (docs/protocol.md, "Limits"). A frame over these is rejected unread.
+inline constexpr std::size_t kMaxEnvelopeBytes = 1u << 20;       // 1 MiB
+inline constexpr std::size_t kMaxDataBytes = 8u << 20;           // 8 MiB
+inline constexpr std::size_t kMaxFrames = 2;                     // envelope + data
+inline constexpr std::size_t kMaxSocketMessageBytes = 16u << 20;  // ZMQ_MAXMSGSIZE
+
+enum class MessageType {
+  hello,      // plugin -> daemon: first message, identifies and authenticates the plugin
+  welcome,    // daemon -> plugin: hello accepted
+  reject,     // daemon -> plugin: hello refused (carries an error)
+  request,    // either way: call a method; carries id, method, timeout_ms, body
+  reply,      // answer to a request (success)
+  error,      // answer to a request (failure), or a protocol error with id 0
+  progress,   // daemon -> client: intermediate state of a long request
+  chunk,      // plugin -> daemon: one piece of a download, data in the second frame
+  credit,     // daemon -> plugin: permission to send more chunks of a download
+  cancel,     // requester -> responder: abandon request `id`
+  heartbeat,  // either way: liveness
+  goodbye,    // either way: the sender is going away (daemon: "please exit")
+};
+
+std::string_view to_string(MessageType t);
+std::optional<MessageType> message_type_from_string(std::string_view s);
+
+// Typed errors (docs/protocol.md, "Errors").
+enum class ErrorCode { not_found, unavailable, timeout, bad_request, unauthorized, internal };
+
+std::string_view to_string(ErrorCode c);
+std::optional<ErrorCode> error_code_from_string(std::string_view s);
+
+// An error carried by a message, and thrown by code that fails a request.
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  ErrorCode code() const { return code_; }
+
+ private:
+  ErrorCode code_;
+};
+
+// Thrown by decode() when bytes from a peer do not form a valid message.
+// what() names the problem (never the bytes themselves).
+class ProtocolError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Message {
+  MessageType type = MessageType::heartbeat;
+  std::uint64_t id = 0;          // request, reply, error, progress, chunk, credit, cancel
+  std::string method;            // request
+  std::uint32_t timeout_ms = 0;  // request: time the requester will wait, from sending
+  nlohmann::json body = nlohmann::json::object();  // always a map
+  std::optional<ErrorCode> error_code;             // error, reject
+  std::string error_message;                       // error, reject
+  zmq::message_t data;                             // chunk only
+
+  static Message make_request(std::uint64_t id, std::string method, nlohmann::json body,
+                              std::uint32_t timeout_ms);
+  static Message make_reply(std::uint64_t id, nlohmann::json body);
+  static Message make_error(std::uint64_t id, ErrorCode code, std::string message);
+  static Message make(MessageType type, nlohmann::json body = nlohmann::json::object());
+};
+
+// Encodes the envelope (not the data frame) as msgpack.
+std::string encode_envelope(const Message& m);
+
+// Decodes and validates an envelope and, for `chunk`, its data frame.
+// Throws ProtocolError naming the problem: oversized frame, not msgpack, not a map,
+// unknown type, missing or mistyped field, trailing bytes, nesting too deep.
+Message decode(const void* envelope, std::size_t size);
+Message decode(std::vector<zmq::message_t>& frames);  // frames without routing id
+
+// msgpack <-> JSON value conversion used for bodies (binary values map to json::binary).
+std::string to_msgpack(const nlohmann::json& value);
+nlohmann::json from_msgpack(const void* data, std::size_t size);  // throws ProtocolError
+
+}  // namespace modelzoo::bus

@@ -1,0 +1,47 @@
+// Model metadata as it travels on the bus (docs/protocol.md, "Model metadata").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace modelzoo::bus {
+
+struct FileInfo {
+  std::string name;    // relative path inside the model, checked by check_file_name
+  std::uint64_t size = 0;
+  std::string sha256;  // 64 lowercase hex digits
+};
+
+struct ModelMetadata {
+  std::string name;
+  std::string version;  // semantic version
+  std::string description;
+  std::string author;
+  std::string license;
+  std::string format;   // e.g. "safetensors", "gguf", "onnx", "raw"
+  std::vector<std::string> tags;
+  std::vector<FileInfo> files;
+
+  std::uint64_t total_size() const;
+  nlohmann::json to_json() const;
+  // Validates every field (names, semver, sha256 shape, duplicate files) and throws
+  // bus::Error(bad_request) naming the first problem.
+  static ModelMetadata from_json(const nlohmann::json& j);
+};
+
+// A model as listed by `list`: its name and the versions a source has.
+struct ModelSummary {
+  std::string name;
+  std::vector<std::string> versions;  // newest first
+  std::string description;
+
+  nlohmann::json to_json() const;
+  static ModelSummary from_json(const nlohmann::json& j);
+};
+
+bool is_sha256_hex(const std::string& s);
+
+}  // namespace modelzoo::bus

@@ -1,0 +1,166 @@
+#include "modelzoo/client.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <random>
+
+#include <zmq_addon.hpp>
+
+#include "modelzoo/bus/socket.h"
+
+namespace modelzoo {
+using Clock = std::chrono::steady_clock;
+
+std::string default_runtime_dir() {
+  if (const char* d = std::getenv("MODELZOO_RUNTIME_DIR"); d && *d) return d;
+  if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x && *x) return std::string(x) + "/modelzoo";
+  return "/tmp/modelzoo-" + std::to_string(::getuid());
+}
+
+namespace {
+
+// Fails fast, without ZeroMQ's silent reconnect loop, when nothing listens on the socket.
+void check_listening(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    ::close(fd);
+    throw DaemonUnavailable("runtime directory path too long for a unix socket: " + path);
+  }
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    if (err == ENOENT) throw DaemonUnavailable("daemon not running (no socket at " + path + ")");
+    if (err == ECONNREFUSED) throw DaemonUnavailable("daemon not running (stale socket at " + path + ")");
+    throw DaemonUnavailable("cannot reach the daemon at " + path + ": " + std::strerror(err));
+  }
+}
+
+}  // namespace
+
+struct Client::Impl {
+  zmq::context_t ctx{1};
+  zmq::socket_t sock{ctx, zmq::socket_type::dealer};
+};
+
+Client::Client(std::string runtime_dir)
+    : runtime_dir_(runtime_dir.empty() ? default_runtime_dir() : std::move(runtime_dir)), impl_(std::make_unique<Impl>()) {
+  std::string path = runtime_dir_ + "/client.sock";
+  check_listening(path);
+  bus::configure_socket(impl_->sock);
+  impl_->sock.connect("ipc://" + path);
+}
+
+Client::~Client() = default;
+
+nlohmann::json Client::call(const std::string& method, nlohmann::json body, std::chrono::milliseconds timeout,
+                            const std::function<void(const nlohmann::json&)>& on_progress) {
+  std::uint64_t id = next_id_++;
+  auto clamp = std::min<std::int64_t>(timeout.count(), UINT32_MAX);
+  bus::Message req = bus::Message::make_request(id, method, std::move(body), static_cast<std::uint32_t>(clamp));
+  if (!bus::send(impl_->sock, req)) throw DaemonUnavailable("cannot send to the daemon (queue full)");
+  // Progress resets the wait: a long pull is fine as long as it moves.
+  auto idle = std::min<std::chrono::milliseconds>(timeout, std::chrono::seconds(60));
+  auto deadline = Clock::now() + timeout;
+  auto idle_deadline = Clock::now() + idle;
+  while (true) {
+    auto now = Clock::now();
+    auto until = std::min(deadline, idle_deadline);
+    if (now >= until) {
+      throw bus::Error(bus::ErrorCode::timeout, "no answer from the daemon to '" + method + "' within " +
+                                                    std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                       (deadline < idle_deadline ? timeout : idle))
+                                                                       .count()) +
+                                                    " ms");
+    }
+    std::optional<bus::Received> r;
+    try {
+      r = bus::receive_for(impl_->sock, false, std::chrono::duration_cast<std::chrono::milliseconds>(until - now));
+    } catch (const bus::ProtocolError& e) {
+      throw bus::Error(bus::ErrorCode::internal, std::string("invalid message from the daemon: ") + e.what());
+    }
+    if (!r) continue;
+    auto& m = r->message;
+    if (m.id != id && !(m.type == bus::MessageType::error && m.id == 0)) continue;  // an older call's late answer
+    switch (m.type) {
+      case bus::MessageType::reply: return std::move(m.body);
+      case bus::MessageType::error: throw bus::Error(*m.error_code, m.error_message);
+      case bus::MessageType::progress:
+        idle_deadline = Clock::now() + idle;
+        if (on_progress) on_progress(m.body);
+        break;
+      default: break;
+    }
+  }
+}
+
+nlohmann::json Client::pull(const std::string& ref, const std::function<void(const nlohmann::json&)>& on_progress,
+                            std::chrono::milliseconds timeout) {
+  return call("pull", {{"model", ref}}, timeout, on_progress);
+}
+
+struct EventSubscriber::Impl {
+  zmq::context_t ctx{1};
+  zmq::socket_t sock{ctx, zmq::socket_type::sub};
+};
+
+EventSubscriber::EventSubscriber(std::string runtime_dir, const std::vector<std::string>& prefixes)
+    : impl_(std::make_unique<Impl>()) {
+  if (runtime_dir.empty()) runtime_dir = default_runtime_dir();
+  std::string path = runtime_dir + "/events.sock";
+  check_listening(path);
+  impl_->sock.set(zmq::sockopt::linger, 0);
+  impl_->sock.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(bus::kMaxEnvelopeBytes));
+  for (const auto& p : prefixes) impl_->sock.set(zmq::sockopt::subscribe, p);
+  // Subscriptions travel to the daemon asynchronously. Subscribe last to a private sync
+  // topic and wait for the daemon's answer on it: then every subscription above is active.
+  std::random_device rd;
+  std::string sync = "_sync." + std::to_string(rd()) + std::to_string(rd());
+  impl_->sock.set(zmq::sockopt::subscribe, sync);
+  impl_->sock.connect("ipc://" + path);
+  auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (Clock::now() < deadline) {
+    zmq::pollitem_t item{impl_->sock.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, std::chrono::milliseconds(100)) <= 0) continue;
+    std::vector<zmq::message_t> frames;
+    (void)zmq::recv_multipart(impl_->sock, std::back_inserter(frames));
+    if (!frames.empty() && frames[0].to_string() == sync) {
+      impl_->sock.set(zmq::sockopt::unsubscribe, sync);
+      return;
+    }
+  }
+  throw DaemonUnavailable("the daemon did not confirm the event subscription within 5 s");
+}
+
+EventSubscriber::~EventSubscriber() = default;
+
+std::optional<Event> EventSubscriber::next(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() < 0) return std::nullopt;
+    zmq::pollitem_t item{impl_->sock.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, left) <= 0) return std::nullopt;
+    std::vector<zmq::message_t> frames;
+    (void)zmq::recv_multipart(impl_->sock, std::back_inserter(frames));
+    if (frames.size() != 2) continue;
+    Event e;
+    e.topic = frames[0].to_string();
+    if (e.topic.rfind("_sync.", 0) == 0) continue;
+    try {
+      e.body = bus::from_msgpack(frames[1].data(), frames[1].size());
+    } catch (const bus::ProtocolError&) {
+      continue;
+    }
+    return e;
+  }
+}
+
+}  // namespace modelzoo

@@ -1,0 +1,538 @@
+// Implementation of the C++ plugin SDK (docs/protocol.md: "Plugin session", "Requests",
+// "Downloads"). Threads: the main loop owns the DEALER socket and is the only thread that
+// talks to the daemon; it sends heartbeats, so a wedged main loop is noticed. Requests run
+// on a small worker pool, downloads on a thread each; they hand finished frames to the
+// main loop through an inproc PUSH/PULL pipe.
+#include "modelzoo/plugin.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "modelzoo/bus/socket.h"
+
+namespace modelzoo::sdk {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+constexpr const char* kOutEndpoint = "inproc://modelzoo-sdk-out";
+constexpr std::size_t kPoolThreads = 4;
+constexpr std::size_t kMaxDownloads = 16;
+constexpr std::uint32_t kDefaultCredit = 8;
+constexpr std::size_t kDefaultChunk = 1u << 20;
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+void on_signal(int sig) { g_stop_signal = sig; }
+
+std::string env_or_empty(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+// Frames a worker wants sent, pushed as one multipart message over inproc.
+void push_message(zmq::socket_t& push, bus::Message& m) {
+  std::string env = bus::encode_envelope(m);
+  if (m.type == bus::MessageType::chunk) {
+    push.send(zmq::buffer(env), zmq::send_flags::sndmore);
+    push.send(m.data, zmq::send_flags::none);
+  } else {
+    push.send(zmq::buffer(env), zmq::send_flags::none);
+  }
+}
+
+bus::Message error_from_exception(std::uint64_t id) {
+  try {
+    throw;
+  } catch (const bus::Error& e) {
+    return bus::Message::make_error(id, e.code(), e.what());
+  } catch (const std::exception& e) {
+    return bus::Message::make_error(id, ErrorCode::internal, e.what());
+  } catch (...) {
+    return bus::Message::make_error(id, ErrorCode::internal, "unknown exception in handler");
+  }
+}
+
+std::string require_string(const json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || !it->is_string())
+    throw Error(ErrorCode::bad_request, std::string("request lacks string parameter '") + key + "'");
+  return it->get<std::string>();
+}
+
+std::string optional_version(const json& body) {
+  auto it = body.find("version");
+  if (it == body.end() || it->is_null()) return {};
+  if (!it->is_string()) throw Error(ErrorCode::bad_request, "parameter 'version' is not a string");
+  std::string v = it->get<std::string>();
+  if (!v.empty())
+    if (auto why = bus::check_version(v)) throw Error(ErrorCode::bad_request, *why);
+  return v;
+}
+
+std::string model_name(const json& body) {
+  std::string name = require_string(body, "name");
+  if (auto why = bus::check_model_name(name)) throw Error(ErrorCode::bad_request, *why);
+  return name;
+}
+
+std::uint64_t optional_uint(const json& body, const char* key, std::uint64_t def, std::uint64_t lo,
+                            std::uint64_t hi) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return def;
+  if (!it->is_number_unsigned())
+    throw Error(ErrorCode::bad_request, std::string("parameter '") + key + "' is not a non-negative integer");
+  auto v = it->get<std::uint64_t>();
+  if (v < lo || v > hi)
+    throw Error(ErrorCode::bad_request, std::string("parameter '") + key + "' is out of range [" +
+                                            std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return v;
+}
+
+// Flow-control state of one download, shared by its thread and the main loop.
+struct DownloadState {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::uint64_t credit = 0;
+  bool cancelled = false;
+};
+
+class Session;
+
+class SinkImpl final : public ChunkSink {
+ public:
+  SinkImpl(Session& s, zmq::socket_t& push, std::uint64_t id, std::shared_ptr<DownloadState> st,
+           std::size_t chunk, std::chrono::milliseconds idle, std::uint64_t offset)
+      : session_(s), push_(push), id_(id), state_(std::move(st)), chunk_(chunk), idle_(idle), offset_(offset) {}
+
+  void write(const void* data, std::size_t size) override;
+  std::size_t chunk_size() const override { return chunk_; }
+  std::uint64_t sent() const { return sent_; }
+
+ private:
+  Session& session_;
+  zmq::socket_t& push_;
+  std::uint64_t id_;
+  std::shared_ptr<DownloadState> state_;
+  std::size_t chunk_;
+  std::chrono::milliseconds idle_;
+  std::uint64_t offset_;
+  std::uint64_t sent_ = 0;
+};
+
+class Session {
+ public:
+  Session(Registry& r, const PluginInfo& info) : registry_(r), info_(info), ctx_(1) {}
+
+  int run();
+  bool stopping() const { return stopping_.load(); }
+
+ private:
+  struct Task {
+    bus::Message request;
+    Clock::time_point deadline;
+  };
+
+  bool handshake();
+  void main_loop();
+  void on_message(bus::Message& m);
+  void start_download(bus::Message& m);
+  void worker();
+  bus::Message handle(const bus::Message& req);
+  void shutdown_threads();
+
+  Registry& registry_;
+  PluginInfo info_;
+  zmq::context_t ctx_;
+  std::unique_ptr<zmq::socket_t> dealer_;
+  std::unique_ptr<zmq::socket_t> pull_;
+  std::chrono::milliseconds heartbeat_{1000};
+  int liveness_ = 3;
+  std::atomic<bool> stopping_{false};
+  int exit_code_ = 0;
+
+  std::mutex mu_;  // guards tasks_, downloads_, running_
+  std::condition_variable cv_;
+  std::deque<Task> tasks_;
+  std::map<std::uint64_t, std::shared_ptr<DownloadState>> downloads_;
+  std::size_t running_ = 0;  // threads still inside a handler or download
+  std::vector<std::thread> threads_;
+
+  friend class SinkImpl;
+};
+
+void SinkImpl::write(const void* data, std::size_t size) {
+  auto p = static_cast<const char*>(data);
+  while (size > 0) {
+    {
+      std::unique_lock lk(state_->mu);
+      bool ok = state_->cv.wait_for(lk, idle_, [&] {
+        return state_->credit > 0 || state_->cancelled || session_.stopping();
+      });
+      if (state_->cancelled) throw Error(ErrorCode::unavailable, "download cancelled by the daemon");
+      if (session_.stopping()) throw Error(ErrorCode::unavailable, "plugin is stopping");
+      if (!ok) throw Error(ErrorCode::timeout, "no credit from the daemon within the stall timeout");
+      --state_->credit;
+    }
+    std::size_t n = std::min(size, chunk_);
+    bus::Message m = bus::Message::make(bus::MessageType::chunk, {{"offset", offset_ + sent_}});
+    m.id = id_;
+    m.data = zmq::message_t(p, n);
+    push_message(push_, m);
+    p += n;
+    size -= n;
+    sent_ += n;
+  }
+}
+
+bool Session::handshake() {
+  json hello = {
+      {"protocol", json::array({bus::kProtocolVersion})},
+      {"plugin_id", env_or_empty("MODELZOO_PLUGIN_ID")},
+      {"token", env_or_empty("MODELZOO_TOKEN")},
+      {"name", info_.name},
+      {"version", info_.version},
+      {"pid", static_cast<std::int64_t>(::getpid())},
+      {"kind", "registry"},
+      {"capabilities", json::array({"metadata", "exists", "list", "download"})},
+      {"priority", info_.priority},
+      {"handles", info_.handles},
+  };
+  auto m = bus::Message::make(bus::MessageType::hello, hello);
+  bus::send(*dealer_, m);
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (Clock::now() < deadline && !g_stop_signal) {
+    std::optional<bus::Received> r;
+    try {
+      r = bus::receive_for(*dealer_, false, std::chrono::milliseconds(100));
+    } catch (const bus::ProtocolError& e) {
+      log("error", std::string("invalid message from the daemon during handshake: ") + e.what());
+      continue;
+    }
+    if (!r) continue;
+    auto& msg = r->message;
+    if (msg.type == bus::MessageType::reject) {
+      log("error", "daemon rejected the hello: " + std::string(bus::to_string(*msg.error_code)) + ": " +
+                       msg.error_message);
+      exit_code_ = 3;
+      return false;
+    }
+    if (msg.type != bus::MessageType::welcome) continue;
+    const auto& b = msg.body;
+    if (b.value("protocol", 0) != bus::kProtocolVersion) {
+      log("error", "daemon chose a protocol version this SDK does not speak");
+      exit_code_ = 3;
+      return false;
+    }
+    heartbeat_ = std::chrono::milliseconds(std::max<std::uint64_t>(10, b.value("heartbeat_ms", 1000u)));
+    liveness_ = std::max(2, b.value("heartbeat_liveness", 3));
+    json config = b.contains("config") && b["config"].is_object() ? b["config"] : json::object();
+    try {
+      registry_.configure(config);
+    } catch (const std::exception& e) {
+      log("error", std::string("configuration rejected: ") + e.what());
+      auto bye = bus::Message::make(bus::MessageType::goodbye, {{"reason", std::string("configuration rejected: ") + e.what()}});
+      bus::send(*dealer_, bye);
+      exit_code_ = 1;
+      return false;
+    }
+    return true;
+  }
+  log("error", g_stop_signal ? "stopped by signal during handshake" : "no welcome from the daemon within 10 s");
+  exit_code_ = g_stop_signal ? 0 : 3;
+  return false;
+}
+
+bus::Message Session::handle(const bus::Message& req) {
+  const json& b = req.body;
+  if (req.method == "metadata") {
+    return bus::Message::make_reply(req.id, registry_.metadata(model_name(b), optional_version(b)).to_json());
+  }
+  if (req.method == "exists") {
+    return bus::Message::make_reply(req.id, {{"exists", registry_.exists(model_name(b), optional_version(b))}});
+  }
+  if (req.method == "list") {
+    auto models = json::array();
+    for (const auto& s : registry_.list()) models.push_back(s.to_json());
+    return bus::Message::make_reply(req.id, {{"models", models}});
+  }
+  throw Error(ErrorCode::bad_request, "unknown method '" + req.method + "'");
+}
+
+void Session::worker() {
+  zmq::socket_t push(ctx_, zmq::socket_type::push);
+  push.set(zmq::sockopt::linger, 0);
+  push.connect(kOutEndpoint);
+  while (true) {
+    Task t;
+    {
+      std::unique_lock lk(mu_);
+      cv_.wait(lk, [&] { return !tasks_.empty() || stopping_; });
+      if (stopping_) return;
+      t = std::move(tasks_.front());
+      tasks_.pop_front();
+      ++running_;
+    }
+    bus::Message out;
+    if (Clock::now() > t.deadline) {
+      out = bus::Message::make_error(t.request.id, ErrorCode::timeout, "deadline passed before the request started");
+    } else {
+      try {
+        out = handle(t.request);
+      } catch (...) {
+        out = error_from_exception(t.request.id);
+      }
+    }
+    push_message(push, out);
+    std::lock_guard lk(mu_);
+    --running_;
+    cv_.notify_all();
+  }
+}
+
+void Session::start_download(bus::Message& m) {
+  DownloadRequest req;
+  std::size_t chunk;
+  std::uint64_t credit;
+  try {
+    req.name = model_name(m.body);
+    req.version = require_string(m.body, "version");
+    if (auto why = bus::check_version(req.version)) throw Error(ErrorCode::bad_request, *why);
+    req.file = require_string(m.body, "file");
+    if (auto why = bus::check_file_name(req.file)) throw Error(ErrorCode::bad_request, *why);
+    req.offset = optional_uint(m.body, "offset", 0, 0, UINT64_MAX);
+    credit = optional_uint(m.body, "credit", kDefaultCredit, 1, 1024);
+    chunk = optional_uint(m.body, "chunk_size", kDefaultChunk, 4096, bus::kMaxDataBytes);
+  } catch (...) {
+    auto err = error_from_exception(m.id);
+    bus::send(*dealer_, err);
+    return;
+  }
+  auto st = std::make_shared<DownloadState>();
+  st->credit = credit;
+  {
+    std::lock_guard lk(mu_);
+    if (downloads_.size() >= kMaxDownloads || downloads_.count(m.id)) {
+      auto err = bus::Message::make_error(m.id, ErrorCode::unavailable,
+                                          downloads_.count(m.id) ? "download id already in use" : "too many downloads at once");
+      bus::send(*dealer_, err);
+      return;
+    }
+    downloads_[m.id] = st;
+    ++running_;
+  }
+  auto idle = std::chrono::milliseconds(m.timeout_ms ? m.timeout_ms : 60000);
+  std::uint64_t id = m.id;
+  threads_.emplace_back([this, req, st, chunk, idle, id] {
+    zmq::socket_t push(ctx_, zmq::socket_type::push);
+    push.set(zmq::sockopt::linger, 0);
+    push.connect(kOutEndpoint);
+    SinkImpl sink(*this, push, id, st, chunk, idle, req.offset);
+    bus::Message out;
+    try {
+      registry_.download(req, sink);
+      out = bus::Message::make_reply(id, {{"offset", req.offset}, {"size", sink.sent()}});
+    } catch (...) {
+      out = error_from_exception(id);
+    }
+    if (!st->cancelled) push_message(push, out);
+    std::lock_guard lk(mu_);
+    downloads_.erase(id);
+    --running_;
+    cv_.notify_all();
+  });
+}
+
+void Session::on_message(bus::Message& m) {
+  switch (m.type) {
+    case bus::MessageType::request: {
+      if (stopping_) {
+        auto err = bus::Message::make_error(m.id, ErrorCode::unavailable, "plugin is stopping");
+        bus::send(*dealer_, err);
+        return;
+      }
+      if (m.method == "download") {
+        start_download(m);
+        return;
+      }
+      auto deadline = m.timeout_ms ? Clock::now() + std::chrono::milliseconds(m.timeout_ms) : Clock::time_point::max();
+      std::lock_guard lk(mu_);
+      tasks_.push_back({std::move(m), deadline});
+      cv_.notify_one();
+      return;
+    }
+    case bus::MessageType::credit:
+    case bus::MessageType::cancel: {
+      std::shared_ptr<DownloadState> st;
+      {
+        std::lock_guard lk(mu_);
+        auto it = downloads_.find(m.id);
+        if (it == downloads_.end()) return;  // finished already: nothing to do
+        st = it->second;
+      }
+      std::lock_guard lk(st->mu);
+      if (m.type == bus::MessageType::cancel) st->cancelled = true;
+      else st->credit += std::min<std::uint64_t>(m.body.value("chunks", 0u), 1024);
+      st->cv.notify_all();
+      return;
+    }
+    case bus::MessageType::goodbye:
+      log("info", "daemon asked the plugin to stop");
+      stopping_ = true;
+      return;
+    default:
+      return;  // heartbeats only refresh liveness; anything else is ignored
+  }
+}
+
+void Session::main_loop() {
+  auto last_heard = Clock::now();
+  auto next_beat = Clock::now() + heartbeat_;
+  const auto silence_limit = heartbeat_ * liveness_;
+  while (!stopping_) {
+    if (g_stop_signal) {
+      log("info", "stopping on signal " + std::to_string(static_cast<int>(g_stop_signal)));
+      break;
+    }
+    zmq::pollitem_t items[] = {{dealer_->handle(), 0, ZMQ_POLLIN, 0}, {pull_->handle(), 0, ZMQ_POLLIN, 0}};
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_beat - Clock::now());
+    zmq::poll(items, 2, std::clamp(wait, std::chrono::milliseconds(0), heartbeat_));
+    auto now = Clock::now();
+    if (items[0].revents & ZMQ_POLLIN) {
+      for (int i = 0; i < 256; ++i) {  // drain a batch, then let the other work run
+        std::optional<bus::Received> r;
+        try {
+          r = bus::receive(*dealer_, false);
+        } catch (const bus::ProtocolError& e) {
+          log("warn", std::string("dropped an invalid message from the daemon: ") + e.what());
+          last_heard = now;
+          continue;
+        }
+        if (!r) break;
+        last_heard = now;
+        on_message(r->message);
+      }
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      for (int i = 0; i < 256; ++i) {
+        std::vector<zmq::message_t> frames;
+        zmq::message_t f;
+        if (!pull_->recv(f, zmq::recv_flags::dontwait)) break;
+        bool more = f.more();
+        frames.push_back(std::move(f));
+        while (more) {
+          zmq::message_t g;
+          (void)pull_->recv(g);
+          more = g.more();
+          frames.push_back(std::move(g));
+        }
+        for (std::size_t k = 0; k < frames.size(); ++k)
+          dealer_->send(frames[k], k + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+      }
+    }
+    if (now >= next_beat) {
+      auto hb = bus::Message::make(bus::MessageType::heartbeat);
+      bus::send(*dealer_, hb);
+      next_beat = now + heartbeat_;
+    }
+    if (now - last_heard > silence_limit) {
+      log("error", "daemon silent for " +
+                       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard).count()) +
+                       " ms; exiting");
+      exit_code_ = 4;
+      break;
+    }
+  }
+}
+
+void Session::shutdown_threads() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+    for (auto& [id, st] : downloads_) {
+      std::lock_guard l2(st->mu);
+      st->cancelled = true;
+      st->cv.notify_all();
+    }
+  }
+  cv_.notify_all();
+  std::unique_lock lk(mu_);
+  bool idle = cv_.wait_for(lk, std::chrono::seconds(2), [&] { return running_ == 0; });
+  lk.unlock();
+  if (!idle) {
+    // A handler is stuck in user code; it cannot be interrupted safely. Leave at once
+    // rather than hang: the daemon treats us as exited either way.
+    log("warn", "a handler did not finish within 2 s of shutdown; exiting without it");
+    std::fflush(stderr);
+    std::_Exit(exit_code_);
+  }
+  for (auto& t : threads_) t.join();
+}
+
+int Session::run() {
+  std::string endpoint = env_or_empty("MODELZOO_ENDPOINT");
+  if (endpoint.empty()) {
+    log("error", "MODELZOO_ENDPOINT is not set: this program is a modelzoo plugin and is started by modelzood "
+                 "(or by `modelzoo plugin test`)");
+    return 2;
+  }
+  dealer_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+  bus::configure_socket(*dealer_);
+  dealer_->connect(endpoint);
+  pull_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pull);
+  pull_->set(zmq::sockopt::linger, 0);
+  pull_->bind(kOutEndpoint);
+
+  if (handshake()) {
+    for (std::size_t i = 0; i < kPoolThreads; ++i) threads_.emplace_back([this] { worker(); });
+    main_loop();
+    auto bye = bus::Message::make(bus::MessageType::goodbye, {{"reason", "plugin stopping"}});
+    bus::send(*dealer_, bye);
+    shutdown_threads();
+  }
+  pull_.reset();
+  dealer_.reset();
+  return exit_code_;
+}
+
+}  // namespace
+
+bool Registry::exists(const std::string& name, const std::string& version) {
+  try {
+    metadata(name, version);
+    return true;
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::not_found) return false;
+    throw;
+  }
+}
+
+void log(const char* level, const std::string& message) {
+  // One write per line so lines from several threads never interleave.
+  std::string line = std::string(level) + " " + message + "\n";
+  (void)!::write(STDERR_FILENO, line.data(), line.size());
+}
+
+int run(Registry& registry, const PluginInfo& info, int argc, char** argv) {
+  (void)argc;
+  (void)argv;
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  Session s(registry, info);
+  return s.run();
+}
+
+}  // namespace modelzoo::sdk

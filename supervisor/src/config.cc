@@ -1,0 +1,417 @@
+#include "config.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "modelzoo/bus/names.h"
+
+namespace modelzoo::supervisor {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const std::string kDefaultConfig = R"(# modelzood embedded default configuration.
+# Print it with `modelzood --print-default-config`, edit, and start with `--config FILE`.
+heartbeat_interval_ms: 1000
+sources:
+  # Model files in a directory tree: <data_dir>/models/<model>/<version>/<files>
+  - name: local
+    plugin: local-file
+    priority: 10
+    config:
+      root: ${data_dir}/models
+  # Models held in memory; serves the demo model `demo/tiny`.
+  - name: memory
+    plugin: memory
+    priority: 0
+    config:
+      models:
+        - name: demo/tiny
+          version: 1.0.0
+          description: A tiny demo model of pseudo-random weights, served from memory
+          author: modelzoo
+          license: CC0-1.0
+          format: raw
+          tags: [demo]
+          files:
+            - name: README.md
+              content: "# demo/tiny\n\nPseudo-random weights for trying modelzoo out.\n"
+            - name: weights.bin
+              size: 16777216
+              seed: 1
+)";
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+fs::path home() {
+  std::string h = env("HOME");
+  return h.empty() ? fs::path("/tmp") : fs::path(h);
+}
+
+json scalar_to_json(const YAML::Node& n) {
+  const std::string& s = n.Scalar();
+  if (n.Tag() == "!") return s;  // quoted: always a string
+  if (s == "true" || s == "True" || s == "yes") return true;
+  if (s == "false" || s == "False" || s == "no") return false;
+  if (s == "null" || s == "~" || s.empty()) return nullptr;
+  char* end = nullptr;
+  errno = 0;
+  if (s[0] == '-') {
+    long long v = std::strtoll(s.c_str(), &end, 10);
+    if (*end == 0 && errno == 0) return v;
+  } else {
+    unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+    if (*end == 0 && errno == 0 && std::isdigit(static_cast<unsigned char>(s[0]))) return v;
+  }
+  double d = std::strtod(s.c_str(), &end);
+  if (*end == 0 && (std::isdigit(static_cast<unsigned char>(s[0])) || s[0] == '-' || s[0] == '.')) return d;
+  return s;
+}
+
+json node_to_json(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined: return nullptr;
+    case YAML::NodeType::Scalar: return scalar_to_json(n);
+    case YAML::NodeType::Sequence: {
+      json a = json::array();
+      for (const auto& e : n) a.push_back(node_to_json(e));
+      return a;
+    }
+    case YAML::NodeType::Map: {
+      json m = json::object();
+      for (const auto& kv : n) m[kv.first.as<std::string>()] = node_to_json(kv.second);
+      return m;
+    }
+  }
+  return nullptr;
+}
+
+// Reading typed settings with errors that name the file and the setting.
+struct Reader {
+  std::string origin;
+
+  [[noreturn]] void fail(const std::string& where, const std::string& what) const {
+    throw ConfigError(origin + ": " + where + ": " + what);
+  }
+  void only_keys(const json& m, const std::string& where, std::initializer_list<const char*> keys) const {
+    if (!m.is_object()) fail(where, "must be a map");
+    std::set<std::string> allowed(keys.begin(), keys.end());
+    for (const auto& [k, _] : m.items())
+      if (!allowed.count(k)) fail(where, "unknown setting '" + k + "'");
+  }
+  std::optional<std::string> str(const json& m, const char* key, const std::string& where) const {
+    auto it = m.find(key);
+    if (it == m.end() || it->is_null()) return std::nullopt;
+    if (it->is_string()) return it->get<std::string>();
+    if (it->is_number() || it->is_boolean()) return it->dump();
+    fail(where + "." + key, "must be a string");
+  }
+  std::optional<long long> integer(const json& m, const char* key, const std::string& where, long long lo,
+                                   long long hi) const {
+    auto it = m.find(key);
+    if (it == m.end() || it->is_null()) return std::nullopt;
+    if (!it->is_number_integer()) fail(where + "." + key, "must be an integer");
+    long long v = it->get<long long>();
+    if (v < lo || v > hi) fail(where + "." + key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    return v;
+  }
+  std::optional<std::vector<std::string>> strings(const json& m, const char* key, const std::string& where) const {
+    auto it = m.find(key);
+    if (it == m.end() || it->is_null()) return std::nullopt;
+    std::vector<std::string> out;
+    if (it->is_string()) return std::vector<std::string>{it->get<std::string>()};
+    if (!it->is_array()) fail(where + "." + key, "must be a list of strings");
+    for (const auto& e : *it) {
+      if (!e.is_string()) fail(where + "." + key, "must be a list of strings");
+      out.push_back(e.get<std::string>());
+    }
+    return out;
+  }
+  void restart(const json& m, const std::string& where, RestartPolicy& p) const {
+    auto it = m.find("restart");
+    if (it == m.end() || it->is_null()) return;
+    std::string w = where + ".restart";
+    only_keys(*it, w, {"policy", "backoff_initial_ms", "backoff_max_ms", "stable_after_ms", "max_failures",
+                       "hello_timeout_ms"});
+    if (auto s = str(*it, "policy", w)) {
+      if (*s == "always") p.mode = RestartPolicy::Mode::always;
+      else if (*s == "on-failure") p.mode = RestartPolicy::Mode::on_failure;
+      else if (*s == "never") p.mode = RestartPolicy::Mode::never;
+      else fail(w + ".policy", "must be always, on-failure or never");
+    }
+    if (auto v = integer(*it, "backoff_initial_ms", w, 0, 3600000)) p.backoff_initial = milliseconds(*v);
+    if (auto v = integer(*it, "backoff_max_ms", w, 0, 86400000)) p.backoff_max = milliseconds(*v);
+    if (auto v = integer(*it, "stable_after_ms", w, 0, 86400000)) p.stable_after = milliseconds(*v);
+    if (auto v = integer(*it, "max_failures", w, 1, 1000)) p.max_failures = static_cast<int>(*v);
+    if (auto v = integer(*it, "hello_timeout_ms", w, 100, 600000)) p.hello_timeout = milliseconds(*v);
+  }
+  void handles(const std::optional<std::vector<std::string>>& h, const std::string& where) const {
+    if (!h) return;
+    for (const auto& p : *h)
+      if (p.empty() || p.size() > 200) fail(where + ".handles", "pattern '" + p + "' must have 1 to 200 characters");
+  }
+};
+
+// Expands ${data_dir}, ${cache_dir}, ${runtime_dir} and ${ENVIRONMENT_VARIABLE} in strings.
+void expand(json& v, const DaemonConfig& c) {
+  if (v.is_string()) {
+    std::string s = v.get<std::string>(), out;
+    for (std::size_t i = 0; i < s.size();) {
+      if (s.compare(i, 2, "${") == 0) {
+        auto end = s.find('}', i);
+        if (end != std::string::npos) {
+          std::string key = s.substr(i + 2, end - i - 2);
+          if (key == "data_dir") out += c.data_dir.string();
+          else if (key == "cache_dir") out += c.cache_dir.string();
+          else if (key == "runtime_dir") out += c.runtime_dir.string();
+          else out += env(key.c_str());
+          i = end + 1;
+          continue;
+        }
+      }
+      out += s[i++];
+    }
+    v = out;
+  } else if (v.is_array() || v.is_object()) {
+    for (auto& e : v) expand(e, c);
+  }
+}
+
+Manifest builtin(const std::string& name, const fs::path& exe_dir) {
+  Manifest m;
+  m.name = name;
+  m.version = MODELZOO_VERSION;
+  m.command = {(exe_dir / ("modelzoo-plugin-" + name)).string()};
+  m.dir = exe_dir;
+  return m;
+}
+
+Manifest parse_manifest(const json& j, const std::string& origin, const fs::path& dir, const RestartPolicy& defaults) {
+  Reader r{origin};
+  r.only_keys(j, "manifest", {"name", "version", "kind", "command", "priority", "handles", "restart", "config"});
+  Manifest m;
+  m.dir = dir;
+  m.restart = defaults;
+  auto name = r.str(j, "name", "manifest");
+  if (!name) r.fail("manifest.name", "is required");
+  if (auto why = bus::check_plugin_name(*name)) r.fail("manifest.name", *why);
+  m.name = *name;
+  if (auto v = r.str(j, "version", "manifest")) {
+    if (auto why = bus::check_version(*v)) r.fail("manifest.version", *why);
+    m.version = *v;
+  }
+  if (auto k = r.str(j, "kind", "manifest")) {
+    if (*k != "registry") r.fail("manifest.kind", "'" + *k + "' is not supported (only 'registry')");
+    m.kind = *k;
+  }
+  auto cmd = r.strings(j, "command", "manifest");
+  if (!cmd || cmd->empty() || (*cmd)[0].empty()) r.fail("manifest.command", "is required (a program and its arguments)");
+  m.command = *cmd;
+  if (fs::path(m.command[0]).is_relative() && m.command[0].find('/') != std::string::npos)
+    m.command[0] = (dir / m.command[0]).lexically_normal().string();
+  if (auto p = r.integer(j, "priority", "manifest", -1000000, 1000000)) m.priority = static_cast<int>(*p);
+  m.handles = r.strings(j, "handles", "manifest");
+  r.handles(m.handles, "manifest");
+  r.restart(j, "manifest", m.restart);
+  if (auto it = j.find("config"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) r.fail("manifest.config", "must be a map");
+    m.config = *it;
+  }
+  return m;
+}
+
+std::string read_file(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) throw ConfigError(file.string() + ": cannot be read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void merge(json& base, const json& over) {
+  for (const auto& [k, v] : over.items()) {
+    if (v.is_object() && base.contains(k) && base[k].is_object()) merge(base[k], v);
+    else base[k] = v;
+  }
+}
+
+}  // namespace
+
+const std::string& default_config_yaml() { return kDefaultConfig; }
+
+nlohmann::json yaml_to_json(const std::string& yaml_text) { return node_to_json(YAML::Load(yaml_text)); }
+
+Manifest load_manifest(const fs::path& file, const RestartPolicy& defaults) {
+  json j;
+  try {
+    j = yaml_to_json(read_file(file));
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(file.string() + ": not valid YAML: " + e.what());
+  }
+  return parse_manifest(j, file.string(), file.parent_path(), defaults);
+}
+
+DaemonConfig parse_config(const std::string& yaml_text, const std::string& origin, const fs::path& exe_dir) {
+  json j;
+  try {
+    j = yaml_to_json(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(origin + ": not valid YAML: " + e.what());
+  }
+  if (j.is_null()) j = json::object();
+  Reader r{origin};
+  r.only_keys(j, "top level", {"runtime_dir", "cache_dir", "data_dir", "plugin_dirs", "heartbeat_interval_ms",
+                               "heartbeat_liveness", "request_timeout_ms", "download_stall_timeout_ms",
+                               "stop_timeout_ms", "log_level", "restart", "sources"});
+  DaemonConfig c;
+  std::string uid = std::to_string(::getuid());
+  // Each directory: environment variable, then the file, then the XDG default.
+  auto dir = [&](const char* key, const char* env_name, const fs::path& def) -> fs::path {
+    if (auto e = env(env_name); !e.empty()) return e;
+    if (auto v = r.str(j, key, "top level"); v && !v->empty()) return *v;
+    return def;
+  };
+  std::string xdg_run = env("XDG_RUNTIME_DIR");
+  c.runtime_dir = dir("runtime_dir", "MODELZOO_RUNTIME_DIR",
+                      xdg_run.empty() ? fs::path("/tmp/modelzoo-" + uid) : fs::path(xdg_run) / "modelzoo");
+  std::string xdg_cache = env("XDG_CACHE_HOME");
+  c.cache_dir = dir("cache_dir", "MODELZOO_CACHE_DIR",
+                    (xdg_cache.empty() ? home() / ".cache" : fs::path(xdg_cache)) / "modelzoo");
+  std::string xdg_data = env("XDG_DATA_HOME");
+  c.data_dir = dir("data_dir", "MODELZOO_DATA_DIR",
+                   (xdg_data.empty() ? home() / ".local" / "share" : fs::path(xdg_data)) / "modelzoo");
+  if (auto dirs = r.strings(j, "plugin_dirs", "top level")) {
+    for (auto& d : *dirs) {
+      json v = d;
+      expand(v, c);
+      c.plugin_dirs.emplace_back(v.get<std::string>());
+    }
+  } else {
+    c.plugin_dirs.push_back(c.data_dir / "plugins");
+  }
+  if (auto v = r.integer(j, "heartbeat_interval_ms", "top level", 10, 600000)) c.heartbeat_interval = milliseconds(*v);
+  if (auto e = env("MODELZOO_HEARTBEAT_INTERVAL_MS"); !e.empty()) c.heartbeat_interval = milliseconds(std::stoll(e));
+  if (auto v = r.integer(j, "heartbeat_liveness", "top level", 2, 100)) c.heartbeat_liveness = static_cast<int>(*v);
+  if (auto v = r.integer(j, "request_timeout_ms", "top level", 10, 3600000)) c.request_timeout = milliseconds(*v);
+  if (auto v = r.integer(j, "download_stall_timeout_ms", "top level", 100, 3600000))
+    c.download_stall_timeout = milliseconds(*v);
+  if (auto v = r.integer(j, "stop_timeout_ms", "top level", 10, 600000)) c.stop_timeout = milliseconds(*v);
+  if (auto v = r.str(j, "log_level", "top level")) c.log_level = *v;
+  if (auto e = env("MODELZOO_LOG_LEVEL"); !e.empty()) c.log_level = e;
+  RestartPolicy defaults;
+  r.restart(j, "top level", defaults);
+
+  // Manifests from plugin directories: <dir>/<plugin>/plugin.yaml. A broken one is skipped.
+  std::map<std::string, Manifest> manifests;
+  for (const auto& d : c.plugin_dirs) {
+    std::error_code ec;
+    if (!fs::is_directory(d, ec)) continue;
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(d, ec))
+      if (fs::is_regular_file(e.path() / "plugin.yaml", ec)) files.push_back(e.path() / "plugin.yaml");
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      try {
+        Manifest m = load_manifest(f, defaults);
+        if (manifests.count(m.name)) {
+          c.warnings.push_back(f.string() + ": plugin '" + m.name + "' is already defined; skipped");
+          continue;
+        }
+        manifests[m.name] = std::move(m);
+      } catch (const std::exception& e) {
+        c.warnings.push_back(std::string(e.what()) + "; plugin skipped");
+      }
+    }
+  }
+
+  std::set<std::string> names, used_manifests;
+  auto add_source = [&](Source s) {
+    if (!names.insert(s.name).second) r.fail("sources", "two sources are named '" + s.name + "'");
+    expand(s.config, c);
+    c.sources.push_back(std::move(s));
+  };
+  if (auto it = j.find("sources"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) r.fail("sources", "must be a list");
+    for (std::size_t i = 0; i < it->size(); ++i) {
+      const json& sj = (*it)[i];
+      std::string w = "sources[" + std::to_string(i) + "]";
+      r.only_keys(sj, w, {"name", "plugin", "command", "priority", "handles", "config", "restart", "enabled"});
+      if (auto en = sj.find("enabled"); en != sj.end() && en->is_boolean() && !en->get<bool>()) continue;
+      Source s;
+      auto name = r.str(sj, "name", w);
+      if (!name) r.fail(w + ".name", "is required");
+      if (auto why = bus::check_plugin_name(*name)) r.fail(w + ".name", *why);
+      s.name = *name;
+      auto plugin = r.str(sj, "plugin", w);
+      auto command = r.strings(sj, "command", w);
+      if (plugin && command) r.fail(w, "give either 'plugin' or 'command', not both");
+      if (plugin) {
+        if (auto m = manifests.find(*plugin); m != manifests.end()) {
+          s.manifest = m->second;
+          used_manifests.insert(*plugin);
+        } else if (*plugin == "memory" || *plugin == "local-file") {
+          s.manifest = builtin(*plugin, exe_dir);
+          s.manifest.restart = defaults;
+        } else {
+          r.fail(w + ".plugin", "no plugin named '" + *plugin + "' (built in: memory, local-file; or a manifest in plugin_dirs)");
+        }
+      } else if (command) {
+        if (command->empty()) r.fail(w + ".command", "is empty");
+        s.manifest.name = s.name;
+        s.manifest.command = *command;
+        s.manifest.restart = defaults;
+        s.manifest.dir = fs::path(origin).parent_path();
+      } else {
+        r.fail(w, "needs 'plugin' (a plugin name) or 'command' (a program and its arguments)");
+      }
+      s.restart = s.manifest.restart;
+      r.restart(sj, w, s.restart);
+      if (auto p = r.integer(sj, "priority", w, -1000000, 1000000)) s.priority = static_cast<int>(*p);
+      else s.priority = s.manifest.priority;
+      s.handles = r.strings(sj, "handles", w);
+      r.handles(s.handles, w);
+      if (!s.handles) s.handles = s.manifest.handles;
+      s.config = s.manifest.config;
+      if (auto cfg = sj.find("config"); cfg != sj.end() && !cfg->is_null()) {
+        if (!cfg->is_object()) r.fail(w + ".config", "must be a map");
+        merge(s.config, *cfg);
+      }
+      add_source(std::move(s));
+    }
+  }
+  // A manifest no source refers to runs as one source of its own name.
+  for (auto& [name, m] : manifests) {
+    if (used_manifests.count(name)) continue;
+    if (names.count(name)) {
+      c.warnings.push_back("plugin '" + name + "' from " + m.dir.string() + " has the name of a source; skipped");
+      continue;
+    }
+    Source s;
+    s.name = name;
+    s.manifest = m;
+    s.priority = m.priority;
+    s.handles = m.handles;
+    s.config = m.config;
+    s.restart = m.restart;
+    add_source(std::move(s));
+  }
+  return c;
+}
+
+DaemonConfig load_config(const fs::path& path, const fs::path& exe_dir) {
+  if (path.empty()) return parse_config(kDefaultConfig, "embedded default configuration", exe_dir);
+  return parse_config(read_file(path), path.string(), exe_dir);
+}
+
+}  // namespace modelzoo::supervisor

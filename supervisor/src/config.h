@@ -1,0 +1,88 @@
+// Daemon configuration and plugin manifests (docs/configuration.md).
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace modelzoo::supervisor {
+
+using std::chrono::milliseconds;
+
+// When and how fast a plugin is restarted (docs/configuration.md, "Restart policy").
+struct RestartPolicy {
+  enum class Mode { always, on_failure, never };
+  Mode mode = Mode::always;
+  milliseconds backoff_initial{100};  // delay after the first failed run
+  milliseconds backoff_max{30000};    // the delay doubles per failure up to this
+  milliseconds stable_after{5000};    // a run this long (after hello) is stable: restart at once
+  int max_failures = 5;               // this many failed runs in a row: state `failed`
+  milliseconds hello_timeout{10000};  // a start without hello in this time is a failure
+};
+
+// A plugin as described by its manifest (plugin.yaml) or built in.
+struct Manifest {
+  std::string name;
+  std::string version = "0.0.0";
+  std::string kind = "registry";
+  std::vector<std::string> command;  // argv; a relative command[0] is resolved against `dir`
+  std::filesystem::path dir;         // where the manifest lives
+  std::optional<int> priority;
+  std::optional<std::vector<std::string>> handles;
+  RestartPolicy restart;
+  nlohmann::json config = nlohmann::json::object();
+};
+
+// A source: one running instance of a plugin, with its own name, priority and config.
+struct Source {
+  std::string name;      // instance name, unique
+  Manifest manifest;     // resolved plugin
+  std::optional<int> priority;
+  std::optional<std::vector<std::string>> handles;
+  nlohmann::json config = nlohmann::json::object();  // the manifest's config, overlaid
+  RestartPolicy restart;
+};
+
+struct DaemonConfig {
+  std::filesystem::path runtime_dir;
+  std::filesystem::path cache_dir;
+  std::filesystem::path data_dir;
+  std::vector<std::filesystem::path> plugin_dirs;
+  milliseconds heartbeat_interval{1000};
+  int heartbeat_liveness = 3;
+  milliseconds request_timeout{30000};
+  milliseconds download_stall_timeout{30000};
+  milliseconds stop_timeout{3000};  // per stage of a graceful stop (ask, then SIGTERM)
+  std::string log_level = "info";
+  std::vector<Source> sources;
+  std::vector<std::string> warnings;  // broken manifests and other skipped parts
+};
+
+// Thrown for a configuration that cannot be used; what() names the file and the setting.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Loads the configuration: `path` if not empty, else the embedded default. Environment
+// variables (MODELZOO_RUNTIME_DIR, MODELZOO_CACHE_DIR, MODELZOO_DATA_DIR, MODELZOO_LOG_LEVEL)
+// override the file. `exe_dir` is where the built-in plugin executables are.
+DaemonConfig load_config(const std::filesystem::path& path, const std::filesystem::path& exe_dir);
+DaemonConfig parse_config(const std::string& yaml_text, const std::string& origin,
+                          const std::filesystem::path& exe_dir);
+
+// Parses one manifest file. Throws ConfigError naming the file and field.
+Manifest load_manifest(const std::filesystem::path& file, const RestartPolicy& defaults = {});
+
+// The embedded default configuration (YAML), also printed by `modelzood --print-default-config`.
+const std::string& default_config_yaml();
+
+// Converts a YAML node to JSON (scalars become strings, numbers or booleans as they parse).
+nlohmann::json yaml_to_json(const std::string& yaml_text);
+
+}  // namespace modelzoo::supervisor

@@ -1,0 +1,1084 @@
+#include "daemon.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <random>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "modelzoo/bus/names.h"
+#include "modelzoo/bus/socket.h"
+#include "modelzoo/core/cache.h"
+#include "modelzoo/core/events.h"
+#include "modelzoo/core/plugin_manager.h"
+#include "modelzoo/core/resolver.h"
+#include "process.h"
+#include "restart_policy.h"
+
+namespace modelzoo::supervisor {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using bus::Error;
+using bus::ErrorCode;
+using bus::Message;
+using bus::MessageType;
+using nlohmann::json;
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr std::uint32_t kDownloadCredit = 8;          // chunks in flight per download
+constexpr std::size_t kDownloadChunk = 1u << 20;      // bytes per chunk
+constexpr milliseconds kProgressInterval{100};        // to the requesting client
+constexpr milliseconds kProgressEventInterval{250};   // on the event socket
+constexpr int kMaxInvalidMessages = 100;              // from one plugin before it is killed
+
+std::int64_t ms_between(Clock::time_point a, Clock::time_point b) { return duration_cast<milliseconds>(b - a).count(); }
+
+std::string random_token() {
+  std::random_device rd;
+  std::string out;
+  static const char* hex = "0123456789abcdef";
+  for (int i = 0; i < 32; ++i) out += hex[rd() & 15];
+  return out;
+}
+
+json error_json(const Error& e) { return {{"code", std::string(bus::to_string(e.code()))}, {"message", e.what()}}; }
+
+// The level word an SDK puts first on a stderr line ("warn something") picks the log level.
+spdlog::level::level_enum level_of(std::string& line) {
+  static const std::pair<const char*, spdlog::level::level_enum> levels[] = {
+      {"debug ", spdlog::level::debug}, {"info ", spdlog::level::info}, {"warn ", spdlog::level::warn},
+      {"error ", spdlog::level::err}};
+  for (const auto& [word, lvl] : levels)
+    if (line.rfind(word, 0) == 0) {
+      line.erase(0, std::strlen(word));
+      return lvl;
+    }
+  return spdlog::level::warn;
+}
+
+// True when something accepts connections on the unix socket `path`.
+bool socket_alive(const fs::path& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  bool alive = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return alive;
+}
+
+enum class State { starting, ready, backoff, stopping, stopped, failed };
+const char* to_string(State s) {
+  switch (s) {
+    case State::starting: return "starting";
+    case State::ready: return "ready";
+    case State::backoff: return "backoff";
+    case State::stopping: return "stopping";
+    case State::stopped: return "stopped";
+    case State::failed: return "failed";
+  }
+  return "?";
+}
+
+// One configured source and the process currently running it.
+struct Instance {
+  Source source;
+  State state = State::stopped;
+  RestartTracker tracker;
+  std::unique_ptr<ChildProcess> process;
+  std::string plugin_id;  // "<name>.<spawn count>", changes with every spawn
+  std::string token;      // per spawn secret, proven in the hello
+  std::string routing_id; // the plugin's DEALER, known after hello
+  int spawns = 0;
+  int restarts = 0;
+  int invalid_messages = 0;
+  bool stop_requested = false;
+  Clock::time_point spawned_at, ready_at, last_heard, next_start;
+  std::string last_exit, last_error;
+  json hello;  // what the plugin said about itself
+
+  explicit Instance(Source s) : source(std::move(s)), tracker(source.restart) {}
+};
+
+// An outstanding request to a plugin.
+struct PendingCall {
+  std::string instance;
+  std::function<void(core::CallResult)> done;
+  std::function<std::optional<Error>(Message&)> on_chunk;  // streaming calls only
+  Clock::time_point deadline;
+  milliseconds idle{0};  // streaming: the deadline moves by this on every chunk
+};
+
+// A client's request waiting for an asynchronous answer.
+struct ClientWaiter {
+  std::string routing_id;
+  std::uint64_t id;
+};
+
+}  // namespace
+
+struct Daemon::Impl : core::PluginCaller, core::EventSink {
+  DaemonConfig cfg;
+  zmq::context_t ctx{1};
+  zmq::socket_t plugin_sock{ctx, zmq::socket_type::router};
+  zmq::socket_t client_sock{ctx, zmq::socket_type::router};
+  zmq::socket_t event_sock{ctx, zmq::socket_type::xpub};
+  int signal_fd = -1;
+  int lock_fd = -1;
+  bool stop = false;
+  Clock::time_point started_at = Clock::now();
+  Clock::time_point next_heartbeat = Clock::now();
+
+  std::vector<std::unique_ptr<Instance>> instances;  // in start order
+  std::map<std::string, Instance*> by_routing;
+  core::PluginManager manager;
+  std::map<std::uint64_t, PendingCall> calls;
+  std::uint64_t next_call_id = 1;
+  std::deque<std::function<void()>> deferred;
+  std::unique_ptr<core::ContentStore> store;
+  struct PullJob;
+  std::map<std::string, std::shared_ptr<PullJob>> pulls;  // by model reference
+
+  explicit Impl(DaemonConfig c) : cfg(std::move(c)) {}
+
+  // ---------------------------------------------------------------- setup
+  void prepare_runtime_dir() {
+    const fs::path& dir = cfg.runtime_dir;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      throw std::runtime_error("runtime directory " + dir.string() + " cannot be created or is not a directory");
+    if (st.st_uid != ::getuid())
+      throw std::runtime_error("runtime directory " + dir.string() + " belongs to another user");
+    ::chmod(dir.c_str(), 0700);
+    // One daemon per runtime directory: the lock is held for the daemon's life. The
+    // directory is local (XDG_RUNTIME_DIR or /tmp), where flock is reliable.
+    fs::path lock = dir / "modelzood.lock";
+    lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX | LOCK_NB) != 0)
+      throw std::runtime_error("another modelzood is running with runtime directory " + dir.string());
+    std::string pid = std::to_string(::getpid()) + "\n";
+    (void)!::ftruncate(lock_fd, 0);
+    (void)!::write(lock_fd, pid.data(), pid.size());
+    for (const char* name : {"plugins.sock", "client.sock", "events.sock"}) {
+      fs::path p = dir / name;
+      if (socket_alive(p)) throw std::runtime_error("a process already listens on " + p.string());
+      fs::remove(p, ec);
+    }
+  }
+
+  void bind_sockets() {
+    for (auto* s : {&plugin_sock, &client_sock}) bus::configure_socket(*s);
+    event_sock.set(zmq::sockopt::linger, 0);
+    event_sock.set(zmq::sockopt::sndhwm, 10000);
+    event_sock.set(zmq::sockopt::xpub_verbose, 1);  // see every subscription (for _sync.)
+    event_sock.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(4096));
+    plugin_sock.bind("ipc://" + (cfg.runtime_dir / "plugins.sock").string());
+    client_sock.bind("ipc://" + (cfg.runtime_dir / "client.sock").string());
+    event_sock.bind("ipc://" + (cfg.runtime_dir / "events.sock").string());
+    for (const char* name : {"plugins.sock", "client.sock", "events.sock"})
+      ::chmod((cfg.runtime_dir / name).c_str(), 0600);
+  }
+
+  void setup_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    ::sigprocmask(SIG_BLOCK, &set, nullptr);
+    signal_fd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    ::signal(SIGPIPE, SIG_IGN);
+  }
+
+  // ---------------------------------------------------------------- events
+  void publish(const std::string& topic, json body) override {
+    if (!body.is_object()) body = json::object();
+    body["topic"] = topic;
+    body["time"] = core::now_rfc3339();
+    if (!body.contains("source")) body["source"] = "modelzood";
+    std::string packed = bus::to_msgpack(body);
+    try {
+      event_sock.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      event_sock.send(zmq::buffer(packed), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      spdlog::debug("event {} not published: {}", topic, e.what());
+    }
+  }
+
+  void read_subscriptions() {
+    // XPUB delivers subscribe (\x01 prefix) and unsubscribe (\x00 prefix) messages. A
+    // subscription to "_sync.<nonce>" is answered on that topic so a subscriber knows all
+    // its earlier subscriptions are in effect (docs/protocol.md, "Events").
+    for (int i = 0; i < 256; ++i) {
+      zmq::message_t m;
+      if (!event_sock.recv(m, zmq::recv_flags::dontwait)) return;
+      std::string s = m.to_string();
+      if (s.size() > 7 && s[0] == 1 && s.compare(1, 6, "_sync.") == 0) publish(s.substr(1), json::object());
+    }
+  }
+
+  // ---------------------------------------------------------------- plugin lifecycle
+  Instance* find_instance(const std::string& name) {
+    for (auto& i : instances)
+      if (i->source.name == name) return i.get();
+    return nullptr;
+  }
+
+  void spawn(Instance& in) {
+    in.spawns++;
+    in.plugin_id = in.source.name + "." + std::to_string(in.spawns);
+    in.token = random_token();
+    in.routing_id.clear();
+    in.invalid_messages = 0;
+    in.stop_requested = false;
+    SpawnSpec spec;
+    spec.argv = in.source.manifest.command;
+    spec.cwd = in.source.manifest.dir.string();
+    spec.env = {{"MODELZOO_ENDPOINT", "ipc://" + (cfg.runtime_dir / "plugins.sock").string()},
+                {"MODELZOO_PLUGIN_ID", in.plugin_id},
+                {"MODELZOO_TOKEN", in.token},
+                {"MODELZOO_PROTOCOL_VERSIONS", std::to_string(bus::kProtocolVersion)},
+                {"MODELZOO_INSTANCE", in.source.name}};
+    in.spawned_at = in.last_heard = Clock::now();
+    try {
+      in.process = std::make_unique<ChildProcess>(spec);
+      in.state = State::starting;
+      spdlog::info("[{}] started pid {} ({})", in.source.name, in.process->pid(), spec.argv[0]);
+    } catch (const std::exception& e) {
+      spdlog::error("[{}] cannot start: {}", in.source.name, e.what());
+      in.last_error = e.what();
+      in.last_exit = "not started";
+      after_run(in, false, false);
+    }
+  }
+
+  // Decides what follows a run that ended (or a spawn that failed).
+  void after_run(Instance& in, bool reached_ready, bool clean_exit) {
+    RunOutcome o;
+    o.reached_ready = reached_ready;
+    o.ran_for = duration_cast<milliseconds>(Clock::now() - in.spawned_at);
+    o.clean_exit = clean_exit;
+    o.requested = in.stop_requested || stop;
+    auto d = in.tracker.on_exit(o);
+    switch (d.action) {
+      case RestartDecision::Action::restart_now:
+        in.restarts++;
+        publish(core::topic::kPluginRestarted, {{"plugin", in.source.name}, {"restarts", in.restarts}, {"delay_ms", 0}});
+        spawn(in);
+        break;
+      case RestartDecision::Action::restart_later:
+        in.state = State::backoff;
+        in.next_start = Clock::now() + d.delay;
+        spdlog::warn("[{}] failed {} time(s) in a row; restarting in {} ms", in.source.name,
+                     in.tracker.consecutive_failures(), d.delay.count());
+        break;
+      case RestartDecision::Action::stay_stopped:
+        in.state = State::stopped;
+        break;
+      case RestartDecision::Action::fail:
+        in.state = State::failed;
+        spdlog::error("[{}] failed {} times in a row; giving up until `modelzoo plugins reset {}` (last: {} {})",
+                      in.source.name, in.tracker.consecutive_failures(), in.source.name, in.last_exit, in.last_error);
+        publish(core::topic::kPluginFailed, {{"plugin", in.source.name},
+                                             {"failures", in.tracker.consecutive_failures()},
+                                             {"last_exit", in.last_exit},
+                                             {"last_error", in.last_error}});
+        break;
+    }
+  }
+
+  void on_process_exit(Instance& in) {
+    auto status = in.process->try_reap();
+    if (!status) return;
+    // Drain what the plugin wrote last: it explains the exit.
+    for (int fd : {in.process->stdout_fd(), in.process->stderr_fd()})
+      if (fd >= 0) forward_output(in, fd);
+    bool was_ready = in.state == State::ready || (in.state == State::stopping && !in.routing_id.empty());
+    in.last_exit = ChildProcess::describe_status(*status);
+    auto uptime = ms_between(in.spawned_at, Clock::now());
+    spdlog::log(in.stop_requested || stop ? spdlog::level::info : spdlog::level::warn, "[{}] pid {} ended: {} after {} ms",
+                in.source.name, in.process->pid(), in.last_exit, uptime);
+    publish(core::topic::kPluginExited, {{"plugin", in.source.name},
+                                         {"pid", in.process->pid()},
+                                         {"status", in.last_exit},
+                                         {"uptime_ms", uptime},
+                                         {"requested", in.stop_requested || stop}});
+    unregister(in, "plugin '" + in.source.name + "' exited (" + in.last_exit + ")");
+    bool clean = WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
+    in.process.reset();
+    after_run(in, was_ready, clean);
+  }
+
+  // Removes the plugin from routing and fails its outstanding calls.
+  void unregister(Instance& in, const std::string& why) {
+    manager.remove(in.source.name);
+    if (!in.routing_id.empty()) by_routing.erase(in.routing_id);
+    in.routing_id.clear();
+    std::vector<std::uint64_t> ids;
+    for (auto& [id, c] : calls)
+      if (c.instance == in.source.name) ids.push_back(id);
+    for (auto id : ids) complete_call(id, {json(), Error(ErrorCode::unavailable, why)});
+  }
+
+  void kill_instance(Instance& in, const std::string& why) {
+    if (!in.process) return;
+    spdlog::warn("[{}] {}: killing pid {}", in.source.name, why, in.process->pid());
+    in.last_error = why;
+    in.process->signal_group(SIGKILL);
+    // The exit arrives through the pidfd; stop routing to it now.
+    unregister(in, "plugin '" + in.source.name + "' " + why);
+  }
+
+  void forward_output(Instance& in, int fd) {
+    bool is_err = fd == in.process->stderr_fd();
+    for (auto& line : in.process->read_lines(fd)) {
+      if (line.empty()) continue;
+      auto lvl = is_err ? level_of(line) : spdlog::level::info;
+      spdlog::log(lvl, "[{}] {}", in.source.name, line);
+      if (is_err && lvl >= spdlog::level::warn) in.last_error = line.substr(0, 500);
+    }
+  }
+
+  // ---------------------------------------------------------------- plugin messages
+  void reject(const std::string& routing, ErrorCode code, const std::string& why, const json& hello) {
+    spdlog::warn("refused a plugin connection: {} (pid {}, name '{}')", why, hello.value("pid", 0),
+                 hello.value("name", std::string("?")));
+    publish(core::topic::kPluginRejected, {{"reason", why}, {"pid", hello.value("pid", 0)}});
+    Message m = Message::make(MessageType::reject);
+    m.error_code = code;
+    m.error_message = why;
+    bus::send_to(plugin_sock, routing, m);
+  }
+
+  void on_hello(const std::string& routing, Message& m) {
+    const json& h = m.body;
+    std::string id = h.value("plugin_id", std::string());
+    Instance* in = nullptr;
+    for (auto& i : instances)
+      if (i->process && i->plugin_id == id) in = i.get();
+    if (!in) return reject(routing, ErrorCode::unauthorized, "unknown plugin id '" + id.substr(0, 80) + "'", h);
+    // Constant-time comparison of the per-spawn token.
+    std::string token = h.value("token", std::string());
+    unsigned diff = token.size() ^ in->token.size();
+    for (std::size_t i = 0; i < std::min(token.size(), in->token.size()); ++i) diff |= token[i] ^ in->token[i];
+    if (diff != 0) return reject(routing, ErrorCode::unauthorized, "wrong token for plugin id '" + id + "'", h);
+    if (in->state != State::starting || !in->routing_id.empty())
+      return reject(routing, ErrorCode::unauthorized, "plugin id '" + id + "' has already said hello", h);
+    bool speaks = false;
+    if (auto p = h.find("protocol"); p != h.end() && p->is_array())
+      for (const auto& v : *p)
+        if (v.is_number_integer() && v.get<int>() == bus::kProtocolVersion) speaks = true;
+    if (!speaks)
+      return reject(routing, ErrorCode::bad_request,
+                    "no common protocol version (daemon speaks " + std::to_string(bus::kProtocolVersion) + ")", h);
+    std::string kind = h.value("kind", std::string("registry"));
+    if (kind != "registry") return reject(routing, ErrorCode::bad_request, "unsupported plugin kind '" + kind + "'", h);
+
+    core::PluginRecord rec;
+    rec.name = in->source.name;
+    rec.plugin = h.value("name", in->source.manifest.name);
+    rec.version = h.value("version", std::string("0.0.0"));
+    rec.kind = kind;
+    try {
+      rec.priority = in->source.priority ? *in->source.priority : h.value("priority", 0);
+      if (in->source.handles) rec.handles = *in->source.handles;
+      else rec.handles = h.value("handles", std::vector<std::string>{"*"});
+      rec.capabilities = h.value("capabilities", std::vector<std::string>{"metadata", "exists", "list", "download"});
+    } catch (const json::exception&) {
+      return reject(routing, ErrorCode::bad_request, "hello has a mistyped priority, handles or capabilities", h);
+    }
+    in->hello = h;
+    in->hello.erase("token");
+    in->routing_id = routing;
+    by_routing[routing] = in;
+    in->state = State::ready;
+    in->ready_at = in->last_heard = Clock::now();
+    manager.add(rec);
+    Message w = Message::make(MessageType::welcome, {{"protocol", bus::kProtocolVersion},
+                                                     {"plugin_id", in->plugin_id},
+                                                     {"heartbeat_ms", cfg.heartbeat_interval.count()},
+                                                     {"heartbeat_liveness", cfg.heartbeat_liveness},
+                                                     {"config", in->source.config}});
+    bus::send_to(plugin_sock, routing, w);
+    spdlog::info("[{}] ready: {} {} (pid {}, priority {}, {} ms after spawn)", in->source.name, rec.plugin, rec.version,
+                 in->process->pid(), rec.priority, ms_between(in->spawned_at, in->ready_at));
+    publish(core::topic::kPluginStarted, {{"plugin", in->source.name},
+                                          {"pid", in->process->pid()},
+                                          {"version", rec.version},
+                                          {"priority", rec.priority},
+                                          {"restarts", in->restarts},
+                                          {"startup_ms", ms_between(in->spawned_at, in->ready_at)}});
+  }
+
+  void read_plugin_socket() {
+    for (int i = 0; i < 512; ++i) {
+      std::string peer;
+      std::optional<bus::Received> r;
+      try {
+        r = bus::receive(plugin_sock, true, &peer);
+      } catch (const bus::ProtocolError& e) {
+        auto it = by_routing.find(peer);
+        if (it == by_routing.end()) {
+          spdlog::warn("invalid message from an unidentified peer on the plugin socket: {}", e.what());
+          continue;
+        }
+        Instance& in = *it->second;
+        in.last_heard = Clock::now();
+        spdlog::warn("[{}] sent an invalid message: {}", in.source.name, e.what());
+        if (++in.invalid_messages >= kMaxInvalidMessages) kill_instance(in, "sent too many invalid messages");
+        continue;
+      }
+      if (!r) return;
+      auto it = by_routing.find(r->routing_id);
+      if (it == by_routing.end()) {
+        if (r->message.type == MessageType::hello) on_hello(r->routing_id, r->message);
+        else spdlog::warn("{} message from a peer that has not said hello; dropped", bus::to_string(r->message.type));
+        continue;
+      }
+      Instance& in = *it->second;
+      in.last_heard = Clock::now();
+      on_plugin_message(in, r->message);
+    }
+  }
+
+  void on_plugin_message(Instance& in, Message& m) {
+    switch (m.type) {
+      case MessageType::heartbeat: return;
+      case MessageType::reply:
+      case MessageType::error:
+      case MessageType::chunk: {
+        auto it = calls.find(m.id);
+        if (it == calls.end() || it->second.instance != in.source.name) return;  // late answer to a call we gave up
+        if (m.type == MessageType::chunk) {
+          if (!it->second.on_chunk) return;
+          it->second.deadline = Clock::now() + it->second.idle;
+          if (auto err = it->second.on_chunk(m)) {
+            cancel_call(m.id);
+            complete_call(m.id, {json(), *err});
+          }
+        } else if (m.type == MessageType::reply) {
+          complete_call(m.id, {std::move(m.body), std::nullopt});
+        } else {
+          complete_call(m.id, {json(), Error(*m.error_code, m.error_message)});
+        }
+        return;
+      }
+      case MessageType::goodbye:
+        spdlog::info("[{}] is leaving: {}", in.source.name, m.body.value("reason", std::string()));
+        return;
+      case MessageType::request: {
+        Message e = Message::make_error(m.id, ErrorCode::bad_request, "the daemon serves no requests to plugins");
+        bus::send_to(plugin_sock, in.routing_id, e);
+        return;
+      }
+      default:
+        spdlog::warn("[{}] sent an unexpected {} message", in.source.name, bus::to_string(m.type));
+        if (++in.invalid_messages >= kMaxInvalidMessages) kill_instance(in, "sent too many invalid messages");
+        return;
+    }
+  }
+
+  // ---------------------------------------------------------------- calls to plugins
+  void call(const std::string& plugin, const std::string& method, json body, std::uint32_t timeout_ms,
+            std::function<void(core::CallResult)> done) override {
+    call_stream(plugin, method, std::move(body), timeout_ms, nullptr, std::move(done));
+  }
+
+  std::uint64_t call_stream(const std::string& plugin, const std::string& method, json body, std::uint32_t timeout_ms,
+                            std::function<std::optional<Error>(Message&)> on_chunk,
+                            std::function<void(core::CallResult)> done) {
+    Instance* in = find_instance(plugin);
+    if (!in || in->state != State::ready) {
+      deferred.push_back([done, plugin] {
+        done({json(), Error(ErrorCode::unavailable, "plugin '" + plugin + "' is not running")});
+      });
+      return 0;
+    }
+    std::uint64_t id = next_call_id++;
+    Message m = Message::make_request(id, method, std::move(body), timeout_ms);
+    if (!bus::send_to(plugin_sock, in->routing_id, m)) {
+      deferred.push_back([done, plugin] {
+        done({json(), Error(ErrorCode::unavailable, "plugin '" + plugin + "' cannot take more requests now")});
+      });
+      return 0;
+    }
+    PendingCall pc{plugin, std::move(done), std::move(on_chunk), Clock::now() + milliseconds(timeout_ms),
+                   milliseconds(timeout_ms)};
+    calls.emplace(id, std::move(pc));
+    return id;
+  }
+
+  void complete_call(std::uint64_t id, core::CallResult r) {
+    auto it = calls.find(id);
+    if (it == calls.end()) return;
+    auto done = std::move(it->second.done);
+    calls.erase(it);
+    done(std::move(r));
+  }
+
+  void cancel_call(std::uint64_t id) {
+    auto it = calls.find(id);
+    if (it == calls.end()) return;
+    if (Instance* in = find_instance(it->second.instance); in && !in->routing_id.empty()) {
+      Message c = Message::make(MessageType::cancel);
+      c.id = id;
+      bus::send_to(plugin_sock, in->routing_id, c);
+    }
+  }
+
+  void send_credit(std::uint64_t call_id, const std::string& plugin, std::uint32_t chunks) {
+    Instance* in = find_instance(plugin);
+    if (!in || in->routing_id.empty()) return;
+    Message c = Message::make(MessageType::credit, {{"chunks", chunks}});
+    c.id = call_id;
+    bus::send_to(plugin_sock, in->routing_id, c);
+  }
+
+  // ---------------------------------------------------------------- client requests
+  void reply_client(const ClientWaiter& w, json body) {
+    Message m = Message::make_reply(w.id, std::move(body));
+    bus::send_to(client_sock, w.routing_id, m);
+  }
+  void error_client(const ClientWaiter& w, const Error& e) {
+    Message m = Message::make_error(w.id, e.code(), e.what());
+    bus::send_to(client_sock, w.routing_id, m);
+  }
+
+  void read_client_socket() {
+    for (int i = 0; i < 512; ++i) {
+      std::string peer;
+      std::optional<bus::Received> r;
+      try {
+        r = bus::receive(client_sock, true, &peer);
+      } catch (const bus::ProtocolError& e) {
+        spdlog::warn("invalid message from a client: {}", e.what());
+        Message err = Message::make_error(0, ErrorCode::bad_request, std::string("invalid message: ") + e.what());
+        bus::send_to(client_sock, peer, err);
+        continue;
+      }
+      if (!r) return;
+      Message& m = r->message;
+      ClientWaiter w{r->routing_id, m.id};
+      if (m.type == MessageType::heartbeat) continue;
+      if (m.type != MessageType::request) {
+        error_client({r->routing_id, m.id}, Error(ErrorCode::bad_request, std::string("clients send requests, not ") +
+                                                                             std::string(bus::to_string(m.type))));
+        continue;
+      }
+      try {
+        on_client_request(w, m);
+      } catch (const Error& e) {
+        error_client(w, e);
+      } catch (const std::exception& e) {
+        spdlog::error("client request {} failed: {}", m.method, e.what());
+        error_client(w, Error(ErrorCode::internal, e.what()));
+      }
+    }
+  }
+
+  static std::string require_str(const json& body, const char* key) {
+    auto it = body.find(key);
+    if (it == body.end() || !it->is_string())
+      throw Error(ErrorCode::bad_request, std::string("request lacks string parameter '") + key + "'");
+    return it->get<std::string>();
+  }
+
+  std::uint32_t plugin_timeout(const Message& m) const {
+    auto t = static_cast<std::uint32_t>(cfg.request_timeout.count());
+    if (m.timeout_ms) t = std::min(t, m.timeout_ms);
+    return t;
+  }
+
+  json plugin_status(const Instance& in) const {
+    const core::PluginRecord* rec = manager.get(in.source.name);
+    bool running = in.process && !in.process->reaped();
+    return {{"name", in.source.name},
+            {"plugin", rec ? rec->plugin : in.source.manifest.name},
+            {"kind", in.source.manifest.kind},
+            {"version", rec ? rec->version : in.source.manifest.version},
+            {"state", to_string(in.state)},
+            {"pid", running ? in.process->pid() : 0},
+            {"restarts", in.restarts},
+            {"failures", in.tracker.consecutive_failures()},
+            {"uptime_ms", in.state == State::ready ? ms_between(in.ready_at, Clock::now()) : 0},
+            {"priority", rec ? rec->priority : in.source.priority.value_or(0)},
+            {"handles", rec ? rec->handles : in.source.handles.value_or(std::vector<std::string>{"*"})},
+            {"last_exit", in.last_exit},
+            {"last_error", in.last_error}};
+  }
+
+  void on_client_request(const ClientWaiter& w, Message& m) {
+    const std::string& method = m.method;
+    if (method == "status") {
+      int ready = 0, failed = 0;
+      for (auto& i : instances) {
+        ready += i->state == State::ready;
+        failed += i->state == State::failed;
+      }
+      reply_client(w, {{"version", MODELZOO_VERSION},
+                       {"protocol", bus::kProtocolVersion},
+                       {"pid", ::getpid()},
+                       {"uptime_ms", ms_between(started_at, Clock::now())},
+                       {"runtime_dir", cfg.runtime_dir.string()},
+                       {"cache_dir", cfg.cache_dir.string()},
+                       {"plugins", {{"total", instances.size()}, {"ready", ready}, {"failed", failed}}}});
+    } else if (method == "plugins") {
+      json list = json::array();
+      for (auto& i : instances) list.push_back(plugin_status(*i));
+      reply_client(w, {{"plugins", list}});
+    } else if (method == "plugin.reset") {
+      std::string name = require_str(m.body, "name");
+      Instance* in = find_instance(name);
+      if (!in) throw Error(ErrorCode::not_found, "no plugin named '" + name + "'");
+      in->tracker.reset();
+      if (in->state == State::failed || in->state == State::backoff || in->state == State::stopped) {
+        spdlog::info("[{}] reset by a client; starting", name);
+        in->restarts++;
+        publish(core::topic::kPluginRestarted, {{"plugin", name}, {"restarts", in->restarts}, {"reason", "reset"}});
+        spawn(*in);
+      }
+      reply_client(w, {{"name", name}, {"state", to_string(in->state)}});
+    } else if (method == "models") {
+      list_models(w, plugin_timeout(m));
+    } else if (method == "show") {
+      auto ref = bus::parse_model_ref(require_str(m.body, "model"));
+      core::resolve(manager, *this, ref, plugin_timeout(m), [this, w](core::Resolution res) {
+        json sources = json::array();
+        for (const auto& s : res.sources)
+          sources.push_back({{"plugin", s.plugin.name},
+                             {"priority", s.plugin.priority},
+                             {"ok", s.metadata.has_value()},
+                             {"version", s.metadata ? json(s.metadata->version) : json(nullptr)},
+                             {"error", s.error ? error_json(*s.error) : json(nullptr)}});
+        const core::SourceAnswer* best = res.best();
+        if (!best) return error_client(w, res.failure());
+        reply_client(w, {{"model", res.ref.str()},
+                         {"best", best->plugin.name},
+                         {"metadata", best->metadata->to_json()},
+                         {"sources", sources}});
+      });
+    } else if (method == "pull") {
+      auto ref = bus::parse_model_ref(require_str(m.body, "model"));
+      start_pull(w, ref);
+    } else if (method == "ping") {
+      reply_client(w, {{"pong", true}});
+    } else {
+      throw Error(ErrorCode::bad_request, "unknown method '" + method.substr(0, 64) + "'");
+    }
+  }
+
+  void list_models(const ClientWaiter& w, std::uint32_t timeout) {
+    struct Gather {
+      std::map<std::string, json> models;
+      json errors = json::array();
+      std::size_t outstanding = 0;
+    };
+    auto g = std::make_shared<Gather>();
+    auto plugins = manager.list();
+    auto finish = [this, g, w] {
+      json list = json::array();
+      for (auto& [_, v] : g->models) list.push_back(v);
+      reply_client(w, {{"models", list}, {"errors", g->errors}});
+    };
+    for (const auto& p : plugins)
+      if (std::find(p.capabilities.begin(), p.capabilities.end(), "list") != p.capabilities.end()) g->outstanding++;
+    if (g->outstanding == 0) return finish();
+    for (const auto& p : plugins) {
+      if (std::find(p.capabilities.begin(), p.capabilities.end(), "list") == p.capabilities.end()) continue;
+      call(p.name, "list", json::object(), timeout, [g, finish, name = p.name](core::CallResult r) {
+        if (!r.ok()) {
+          g->errors.push_back({{"plugin", name}, {"code", bus::to_string(r.error->code())}, {"message", r.error->what()}});
+        } else if (auto it = r.body.find("models"); it != r.body.end() && it->is_array()) {
+          for (const auto& mj : *it) {
+            try {
+              auto s = bus::ModelSummary::from_json(mj);
+              auto& entry = g->models[s.name];
+              if (entry.is_null()) entry = {{"name", s.name}, {"versions", json::array()}, {"description", s.description}, {"sources", json::array()}};
+              for (const auto& v : s.versions)
+                if (std::find(entry["versions"].begin(), entry["versions"].end(), v) == entry["versions"].end())
+                  entry["versions"].push_back(v);
+              entry["sources"].push_back(name);
+            } catch (const Error& e) {
+              g->errors.push_back({{"plugin", name}, {"code", "internal"}, {"message", std::string("invalid model entry: ") + e.what()}});
+            }
+          }
+        }
+        if (--g->outstanding == 0) finish();
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------- pull
+  struct PullJob {
+    bus::ModelRef ref;
+    std::vector<ClientWaiter> waiters;
+    std::shared_ptr<core::Resolution> resolution;
+    bus::ModelMetadata md;
+    std::string source;
+    std::vector<bus::FileInfo> todo;
+    std::size_t file_index = 0;
+    std::unique_ptr<core::ContentStore::Writer> writer;
+    std::uint64_t total = 0, done_bytes = 0, downloaded = 0;
+    Clock::time_point started = Clock::now(), last_progress, last_event;
+  };
+
+  void start_pull(const ClientWaiter& w, const bus::ModelRef& ref) {
+    std::string key = ref.str();
+    if (auto it = pulls.find(key); it != pulls.end()) {
+      it->second->waiters.push_back(w);  // one transfer, every requester answered
+      return;
+    }
+    auto job = std::make_shared<PullJob>();
+    job->ref = ref;
+    job->waiters.push_back(w);
+    pulls[key] = job;
+    core::resolve(manager, *this, ref, static_cast<std::uint32_t>(cfg.request_timeout.count()),
+                  [this, job](core::Resolution res) { on_pull_resolved(job, std::move(res)); });
+  }
+
+  void finish_pull(const std::shared_ptr<PullJob>& job, const std::optional<Error>& err, json reply = {}) {
+    pulls.erase(job->ref.str());
+    for (const auto& w : job->waiters) {
+      if (err) error_client(w, *err);
+      else reply_client(w, reply);
+    }
+  }
+
+  void on_pull_resolved(const std::shared_ptr<PullJob>& job, core::Resolution res) {
+    const core::SourceAnswer* best = res.best();
+    if (!best) {
+      auto err = res.failure();
+      publish(core::topic::kDownloadFailed, {{"model", job->ref.str()}, {"error", error_json(err)}});
+      return finish_pull(job, err);
+    }
+    job->md = *best->metadata;
+    // Fail over only to sources that have the very same files.
+    auto same = std::make_shared<core::Resolution>();
+    same->ref = res.ref;
+    for (const auto& s : res.sources) {
+      if (!s.metadata || s.metadata->version != job->md.version || s.metadata->files.size() != job->md.files.size())
+        continue;
+      bool identical = true;
+      for (std::size_t i = 0; i < s.metadata->files.size(); ++i) {
+        const auto &a = s.metadata->files[i], &b = job->md.files[i];
+        identical &= a.name == b.name && a.size == b.size && a.sha256 == b.sha256;
+      }
+      if (identical) same->sources.push_back(s);
+    }
+    job->resolution = same;
+    job->total = job->md.total_size();
+    for (const auto& f : job->md.files)
+      if (!store->has_blob(f.sha256)) job->todo.push_back(f);
+      else job->done_bytes += f.size;
+    if (job->todo.empty()) {
+      store->link_view(job->md);
+      return finish_pull(job, std::nullopt, pull_reply(*job, best->plugin.name, true));
+    }
+    publish(core::topic::kDownloadStarted, {{"model", job->md.name},
+                                            {"version", job->md.version},
+                                            {"source", best->plugin.name},
+                                            {"files", job->todo.size()},
+                                            {"total_bytes", job->total}});
+    core::with_failover(
+        same,
+        [this, job](const core::SourceAnswer& src, std::function<void(std::optional<Error>)> finish) {
+          job->source = src.plugin.name;
+          job->file_index = 0;
+          download_next_file(job, std::move(finish));
+        },
+        [this, job](core::FailoverOutcome out) {
+          if (!out.source) {
+            std::string msg = "every source failed for '" + job->md.name + ":" + job->md.version + "':";
+            ErrorCode code = ErrorCode::unavailable;
+            for (const auto& [p, e] : out.failures) msg += " " + p + ": " + e.what() + ";";
+            if (out.failures.size() == 1) code = out.failures[0].second.code();
+            Error err(code, msg);
+            publish(core::topic::kDownloadFailed,
+                    {{"model", job->md.name}, {"version", job->md.version}, {"error", error_json(err)}});
+            return finish_pull(job, err);
+          }
+          store->link_view(job->md);
+          auto ms = std::max<std::int64_t>(1, ms_between(job->started, Clock::now()));
+          publish(core::topic::kDownloadCompleted,
+                  {{"model", job->md.name}, {"version", job->md.version}, {"source", job->source},
+                   {"bytes", job->downloaded}, {"duration_ms", ms},
+                   {"bytes_per_second", job->downloaded * 1000 / static_cast<std::uint64_t>(ms)},
+                   {"failovers", out.failures.size()}});
+          finish_pull(job, std::nullopt, pull_reply(*job, job->source, false));
+        });
+  }
+
+  json pull_reply(const PullJob& job, const std::string& source, bool cached) {
+    json files = json::array();
+    fs::path dir = store->view_dir(job.md.name, job.md.version);
+    for (const auto& f : job.md.files)
+      files.push_back({{"name", f.name}, {"size", f.size}, {"sha256", f.sha256}, {"path", (dir / f.name).string()}});
+    return {{"name", job.md.name},       {"version", job.md.version},
+            {"source", source},          {"path", dir.string()},
+            {"files", files},            {"bytes_downloaded", job.downloaded},
+            {"cached", cached},          {"duration_ms", ms_between(job.started, Clock::now())}};
+  }
+
+  void send_progress(PullJob& job, bool force) {
+    auto now = Clock::now();
+    const auto& f = job.todo[job.file_index];
+    std::uint64_t file_bytes = job.writer ? job.writer->size() : 0;
+    auto elapsed = std::max<std::int64_t>(1, ms_between(job.started, now));
+    json p = {{"model", job.md.name},
+              {"version", job.md.version},
+              {"file", f.name},
+              {"file_bytes", file_bytes},
+              {"file_size", f.size},
+              {"bytes", job.done_bytes + file_bytes},
+              {"total_bytes", job.total},
+              {"bytes_per_second", job.downloaded * 1000 / static_cast<std::uint64_t>(elapsed)},
+              {"source", job.source}};
+    if (force || now - job.last_progress >= kProgressInterval) {
+      job.last_progress = now;
+      for (const auto& w : job.waiters) {
+        Message m = Message::make(MessageType::progress, p);
+        m.id = w.id;
+        bus::send_to(client_sock, w.routing_id, m);
+      }
+    }
+    if (force || now - job.last_event >= kProgressEventInterval) {
+      job.last_event = now;
+      publish(core::topic::kDownloadProgress, p);
+    }
+  }
+
+  void download_next_file(const std::shared_ptr<PullJob>& job, std::function<void(std::optional<Error>)> finish) {
+    if (job->file_index >= job->todo.size()) return finish(std::nullopt);
+    const bus::FileInfo& f = job->todo[job->file_index];
+    if (store->has_blob(f.sha256)) {  // an identical file of this model came in already
+      job->done_bytes += f.size;
+      job->file_index++;
+      return download_next_file(job, std::move(finish));
+    }
+    try {
+      job->writer = store->begin(f);
+    } catch (const Error& e) {
+      return finish(e);
+    }
+    send_progress(*job, true);
+    json body = {{"name", job->md.name}, {"version", job->md.version}, {"file", f.name},
+                 {"offset", 0},          {"credit", kDownloadCredit},  {"chunk_size", kDownloadChunk}};
+    auto call_id = std::make_shared<std::uint64_t>(0);
+    std::string plugin = job->source;
+    *call_id = call_stream(
+        plugin, "download", body, static_cast<std::uint32_t>(cfg.download_stall_timeout.count()),
+        [this, job, call_id, plugin](Message& m) -> std::optional<Error> {
+          const bus::FileInfo& file = job->todo[job->file_index];
+          auto offset = m.body.value("offset", std::uint64_t(0));
+          if (offset != job->writer->size())
+            return Error(ErrorCode::internal, "sent '" + file.name + "' out of order (offset " + std::to_string(offset) +
+                                                  ", expected " + std::to_string(job->writer->size()) + ")");
+          if (job->writer->size() + m.data.size() > file.size)
+            return Error(ErrorCode::internal, "sent more bytes of '" + file.name + "' than its metadata declares (" +
+                                                  std::to_string(file.size) + ")");
+          try {
+            job->writer->write(m.data.data(), m.data.size());
+          } catch (const Error& e) {
+            return e;
+          }
+          job->downloaded += m.data.size();
+          send_credit(*call_id, plugin, 1);
+          send_progress(*job, false);
+          return std::nullopt;
+        },
+        [this, job, finish](core::CallResult r) {
+          if (!r.ok()) {
+            job->writer.reset();  // removes the temporary
+            return finish(Error(r.error->code(), r.error->what()));
+          }
+          try {
+            job->writer->commit();
+          } catch (const Error& e) {
+            spdlog::warn("pull {}:{} from {}: {}", job->md.name, job->md.version, job->source, e.what());
+            job->writer.reset();
+            return finish(e);
+          }
+          job->done_bytes += job->todo[job->file_index].size;
+          job->writer.reset();
+          job->file_index++;
+          download_next_file(job, finish);
+        });
+  }
+
+  // ---------------------------------------------------------------- timers
+  void on_timers() {
+    auto now = Clock::now();
+    if (now >= next_heartbeat) {
+      next_heartbeat = now + cfg.heartbeat_interval;
+      for (auto& in : instances) {
+        if (in->state != State::ready) continue;
+        if (now - in->last_heard > cfg.heartbeat_interval * cfg.heartbeat_liveness) {
+          kill_instance(*in, "missed " + std::to_string(cfg.heartbeat_liveness) + " heartbeats (hung)");
+          continue;
+        }
+        Message hb = Message::make(MessageType::heartbeat);
+        bus::send_to(plugin_sock, in->routing_id, hb);
+      }
+    }
+    for (auto& in : instances) {
+      if (in->state == State::starting && in->process && now - in->spawned_at > in->source.restart.hello_timeout)
+        kill_instance(*in, "sent no hello within " + std::to_string(in->source.restart.hello_timeout.count()) + " ms");
+      if (in->state == State::backoff && now >= in->next_start) {
+        in->restarts++;
+        publish(core::topic::kPluginRestarted,
+                {{"plugin", in->source.name}, {"restarts", in->restarts}, {"failures", in->tracker.consecutive_failures()}});
+        spawn(*in);
+      }
+    }
+    std::vector<std::uint64_t> expired;
+    for (auto& [id, c] : calls)
+      if (now > c.deadline) expired.push_back(id);
+    for (auto id : expired) {
+      auto& c = calls.at(id);
+      std::string msg = "plugin '" + c.instance + "' did not answer within " + std::to_string(c.idle.count()) + " ms";
+      cancel_call(id);
+      complete_call(id, {json(), Error(ErrorCode::timeout, msg)});
+    }
+  }
+
+  milliseconds next_wakeup() const {
+    auto now = Clock::now();
+    auto next = next_heartbeat;
+    for (const auto& in : instances)
+      if (in->state == State::backoff) next = std::min(next, in->next_start);
+    for (const auto& [_, c] : calls) next = std::min(next, c.deadline);
+    auto d = duration_cast<milliseconds>(next - now) + milliseconds(1);
+    return std::clamp(d, milliseconds(0), milliseconds(200));
+  }
+
+  // ---------------------------------------------------------------- main loop
+  void loop() {
+    while (!stop) {
+      std::vector<zmq::pollitem_t> items = {{plugin_sock.handle(), 0, ZMQ_POLLIN, 0},
+                                            {client_sock.handle(), 0, ZMQ_POLLIN, 0},
+                                            {event_sock.handle(), 0, ZMQ_POLLIN, 0},
+                                            {nullptr, signal_fd, ZMQ_POLLIN, 0}};
+      std::vector<std::pair<Instance*, int>> fds;  // (instance, fd) for the items after the first four
+      for (auto& in : instances) {
+        if (!in->process) continue;
+        for (int fd : {in->process->pidfd(), in->process->stdout_fd(), in->process->stderr_fd()}) {
+          if (fd < 0) continue;
+          items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
+          fds.emplace_back(in.get(), fd);
+        }
+      }
+      auto timeout = deferred.empty() ? next_wakeup() : milliseconds(0);
+      zmq::poll(items.data(), items.size(), timeout);
+      if (items[3].revents & ZMQ_POLLIN) on_signal();
+      for (std::size_t i = 0; i < fds.size(); ++i) {
+        if (!(items[4 + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) continue;
+        auto [in, fd] = fds[i];
+        if (!in->process) continue;  // exited earlier in this round
+        if (fd == in->process->pidfd()) on_process_exit(*in);
+        else forward_output(*in, fd);
+      }
+      if (items[0].revents & ZMQ_POLLIN) read_plugin_socket();
+      if (items[1].revents & ZMQ_POLLIN) read_client_socket();
+      if (items[2].revents & ZMQ_POLLIN) read_subscriptions();
+      on_timers();
+      // Callbacks deferred by call(): run those queued so far (new ones wait a round).
+      for (std::size_t n = deferred.size(); n > 0; --n) {
+        auto f = std::move(deferred.front());
+        deferred.pop_front();
+        f();
+      }
+    }
+  }
+
+  void on_signal() {
+    signalfd_siginfo si{};
+    while (::read(signal_fd, &si, sizeof si) == sizeof si) {
+      if (si.ssi_signo == SIGHUP) {
+        spdlog::info("SIGHUP: configuration reload is not supported yet; ignored");
+        continue;
+      }
+      spdlog::info("{}: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+      stop = true;
+    }
+  }
+
+  // Graceful stop, in reverse start order: ask over the bus, then SIGTERM, then SIGKILL.
+  void shutdown() {
+    publish(core::topic::kDaemonStopping, {{"pid", ::getpid()}});
+    for (auto it = instances.rbegin(); it != instances.rend(); ++it) {
+      Instance& in = **it;
+      if (!in.process) continue;
+      in.stop_requested = true;
+      in.state = State::stopping;
+      int budget = static_cast<int>(cfg.stop_timeout.count());
+      std::optional<int> st;
+      if (!in.routing_id.empty()) {
+        Message bye = Message::make(MessageType::goodbye, {{"reason", "daemon stopping"}});
+        bus::send_to(plugin_sock, in.routing_id, bye);
+        st = in.process->wait_for(budget);
+      }
+      if (!st) {
+        in.process->signal_group(SIGTERM);
+        st = in.process->wait_for(budget);
+      }
+      if (!st) {
+        spdlog::warn("[{}] did not stop within {} ms of SIGTERM; SIGKILL", in.source.name, budget);
+        in.process->signal_group(SIGKILL);
+        st = in.process->wait_for(5000);
+      }
+      if (in.process->stderr_fd() >= 0) forward_output(in, in.process->stderr_fd());
+      spdlog::info("[{}] stopped ({})", in.source.name, st ? ChildProcess::describe_status(*st) : "unknown");
+      unregister(in, "daemon stopping");
+      in.process.reset();
+      in.state = State::stopped;
+    }
+    for (auto& [_, job] : pulls)
+      for (const auto& w : job->waiters) error_client(w, Error(ErrorCode::unavailable, "daemon stopping"));
+    pulls.clear();
+  }
+
+  int run() {
+    prepare_runtime_dir();
+    setup_signals();
+    bind_sockets();
+    store = std::make_unique<core::ContentStore>(cfg.cache_dir);
+    if (auto n = store->clean_temporaries()) spdlog::info("removed {} temporary file(s) of interrupted pulls", n);
+    for (const auto& w : cfg.warnings) spdlog::warn("{}", w);
+    spdlog::info("modelzood {} (pid {}) runtime {} cache {}", MODELZOO_VERSION, ::getpid(), cfg.runtime_dir.string(),
+                 cfg.cache_dir.string());
+    if (cfg.sources.empty()) spdlog::warn("no sources configured: no model can be resolved");
+    for (auto& s : cfg.sources) instances.push_back(std::make_unique<Instance>(s));
+    for (auto& in : instances) spawn(*in);
+    publish(core::topic::kDaemonStarted, {{"pid", ::getpid()}, {"version", MODELZOO_VERSION}});
+    loop();
+    shutdown();
+    for (const char* name : {"plugins.sock", "client.sock", "events.sock"}) ::unlink((cfg.runtime_dir / name).c_str());
+    spdlog::info("stopped");
+    return 0;
+  }
+};
+
+Daemon::Daemon(DaemonConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+Daemon::~Daemon() = default;
+int Daemon::run() { return impl_->run(); }
+
+}  // namespace modelzoo::supervisor

@@ -1,0 +1,177 @@
+#include "process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include <boost/process.hpp>
+#include <boost/process/extend.hpp>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+namespace modelzoo::supervisor {
+namespace bp = boost::process;
+
+namespace {
+
+// Runs in the child between fork and exec: only async-signal-safe calls here.
+struct ChildSetup : bp::extend::handler {
+  pid_t parent;
+  template <class Executor>
+  void on_exec_setup(Executor& e) const {
+    // Own process group, so the supervisor can end the plugin and everything it started.
+    if (::setpgid(0, 0) != 0) {
+      e.set_error(std::error_code(errno, std::system_category()), "setpgid");
+      return;
+    }
+    // Die with the daemon. The signal fires when the forking *thread* ends: the daemon
+    // spawns only from its main loop thread. Re-check: the parent may already be gone.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    // The daemon blocks signals it reads through a signalfd and ignores SIGPIPE; exec
+    // keeps both, so give the plugin a clean slate.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    // No descriptor of the daemon's (sockets, other plugins' pipes) leaks into a plugin.
+    if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+      for (int fd = 3; fd < 4096; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+};
+
+int take_read_end(bp::pipe& p) {
+  int fd = ::fcntl(p.native_source(), F_DUPFD_CLOEXEC, 3);
+  if (fd >= 0) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  return fd;
+}
+
+}  // namespace
+
+ChildProcess::ChildProcess(const SpawnSpec& spec) {
+  if (spec.argv.empty()) throw std::runtime_error("empty command");
+  std::string exe = spec.argv[0];
+  if (exe.find('/') == std::string::npos) {
+    auto found = bp::search_path(exe);
+    if (found.empty()) throw std::runtime_error("command '" + exe + "' not found in PATH");
+    exe = found.string();
+  }
+  if (::access(exe.c_str(), X_OK) != 0)
+    throw std::runtime_error("command '" + exe + "' is not executable: " + std::strerror(errno));
+  std::vector<std::string> args(spec.argv.begin() + 1, spec.argv.end());
+  bp::environment env = boost::this_process::environment();
+  for (const auto& [k, v] : spec.env) env[k] = v;
+  bp::pipe out, err;
+  std::error_code ec;
+  bp::child c;
+  if (spec.cwd.empty())
+    c = bp::child(bp::exe = exe, bp::args = args, env, bp::std_in<bp::null, bp::std_out> out, bp::std_err > err,
+                  ChildSetup{{}, ::getpid()}, ec);
+  else
+    c = bp::child(bp::exe = exe, bp::args = args, env, bp::start_dir = spec.cwd, bp::std_in<bp::null, bp::std_out> out,
+                  bp::std_err > err, ChildSetup{{}, ::getpid()}, ec);
+  if (ec) throw std::runtime_error("cannot start '" + exe + "': " + ec.message());
+  pid_ = c.id();
+  c.detach();  // we reap it ourselves (try_reap), through the pidfd
+  pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+  out_fd_ = take_read_end(out);
+  err_fd_ = take_read_end(err);
+  if (pidfd_ < 0) {
+    // Kernel without pidfd_open (< 5.3): a pidfd is required for exit notification.
+    int e = errno;
+    ::kill(-pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    reaped_ = true;
+    throw std::runtime_error(std::string("pidfd_open failed: ") + std::strerror(e));
+  }
+}
+
+ChildProcess::~ChildProcess() {
+  if (!reaped_) {
+    signal_group(SIGKILL);
+    int status;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
+  }
+  for (int fd : {pidfd_, out_fd_, err_fd_})
+    if (fd >= 0) ::close(fd);
+}
+
+bool ChildProcess::signal_group(int sig) {
+  if (reaped_) return false;
+  return ::kill(-pid_, sig) == 0 || ::kill(pid_, sig) == 0;
+}
+
+std::optional<int> ChildProcess::try_reap() {
+  if (reaped_) return std::nullopt;
+  siginfo_t info{};
+  // Peek without reaping: only an exited leader may take its group down with it.
+  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0)
+    return std::nullopt;
+  ::kill(-pid_, SIGKILL);  // grandchildren left in the group
+  int status = 0;
+  if (::waitpid(pid_, &status, 0) != pid_) return std::nullopt;
+  reaped_ = true;
+  return status;
+}
+
+std::optional<int> ChildProcess::wait_for(int timeout_ms) {
+  if (reaped_) return std::nullopt;
+  pollfd p{pidfd_, POLLIN, 0};
+  ::poll(&p, 1, timeout_ms);
+  return try_reap();
+}
+
+std::vector<std::string> ChildProcess::read_lines(int fd) {
+  std::vector<std::string> lines;
+  std::string& buf = fd == out_fd_ ? out_buf_ : err_buf_;
+  char chunk[4096];
+  while (true) {
+    ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n > 0) {
+      buf.append(chunk, static_cast<std::size_t>(n));
+      std::size_t pos;
+      while ((pos = buf.find('\n')) != std::string::npos) {
+        lines.push_back(buf.substr(0, pos));
+        buf.erase(0, pos + 1);
+      }
+      if (buf.size() > 16384) {  // a plugin printing without newlines: cut the line
+        lines.push_back(buf);
+        buf.clear();
+      }
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    // EOF or error: the plugin closed this stream.
+    if (!buf.empty()) lines.push_back(buf);
+    buf.clear();
+    ::close(fd);
+    (fd == out_fd_ ? out_fd_ : err_fd_) = -1;
+    break;
+  }
+  return lines;
+}
+
+std::string ChildProcess::describe_status(int st) {
+  if (WIFEXITED(st)) return "exit " + std::to_string(WEXITSTATUS(st));
+  if (WIFSIGNALED(st)) {
+    int sig = WTERMSIG(st);
+    const char* name = ::sigabbrev_np(sig);
+    return "signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
+  }
+  return "status " + std::to_string(st);
+}
+
+}  // namespace modelzoo::supervisor

@@ -1,0 +1,61 @@
+// A plugin child process: spawned with Boost.Process (v1) into its own process group with
+// a parent-death signal, its stdout and stderr captured through pipes, its exit watched
+// through a pidfd. Signals go to the group only while the leader is unreaped, so a
+// recycled PID can never be hit.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace modelzoo::supervisor {
+
+struct SpawnSpec {
+  std::vector<std::string> argv;  // argv[0] is a path or a name looked up in PATH
+  std::string cwd;                // empty: inherit
+  std::map<std::string, std::string> env;  // added to (overriding) the daemon's environment
+};
+
+class ChildProcess {
+ public:
+  // Starts the child. Throws std::runtime_error naming the command and the reason.
+  explicit ChildProcess(const SpawnSpec& spec);
+  // Kills the whole group and reaps the leader if that has not happened yet.
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  int pidfd() const { return pidfd_; }    // readable when the child has exited
+  int stdout_fd() const { return out_fd_; }  // non-blocking read ends, -1 once closed
+  int stderr_fd() const { return err_fd_; }
+  bool reaped() const { return reaped_; }
+
+  // Sends `sig` to the child's process group. No-op once reaped. Returns false if nothing was signalled.
+  bool signal_group(int sig);
+  // Reaps the child if it has exited: kills what is left of its group first (the unreaped
+  // leader keeps the group id from being reused), then waitpid. Returns the wait status.
+  std::optional<int> try_reap();
+  // Blocks until the child exits or `timeout_ms` passes; returns the wait status if reaped.
+  std::optional<int> wait_for(int timeout_ms);
+
+  // Reads what is available on fd (stdout or stderr) and returns complete lines. At EOF the
+  // fd is closed and the unterminated rest is returned as a last line.
+  std::vector<std::string> read_lines(int fd);
+
+  // "exit 3", "signal 9 (Killed)".
+  static std::string describe_status(int wait_status);
+
+ private:
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  int out_fd_ = -1;
+  int err_fd_ = -1;
+  bool reaped_ = false;
+  std::string out_buf_, err_buf_;
+};
+
+}  // namespace modelzoo::supervisor
