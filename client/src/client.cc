@@ -147,7 +147,12 @@ std::optional<Event> EventSubscriber::next(std::chrono::milliseconds timeout) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() < 0) return std::nullopt;
     zmq::pollitem_t item{impl_->sock.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, left) <= 0) return std::nullopt;
+    try {
+      if (zmq::poll(&item, 1, left) <= 0) return std::nullopt;
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) return std::nullopt;  // a signal: let the caller decide
+      throw;
+    }
     std::vector<zmq::message_t> frames;
     (void)zmq::recv_multipart(impl_->sock, std::back_inserter(frames));
     if (frames.size() != 2) continue;

@@ -1,0 +1,361 @@
+// `modelzoo`: the command-line client of modelzood.
+//
+// Exit codes: 0 success, 1 the daemon answered with an error (or anything else failed),
+// 2 usage error, 3 daemon unavailable. With --json every reply goes to stdout as JSON,
+// and errors too, as {"error":{"code":..,"message":..}} (besides the line on stderr).
+
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "format.h"
+#include "modelzoo/bus/message.h"
+#include "modelzoo/client.h"
+#include "views.h"
+
+#ifndef MODELZOO_VERSION
+#define MODELZOO_VERSION "unknown"
+#endif
+
+namespace {
+
+using nlohmann::json;
+using namespace modelzoo::cli;
+
+enum ExitCode : int { kOk = 0, kFailed = 1, kUsage = 2, kDaemonUnavailable = 3 };
+
+struct Options {
+  bool json = false;
+  std::string runtime_dir;  // as given; resolved by runtime_dir()
+  std::string ref;          // show, pull: NAME[:VERSION]
+  std::string plugin_name;  // plugins reset
+  std::vector<std::string> prefixes;         // events
+  std::optional<std::uint64_t> event_count;  // events --count
+  std::optional<double> event_timeout_s;     // events --timeout
+
+  // --runtime-dir wins; else default_runtime_dir() ($MODELZOO_RUNTIME_DIR, XDG, /tmp).
+  std::string resolved_runtime_dir() const {
+    return runtime_dir.empty() ? modelzoo::default_runtime_dir() : runtime_dir;
+  }
+};
+
+// ---- output --------------------------------------------------------------------------
+
+// Error messages must stay on one line: scripts and tests read stderr line by line.
+std::string one_line(std::string text) {
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  std::replace(text.begin(), text.end(), '\r', ' ');
+  return text;
+}
+
+void print_json(const json& value) { std::cout << dump_json(value, 2) << '\n' << std::flush; }
+
+// Reports a failure on stderr ("modelzoo: [code: ]message") and, in JSON mode, as an
+// error object on stdout.
+enum class ShowCode : bool { no, yes };
+int report_error(const Options& options, std::string_view code, const std::string& message, int exit_code,
+                 ShowCode show_code = ShowCode::no) {
+  std::cerr << "modelzoo: " << (show_code == ShowCode::yes ? std::string(code) + ": " : std::string())
+            << one_line(message) << '\n';
+  if (options.json) print_json({{"error", {{"code", code}, {"message", message}}}});
+  return exit_code;
+}
+
+// Prints a reply: as JSON with --json, else through its human view.
+void print_reply(const Options& options, const json& reply, const std::function<std::string(const json&)>& view) {
+  if (options.json) {
+    print_json(reply);
+  } else {
+    std::cout << view(reply) << std::flush;
+  }
+}
+
+// Columns of the terminal on stderr, for the progress line.
+std::size_t terminal_width() {
+  winsize size{};
+  if (ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) return size.ws_col;
+  return 80;
+}
+
+// The pull progress line on stderr, redrawn in place. Cleared when destroyed, so an
+// error message after a failed pull starts on a clean line.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool enabled) : enabled_(enabled) {}
+  ~ProgressBar() { clear(); }
+  ProgressBar(const ProgressBar&) = delete;
+  ProgressBar& operator=(const ProgressBar&) = delete;
+
+  void update(const json& progress_message) {
+    if (!enabled_ || !throttle_.due(RedrawThrottle::Clock::now())) return;
+    // "\x1b[K" erases what a longer previous line left to the right.
+    write("\r" + render_progress_line(pull_progress_from_json(progress_message), terminal_width()) + "\x1b[K");
+    drawn_ = true;
+  }
+
+  void clear() {
+    if (!drawn_) return;
+    write("\r\x1b[K");
+    drawn_ = false;
+  }
+
+ private:
+  // One write per redraw: stderr is unbuffered and partial lines would flicker.
+  static void write(const std::string& text) {
+    std::fwrite(text.data(), 1, text.size(), stderr);
+    std::fflush(stderr);
+  }
+
+  bool enabled_;
+  bool drawn_ = false;
+  RedrawThrottle throttle_{std::chrono::milliseconds(100)};  // at most ~10 redraws a second
+};
+
+// ---- commands ------------------------------------------------------------------------
+
+int run_status(const Options& options) {
+  modelzoo::Client client(options.resolved_runtime_dir());
+  print_reply(options, client.status(), render_status);
+  return kOk;
+}
+
+int run_plugins(const Options& options) {
+  modelzoo::Client client(options.resolved_runtime_dir());
+  print_reply(options, client.plugins(), render_plugins);
+  return kOk;
+}
+
+int run_plugin_reset(const Options& options) {
+  modelzoo::Client client(options.resolved_runtime_dir());
+  print_reply(options, client.reset_plugin(options.plugin_name), render_plugin_reset);
+  return kOk;
+}
+
+int run_models(const Options& options) {
+  modelzoo::Client client(options.resolved_runtime_dir());
+  const json reply = client.models();
+  // Plugins that failed to answer are worth a warning, not a failure: the others answered.
+  for (const std::string& warning : model_warnings(reply)) {
+    std::cerr << "modelzoo: warning: " << one_line(warning) << '\n';
+  }
+  print_reply(options, reply, render_models);
+  return kOk;
+}
+
+int run_show(const Options& options) {
+  modelzoo::Client client(options.resolved_runtime_dir());
+  print_reply(options, client.show(options.ref), render_show);
+  return kOk;
+}
+
+int run_pull(const Options& options) {
+  modelzoo::Client client(options.resolved_runtime_dir());
+  const bool draw_bar = !options.json && isatty(STDERR_FILENO) == 1;
+  json reply;
+  {
+    ProgressBar bar(draw_bar);
+    reply = client.pull(options.ref, [&bar](const json& progress) { bar.update(progress); });
+  }
+  if (options.json) {
+    print_json(reply);
+    return kOk;
+  }
+  // Only the path goes to stdout, so that `dir=$(modelzoo pull x)` works.
+  std::cerr << render_pull_summary(reply);
+  const json& path = reply.is_object() && reply.contains("path") ? reply["path"] : json();
+  std::cout << (path.is_string() ? path.get<std::string>() : dump_json(path)) << '\n' << std::flush;
+  return kOk;
+}
+
+volatile std::sig_atomic_t g_stop_requested = 0;
+
+extern "C" void request_stop(int) { g_stop_requested = 1; }
+
+// SIGINT/SIGTERM end `events` cleanly; no SA_RESTART so a blocking poll returns early.
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = request_stop;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+int run_events(const Options& options) {
+  const std::vector<std::string> prefixes = options.prefixes.empty() ? std::vector<std::string>{""} : options.prefixes;
+  // Throws DaemonUnavailable itself when no daemon listens.
+  modelzoo::EventSubscriber subscriber(options.resolved_runtime_dir(), prefixes);
+  install_stop_handlers();
+
+  using Clock = std::chrono::steady_clock;
+  std::optional<Clock::time_point> deadline;
+  if (options.event_timeout_s) {
+    // Capped at a year: a huge value would overflow the clock's duration type.
+    const double seconds = std::min(*options.event_timeout_s, 365.0 * 24 * 3600);
+    deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  }
+  constexpr std::chrono::milliseconds kPollInterval(200);  // how soon a signal is noticed
+  std::uint64_t seen = 0;
+  while (!g_stop_requested) {
+    auto wait = kPollInterval;
+    if (deadline) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now());
+      if (left <= std::chrono::milliseconds::zero()) break;
+      wait = std::min(wait, left);
+    }
+    std::optional<modelzoo::Event> event;
+    try {
+      event = subscriber.next(wait);
+    } catch (const std::exception&) {
+      if (g_stop_requested) break;  // the signal interrupted the poll
+      throw;
+    }
+    if (!event) continue;
+    json body = event->body.is_object() ? event->body : json::object();
+    if (!body.contains("topic")) body["topic"] = event->topic;
+    // Flush every line: `modelzoo events | grep …` should see events as they happen.
+    std::cout << (options.json ? dump_json(body) : format_event_line(body)) << '\n' << std::flush;
+    if (options.event_count && ++seen >= *options.event_count) break;
+  }
+  return kOk;
+}
+
+// ---- command line --------------------------------------------------------------------
+
+// Accepts numbers >= `minimum`. CLI11's own PositiveNumber prints the whole double range
+// in its error message; this one says what is wrong in a few words.
+CLI::Validator at_least(double minimum) {
+  return CLI::Validator(
+      [minimum](std::string& input) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(input, value)) return "not a number: " + input;
+        if (!(value >= minimum)) return "must be at least " + CLI::detail::to_string(minimum);
+        return {};
+      },
+      "", "at least");
+}
+
+// CLI11 has already failed when we look, so --json may not have been parsed: look for it.
+bool json_requested(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg == "--json") return true;
+  }
+  return false;
+}
+
+int run(int argc, char** argv) {
+  Options options;
+  CLI::App app{"modelzoo: query and drive the modelzood daemon", "modelzoo"};
+  app.set_version_flag("--version", std::string("modelzoo ") + MODELZOO_VERSION);
+  app.require_subcommand(1);
+  app.footer(
+      "--json and --runtime-dir may also follow the subcommand.\n"
+      "Exit status: 0 success, 1 the daemon reported an error, 2 usage error, 3 daemon not running.");
+  // Subcommands created after this inherit it, so the global options may follow them
+  // (`modelzoo status --json`).
+  app.fallthrough();
+  app.add_flag("--json", options.json, "Print replies (and errors) as JSON on stdout");
+  app.add_option("--runtime-dir", options.runtime_dir,
+                 "The daemon's runtime directory (default: $MODELZOO_RUNTIME_DIR, "
+                 "else $XDG_RUNTIME_DIR/modelzoo, else /tmp/modelzoo-$UID)");
+
+  // Which command ran is decided after parsing: CLI11 runs a subcommand's callback before
+  // its parent's, so callbacks could not let `plugins reset` win over `plugins`.
+  std::vector<std::pair<const CLI::App*, int (*)(const Options&)>> commands;  // innermost first
+
+  CLI::App* status = app.add_subcommand("status", "Show the daemon's status");
+  commands.emplace_back(status, run_status);
+
+  CLI::App* plugins = app.add_subcommand("plugins", "List the registry plugins and their state");
+  plugins->require_subcommand(0, 1);
+  CLI::App* reset = plugins->add_subcommand("reset", "Restart a failed plugin and clear its backoff");
+  reset->add_option("NAME", options.plugin_name, "Plugin name")->required();
+  commands.emplace_back(reset, run_plugin_reset);
+  commands.emplace_back(plugins, run_plugins);
+
+  CLI::App* models = app.add_subcommand("models", "List the models every plugin offers");
+  commands.emplace_back(models, run_models);
+
+  CLI::App* show = app.add_subcommand("show", "Show a model's metadata and which sources have it");
+  show->add_option("MODEL", options.ref, "NAME[:VERSION]")->required();
+  commands.emplace_back(show, run_show);
+
+  CLI::App* pull = app.add_subcommand("pull", "Download a model into the cache; prints its local path");
+  pull->add_option("MODEL", options.ref, "NAME[:VERSION]")->required();
+  commands.emplace_back(pull, run_pull);
+
+  CLI::App* events = app.add_subcommand("events", "Follow the daemon's events until interrupted");
+  events->add_option("PREFIX", options.prefixes, "Topic prefixes to follow (default: all)");
+  events->add_option("--count", options.event_count, "Exit after N events")->check(at_least(1));
+  events->add_option("--timeout", options.event_timeout_s, "Exit after SECONDS")->check(at_least(0));
+  commands.emplace_back(events, run_events);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    options.json = json_requested(argc, argv);
+    report_error(options, "bad_request", e.what(), kUsage);
+    std::cerr << "Run with --help for more information.\n";
+    return kUsage;
+  }
+  const auto chosen = std::find_if(commands.begin(), commands.end(),
+                                   [](const auto& entry) { return entry.first->parsed(); });
+  if (chosen == commands.end()) return kUsage;  // unreachable: require_subcommand(1)
+
+  try {
+    return chosen->second(options);
+  } catch (const modelzoo::DaemonUnavailable& e) {
+    const std::string what = e.what();
+    const std::string message =
+        what.empty() ? "daemon not running (no socket at " + options.resolved_runtime_dir() + ")" : what;
+    return report_error(options, "unavailable", message, kDaemonUnavailable);
+  } catch (const modelzoo::bus::Error& e) {
+    const std::string code(modelzoo::bus::to_string(e.code()));
+    return report_error(options, code, e.what(), kFailed, ShowCode::yes);
+  } catch (const json::exception& e) {
+    // nlohmann's what() starts with "[json.exception.type_error.302] "; users need not see it.
+    std::string what = e.what();
+    if (const auto end = what.find("] "); what.rfind("[json.", 0) == 0 && end != std::string::npos) {
+      what.erase(0, end + 2);
+    }
+    return report_error(options, "internal", "unexpected reply from the daemon: " + what, kFailed);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Nothing may escape main: an uncaught exception would print its type via std::terminate.
+  Options fallback;
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    fallback.json = json_requested(argc, argv);
+    return report_error(fallback, "internal", e.what(), kFailed);
+  } catch (...) {
+    fallback.json = json_requested(argc, argv);
+    return report_error(fallback, "internal", "unexpected failure", kFailed);
+  }
+}
