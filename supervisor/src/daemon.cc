@@ -820,11 +820,18 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
           auto ms = std::max<std::int64_t>(1, ms_between(job->started, Clock::now()));
           publish(core::topic::kDownloadCompleted,
                   {{"model", job->md.name}, {"version", job->md.version}, {"source", job->source},
-                   {"bytes", job->downloaded}, {"duration_ms", ms},
-                   {"bytes_per_second", job->downloaded * 1000 / static_cast<std::uint64_t>(ms)},
+                   {"bytes", fetched_bytes(*job)}, {"bytes_transferred", job->downloaded}, {"duration_ms", ms},
+                   {"bytes_per_second", fetched_bytes(*job) * 1000 / static_cast<std::uint64_t>(ms)},
                    {"failovers", out.failures.size()}});
           finish_pull(job, std::nullopt, pull_reply(*job, job->source, false));
         });
+  }
+
+  // Bytes of the files this pull had to fetch (the transfer may have moved more: failed attempts).
+  static std::uint64_t fetched_bytes(const PullJob& job) {
+    std::uint64_t n = 0;
+    for (const auto& f : job.todo) n += f.size;
+    return n;
   }
 
   json pull_reply(const PullJob& job, const std::string& source, bool cached) {
