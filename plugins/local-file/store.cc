@@ -11,7 +11,7 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "common/sha256.h"
+#include "modelzoo/bus/sha256.h"
 
 namespace modelzoo::plugins::local_file {
 namespace {
@@ -490,7 +490,7 @@ Hashed Store::hash_fd(int fd, const fs::path& path) {
     if (it != cache_.end() && same(it->second, before)) return {it->second.size, it->second.sha256};
     ++computations_;
   }
-  Sha256 h;
+  bus::Sha256 h;
   std::unique_ptr<char[]> buf(new char[kHashBlock]);
   std::uint64_t total = 0;
   while (true) {
@@ -503,7 +503,7 @@ Hashed Store::hash_fd(int fd, const fs::path& path) {
     h.update(buf.get(), static_cast<std::size_t>(n));
     total += static_cast<std::uint64_t>(n);
   }
-  Hashed out{total, h.final_hex()};
+  Hashed out{total, h.hex_digest()};
   struct stat after {};
   CacheEntry e{static_cast<std::uint64_t>(before.st_dev), static_cast<std::uint64_t>(before.st_ino),
                static_cast<std::uint64_t>(before.st_size), before.st_mtim.tv_sec, before.st_mtim.tv_nsec, out.sha256};

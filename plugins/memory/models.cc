@@ -12,7 +12,7 @@
 #include <thread>
 #include <utility>
 
-#include "common/sha256.h"
+#include "modelzoo/bus/sha256.h"
 
 namespace modelzoo::plugins::memory {
 namespace {
@@ -94,7 +94,7 @@ File parse_file(const json& j, const std::string& where_model, std::size_t index
     f.generated = false;
     f.content = std::move(*content);
     f.size = f.content.size();
-    f.sha256 = Sha256::of(f.content);
+    f.sha256 = bus::Sha256::of(f.content);
   } else {
     f.generated = true;
     f.size = *size;
@@ -110,7 +110,7 @@ File parse_file(const json& j, const std::string& where_model, std::size_t index
 }
 
 std::string hash_generated(std::uint64_t seed, std::uint64_t size) {
-  Sha256 h;
+  bus::Sha256 h;
   std::unique_ptr<unsigned char[]> buf(new unsigned char[kHashBlock]);
   for (std::uint64_t off = 0; off < size;) {
     std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kHashBlock, size - off));
@@ -118,7 +118,7 @@ std::string hash_generated(std::uint64_t seed, std::uint64_t size) {
     h.update(buf.get(), n);
     off += n;
   }
-  return h.final_hex();
+  return h.hex_digest();
 }
 
 // Hashes every generated file, several at once (configure() runs before the plugin serves,

@@ -15,22 +15,12 @@
 #include <string>
 
 #include "modelzoo/bus/model.h"
+#include "modelzoo/bus/sha256.h"
 
 namespace modelzoo::core {
 
-// Incremental SHA-256 (OpenSSL EVP, which uses SHA-NI where the CPU has it).
-class Sha256 {
- public:
-  Sha256();
-  ~Sha256();
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void update(const void* data, std::size_t size);
-  std::string hex_digest();  // finishes; call once
-
- private:
-  void* ctx_;
-};
+// Kept under core:: for the cache's users; the implementation is the bus's.
+using bus::Sha256;
 
 class ContentStore {
  public:
