@@ -149,6 +149,8 @@ class Session {
   void worker();
   bus::Message handle(const bus::Message& req);
   void shutdown_threads();
+  void configure();
+  bool wait_configured();
 
   Registry& registry_;
   PluginInfo info_;
@@ -159,6 +161,9 @@ class Session {
   int liveness_ = 3;
   std::atomic<bool> stopping_{false};
   int exit_code_ = 0;
+  json config_;
+  bool configured_ = false;        // guarded by mu_: configure() returned; requests may run
+  std::string config_error_;       // guarded by mu_: configure() threw this
 
   std::mutex mu_;  // guards tasks_, downloads_, running_
   std::condition_variable cv_;
@@ -235,16 +240,7 @@ bool Session::handshake() {
     }
     heartbeat_ = std::chrono::milliseconds(std::max<std::uint64_t>(10, b.value("heartbeat_ms", 1000u)));
     liveness_ = std::max(2, b.value("heartbeat_liveness", 3));
-    json config = b.contains("config") && b["config"].is_object() ? b["config"] : json::object();
-    try {
-      registry_.configure(config);
-    } catch (const std::exception& e) {
-      log("error", std::string("configuration rejected: ") + e.what());
-      auto bye = bus::Message::make(bus::MessageType::goodbye, {{"reason", std::string("configuration rejected: ") + e.what()}});
-      bus::send(*dealer_, bye);
-      exit_code_ = 1;
-      return false;
-    }
+    config_ = b.contains("config") && b["config"].is_object() ? b["config"] : json::object();
     return true;
   }
   log("error", g_stop_signal ? "stopped by signal during handshake" : "no welcome from the daemon within 10 s");
@@ -268,6 +264,29 @@ bus::Message Session::handle(const bus::Message& req) {
   throw Error(ErrorCode::bad_request, "unknown method '" + req.method + "'");
 }
 
+// Runs the author's configure() off the main loop, so heartbeats keep flowing however
+// long it takes (hashing large files, say). Requests wait for it in wait_configured().
+void Session::configure() {
+  std::string error;
+  try {
+    registry_.configure(config_);
+  } catch (const std::exception& e) {
+    error = e.what()[0] ? e.what() : "configure() failed";
+  } catch (...) {
+    error = "configure() threw a non-standard exception";
+  }
+  std::lock_guard lk(mu_);
+  if (error.empty()) configured_ = true;
+  else config_error_ = error;
+  cv_.notify_all();
+}
+
+bool Session::wait_configured() {
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return configured_ || stopping_; });
+  return configured_ && !stopping_;
+}
+
 void Session::worker() {
   zmq::socket_t push(ctx_, zmq::socket_type::push);
   push.set(zmq::sockopt::linger, 0);
@@ -276,7 +295,7 @@ void Session::worker() {
     Task t;
     {
       std::unique_lock lk(mu_);
-      cv_.wait(lk, [&] { return !tasks_.empty() || stopping_; });
+      cv_.wait(lk, [&] { return (configured_ && !tasks_.empty()) || stopping_; });
       if (stopping_) return;
       t = std::move(tasks_.front());
       tasks_.pop_front();
@@ -339,6 +358,7 @@ void Session::start_download(bus::Message& m) {
     SinkImpl sink(*this, push, id, st, chunk, idle, req.offset);
     bus::Message out;
     try {
+      if (!wait_configured()) throw Error(ErrorCode::unavailable, "plugin is stopping");
       registry_.download(req, sink);
       out = bus::Message::make_reply(id, {{"offset", req.offset}, {"size", sink.sent()}});
     } catch (...) {
@@ -402,6 +422,14 @@ void Session::main_loop() {
     if (g_stop_signal) {
       log("info", "stopping on signal " + std::to_string(static_cast<int>(g_stop_signal)));
       break;
+    }
+    {
+      std::lock_guard lk(mu_);
+      if (!config_error_.empty()) {
+        log("error", "configuration rejected: " + config_error_);
+        exit_code_ = 1;
+        break;
+      }
     }
     zmq::pollitem_t items[] = {{dealer_->handle(), 0, ZMQ_POLLIN, 0}, {pull_->handle(), 0, ZMQ_POLLIN, 0}};
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_beat - Clock::now());
@@ -493,9 +521,20 @@ int Session::run() {
   pull_->bind(kOutEndpoint);
 
   if (handshake()) {
+    {
+      std::lock_guard lk(mu_);
+      ++running_;  // the configure thread counts as running until it returns
+    }
+    threads_.emplace_back([this] {
+      configure();
+      std::lock_guard lk(mu_);
+      --running_;
+      cv_.notify_all();
+    });
     for (std::size_t i = 0; i < kPoolThreads; ++i) threads_.emplace_back([this] { worker(); });
     main_loop();
-    auto bye = bus::Message::make(bus::MessageType::goodbye, {{"reason", "plugin stopping"}});
+    std::string reason = exit_code_ == 1 ? "configuration rejected: " + config_error_ : "plugin stopping";
+    auto bye = bus::Message::make(bus::MessageType::goodbye, {{"reason", reason}});
     bus::send(*dealer_, bye);
     shutdown_threads();
   }

@@ -85,6 +85,7 @@ TEST(Supervision, GarbageFromAPluginNeverHurtsTheDaemon) {
   std::string rogue = "  - name: rogue\n    command: ['@BIN@/modelzoo-test-rogue-plugin', '" + report +
                       "', garbage]\n    restart: {policy: never}\n";
   Daemon d(config_with(rogue + memory_source("mem", 0, "demo/a")));
+  d.wait_plugin("mem");
   fs::path report_file = d.dir() / "rogue.txt";
   auto read_report = [&] {
     std::ifstream in(report_file);
@@ -180,10 +181,12 @@ TEST(Supervision, SigtermStopsPluginsInReverseOrderAndExitsCleanly) {
 TEST(Supervision, PluginIgnoringGoodbyeAndSigtermIsKilled) {
   std::string stubborn =
       "stop_timeout_ms: 200\n" + std::string(kFastTimers) +
-      "sources:\n  - name: stubborn\n    command: [/bin/sh, -c, 'trap \"\" TERM; while :; do sleep 0.05; done']\n"
+      "sources:\n  - name: stubborn\n    command: [/bin/sh, -c, 'trap \"\" TERM; echo \"info trap set\" >&2; while :; do sleep 0.05; done']\n"
       "    restart: {hello_timeout_ms: 60000}\n";
   Daemon d(stubborn);
   pid_t pid = d.wait_plugin("stubborn", "starting")["pid"].get<pid_t>();
+  // SIGTERM before the trap is set would end it early and prove nothing.
+  ASSERT_TRUE(wait_until([&] { return d.log().find("[stubborn] trap set") != std::string::npos; }));
   int status = d.stop();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   EXPECT_FALSE(process_alive(pid));

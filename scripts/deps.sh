@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages modelzoo builds and runs with, if any is missing.
+# Sourced by run.sh and test.sh; safe to run on its own.
+set -euo pipefail
+
+MODELZOO_PACKAGES=(
+  cmake g++ make pkg-config
+  libzmq3-dev cppzmq-dev          # the bus
+  libmsgpack-cxx-dev              # msgpack-c (pins Boost 1.74)
+  libboost-dev libboost-filesystem-dev  # Boost.Process v1 (uses Boost.Filesystem)
+  libspdlog-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev
+  libssl-dev                      # SHA-256 with SHA-NI
+  libgtest-dev libgmock-dev       # tests
+)
+
+missing=()
+for p in "${MODELZOO_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "modelzoo: installing ${missing[*]}" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
