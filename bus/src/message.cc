@@ -93,19 +93,46 @@ void pack_str(msgpack::packer<msgpack::sbuffer>& pk, std::string_view s) {
   pk.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
 }
 
-template <class T>
-T field(const nlohmann::json& env, const char* key, std::string_view type) {
+const nlohmann::json& field(const nlohmann::json& env, const char* key, std::string_view type) {
   auto it = env.find(key);
-  if (it == env.end())
-    throw ProtocolError(std::string(type) + " message lacks field '" + key + "'");
-  try {
-    return it->get<T>();
-  } catch (const nlohmann::json::exception&) {
-    throw ProtocolError(std::string(type) + " message field '" + key + "' has the wrong type");
-  }
+  if (it == env.end()) throw ProtocolError(std::string(type) + " message lacks field '" + key + "'");
+  return *it;
+}
+
+std::string string_field(const nlohmann::json& env, const char* key, std::string_view type) {
+  const auto& v = field(env, key, type);
+  if (!v.is_string()) throw ProtocolError(std::string(type) + " message field '" + key + "' is not a string");
+  return v.get<std::string>();
+}
+
+// Integers must be msgpack unsigned integers within `max`: no negatives, no floats, no truncation.
+std::uint64_t uint_field(const nlohmann::json& env, const char* key, std::string_view type, std::uint64_t max) {
+  const auto& v = field(env, key, type);
+  if (!v.is_number_unsigned() || v.get<std::uint64_t>() > max)
+    throw ProtocolError(std::string(type) + " message field '" + key + "' is not an unsigned integer <= " +
+                        std::to_string(max));
+  return v.get<std::uint64_t>();
 }
 
 }  // namespace
+
+std::string get_string(const nlohmann::json& body, const char* key, const std::string& fallback) {
+  auto it = body.find(key);
+  return it != body.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
+std::optional<std::uint64_t> get_uint(const nlohmann::json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || !it->is_number_unsigned()) return std::nullopt;
+  return it->get<std::uint64_t>();
+}
+
+std::optional<std::int64_t> get_int(const nlohmann::json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || !it->is_number_integer()) return std::nullopt;
+  if (it->is_number_unsigned() && it->get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) return std::nullopt;
+  return it->get<std::int64_t>();
+}
 
 std::string_view to_string(MessageType t) { return kTypeNames[static_cast<std::size_t>(t)]; }
 std::optional<MessageType> message_type_from_string(std::string_view s) {
@@ -219,7 +246,7 @@ std::string encode_envelope(const Message& m) {
 Message decode(const void* envelope, std::size_t size) {
   nlohmann::json env = from_msgpack(envelope, size);
   if (!env.is_object()) throw ProtocolError("envelope is not a map");
-  auto type_name = field<std::string>(env, "type", "any");
+  auto type_name = string_field(env, "type", "any");
   auto type = message_type_from_string(type_name);
   if (!type) throw ProtocolError("unknown message type '" + type_name.substr(0, 32) + "'");
   Message m;
@@ -231,27 +258,27 @@ Message decode(const void* envelope, std::size_t size) {
   }
   switch (m.type) {
     case MessageType::request:
-      m.method = field<std::string>(env, "method", tn);
+      m.method = string_field(env, "method", tn);
       if (m.method.empty() || m.method.size() > 64) throw ProtocolError("request method name is empty or longer than 64 bytes");
-      m.timeout_ms = field<std::uint32_t>(env, "timeout_ms", tn);
+      m.timeout_ms = static_cast<std::uint32_t>(uint_field(env, "timeout_ms", tn, UINT32_MAX));
       [[fallthrough]];
     case MessageType::reply:
     case MessageType::progress:
     case MessageType::chunk:
     case MessageType::credit:
     case MessageType::cancel:
-      m.id = field<std::uint64_t>(env, "id", tn);
+      m.id = uint_field(env, "id", tn, UINT64_MAX);
       if (m.id == 0) throw ProtocolError(std::string(tn) + " message has id 0");
       break;
     case MessageType::error:
     case MessageType::reject: {
-      if (m.type == MessageType::error) m.id = field<std::uint64_t>(env, "id", tn);
-      auto err = field<nlohmann::json>(env, "error", tn);
+      if (m.type == MessageType::error) m.id = uint_field(env, "id", tn, UINT64_MAX);
+      const auto& err = field(env, "error", tn);
       if (!err.is_object()) throw ProtocolError(std::string(tn) + " message field 'error' is not a map");
-      auto code = field<std::string>(err, "code", "error");
+      auto code = string_field(err, "code", "error");
       m.error_code = error_code_from_string(code);
       if (!m.error_code) throw ProtocolError("unknown error code '" + code.substr(0, 32) + "'");
-      m.error_message = field<std::string>(err, "message", "error");
+      m.error_message = string_field(err, "message", "error");
       break;
     }
     case MessageType::hello:

@@ -233,13 +233,13 @@ bool Session::handshake() {
     }
     if (msg.type != bus::MessageType::welcome) continue;
     const auto& b = msg.body;
-    if (b.value("protocol", 0) != bus::kProtocolVersion) {
+    if (bus::get_int(b, "protocol") != bus::kProtocolVersion) {
       log("error", "daemon chose a protocol version this SDK does not speak");
       exit_code_ = 3;
       return false;
     }
-    heartbeat_ = std::chrono::milliseconds(std::max<std::uint64_t>(10, b.value("heartbeat_ms", 1000u)));
-    liveness_ = std::max(2, b.value("heartbeat_liveness", 3));
+    heartbeat_ = std::chrono::milliseconds(std::clamp<std::uint64_t>(bus::get_uint(b, "heartbeat_ms").value_or(1000), 10, 600000));
+    liveness_ = static_cast<int>(std::clamp<std::uint64_t>(bus::get_uint(b, "heartbeat_liveness").value_or(3), 2, 100));
     config_ = b.contains("config") && b["config"].is_object() ? b["config"] : json::object();
     return true;
   }
@@ -401,7 +401,7 @@ void Session::on_message(bus::Message& m) {
       }
       std::lock_guard lk(st->mu);
       if (m.type == bus::MessageType::cancel) st->cancelled = true;
-      else st->credit += std::min<std::uint64_t>(m.body.value("chunks", 0u), 1024);
+      else st->credit += std::min<std::uint64_t>(bus::get_uint(m.body, "chunks").value_or(0), 1024);
       st->cv.notify_all();
       return;
     }

@@ -301,7 +301,13 @@ DaemonConfig parse_config(const std::string& yaml_text, const std::string& origi
     c.plugin_dirs.push_back(c.data_dir / "plugins");
   }
   if (auto v = r.integer(j, "heartbeat_interval_ms", "top level", 10, 600000)) c.heartbeat_interval = milliseconds(*v);
-  if (auto e = env("MODELZOO_HEARTBEAT_INTERVAL_MS"); !e.empty()) c.heartbeat_interval = milliseconds(std::stoll(e));
+  if (auto e = env("MODELZOO_HEARTBEAT_INTERVAL_MS"); !e.empty()) {
+    char* end = nullptr;
+    long long v = std::strtoll(e.c_str(), &end, 10);
+    if (*end != 0 || v < 10 || v > 600000)
+      throw ConfigError("MODELZOO_HEARTBEAT_INTERVAL_MS: '" + e + "' is not an integer between 10 and 600000");
+    c.heartbeat_interval = milliseconds(v);
+  }
   if (auto v = r.integer(j, "heartbeat_liveness", "top level", 2, 100)) c.heartbeat_liveness = static_cast<int>(*v);
   if (auto v = r.integer(j, "request_timeout_ms", "top level", 10, 3600000)) c.request_timeout = milliseconds(*v);
   if (auto v = r.integer(j, "download_stall_timeout_ms", "top level", 100, 3600000))

@@ -162,7 +162,8 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
   void prepare_runtime_dir() {
     const fs::path& dir = cfg.runtime_dir;
     std::error_code ec;
-    fs::create_directories(dir, ec);
+    fs::create_directories(dir.parent_path(), ec);
+    ::mkdir(dir.c_str(), 0700);  // created private; an existing one is checked below
     struct stat st {};
     if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
       throw std::runtime_error("runtime directory " + dir.string() + " cannot be created or is not a directory");
@@ -191,11 +192,12 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     event_sock.set(zmq::sockopt::sndhwm, 10000);
     event_sock.set(zmq::sockopt::xpub_verbose, 1);  // see every subscription (for _sync.)
     event_sock.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(4096));
+    // Sockets are created 0600 (umask) rather than chmod'ed after the fact: no window.
+    mode_t old = ::umask(0077);
     plugin_sock.bind("ipc://" + (cfg.runtime_dir / "plugins.sock").string());
     client_sock.bind("ipc://" + (cfg.runtime_dir / "client.sock").string());
     event_sock.bind("ipc://" + (cfg.runtime_dir / "events.sock").string());
-    for (const char* name : {"plugins.sock", "client.sock", "events.sock"})
-      ::chmod((cfg.runtime_dir / name).c_str(), 0600);
+    ::umask(old);
   }
 
   void setup_signals() {
@@ -271,6 +273,13 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     }
   }
 
+  json restarted_event(const Instance& in, const char* reason) {
+    return {{"plugin", in.source.name},
+            {"restarts", in.restarts},
+            {"failures", in.tracker.consecutive_failures()},
+            {"reason", reason}};
+  }
+
   // Decides what follows a run that ended (or a spawn that failed).
   void after_run(Instance& in, bool reached_ready, bool clean_exit) {
     RunOutcome o;
@@ -282,7 +291,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     switch (d.action) {
       case RestartDecision::Action::restart_now:
         in.restarts++;
-        publish(core::topic::kPluginRestarted, {{"plugin", in.source.name}, {"restarts", in.restarts}, {"delay_ms", 0}});
+        publish(core::topic::kPluginRestarted, restarted_event(in, "stable run ended"));
         spawn(in);
         break;
       case RestartDecision::Action::restart_later:
@@ -360,9 +369,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
 
   // ---------------------------------------------------------------- plugin messages
   void reject(const std::string& routing, ErrorCode code, const std::string& why, const json& hello) {
-    spdlog::warn("refused a plugin connection: {} (pid {}, name '{}')", why, hello.value("pid", 0),
-                 hello.value("name", std::string("?")));
-    publish(core::topic::kPluginRejected, {{"reason", why}, {"pid", hello.value("pid", 0)}});
+    auto pid = bus::get_int(hello, "pid").value_or(0);
+    std::string name = bus::get_string(hello, "name", "?").substr(0, 64);
+    spdlog::warn("refused a plugin connection: {} (pid {}, name '{}')", why, pid, name);
+    publish(core::topic::kPluginRejected, {{"reason", why}, {"pid", pid}, {"name", name}});
     Message m = Message::make(MessageType::reject);
     m.error_code = code;
     m.error_message = why;
@@ -371,13 +381,13 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
 
   void on_hello(const std::string& routing, Message& m) {
     const json& h = m.body;
-    std::string id = h.value("plugin_id", std::string());
+    std::string id = bus::get_string(h, "plugin_id");
     Instance* in = nullptr;
     for (auto& i : instances)
       if (i->process && i->plugin_id == id) in = i.get();
     if (!in) return reject(routing, ErrorCode::unauthorized, "unknown plugin id '" + id.substr(0, 80) + "'", h);
     // Constant-time comparison of the per-spawn token.
-    std::string token = h.value("token", std::string());
+    std::string token = bus::get_string(h, "token");
     unsigned diff = token.size() ^ in->token.size();
     for (std::size_t i = 0; i < std::min(token.size(), in->token.size()); ++i) diff |= token[i] ^ in->token[i];
     if (diff != 0) return reject(routing, ErrorCode::unauthorized, "wrong token for plugin id '" + id + "'", h);
@@ -390,22 +400,32 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     if (!speaks)
       return reject(routing, ErrorCode::bad_request,
                     "no common protocol version (daemon speaks " + std::to_string(bus::kProtocolVersion) + ")", h);
-    std::string kind = h.value("kind", std::string("registry"));
-    if (kind != "registry") return reject(routing, ErrorCode::bad_request, "unsupported plugin kind '" + kind + "'", h);
+    std::string kind = bus::get_string(h, "kind", "registry");
+    if (kind != "registry")
+      return reject(routing, ErrorCode::bad_request, "unsupported plugin kind '" + kind.substr(0, 64) + "'", h);
+    std::string plugin_name = bus::get_string(h, "name");
+    if (auto why = bus::check_plugin_name(plugin_name)) return reject(routing, ErrorCode::bad_request, "hello: " + *why, h);
+    std::string version = bus::get_string(h, "version");
+    if (auto why = bus::check_version(version)) return reject(routing, ErrorCode::bad_request, "hello: " + *why, h);
 
     core::PluginRecord rec;
     rec.name = in->source.name;
-    rec.plugin = h.value("name", in->source.manifest.name);
-    rec.version = h.value("version", std::string("0.0.0"));
+    rec.plugin = plugin_name;
+    rec.version = version;
     rec.kind = kind;
     try {
-      rec.priority = in->source.priority ? *in->source.priority : h.value("priority", 0);
+      rec.priority = in->source.priority ? *in->source.priority : static_cast<int>(std::clamp<std::int64_t>(bus::get_int(h, "priority").value_or(0), -1000000, 1000000));
       if (in->source.handles) rec.handles = *in->source.handles;
       else rec.handles = h.value("handles", std::vector<std::string>{"*"});
       rec.capabilities = h.value("capabilities", std::vector<std::string>{"metadata", "exists", "list", "download"});
     } catch (const json::exception&) {
-      return reject(routing, ErrorCode::bad_request, "hello has a mistyped priority, handles or capabilities", h);
+      return reject(routing, ErrorCode::bad_request, "hello has mistyped handles or capabilities (lists of strings)", h);
     }
+    if (rec.handles.empty() || rec.handles.size() > 100)
+      return reject(routing, ErrorCode::bad_request, "hello must declare 1 to 100 handles patterns", h);
+    for (const auto& p : rec.handles)
+      if (p.empty() || p.size() > 200)
+        return reject(routing, ErrorCode::bad_request, "hello has a handles pattern that is empty or over 200 characters", h);
     in->hello = h;
     in->hello.erase("token");
     in->routing_id = routing;
@@ -448,15 +468,21 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
         continue;
       }
       if (!r) return;
-      auto it = by_routing.find(r->routing_id);
-      if (it == by_routing.end()) {
-        if (r->message.type == MessageType::hello) on_hello(r->routing_id, r->message);
-        else spdlog::warn("{} message from a peer that has not said hello; dropped", bus::to_string(r->message.type));
-        continue;
+      // A message whose fields have unexpected types must never take the daemon down:
+      // whatever a handler throws is logged as an invalid message from that peer.
+      try {
+        auto it = by_routing.find(r->routing_id);
+        if (it == by_routing.end()) {
+          if (r->message.type == MessageType::hello) on_hello(r->routing_id, r->message);
+          else spdlog::warn("{} message from a peer that has not said hello; dropped", bus::to_string(r->message.type));
+          continue;
+        }
+        Instance& in = *it->second;
+        in.last_heard = Clock::now();
+        on_plugin_message(in, r->message);
+      } catch (const std::exception& e) {
+        spdlog::warn("invalid {} message on the plugin socket: {}", bus::to_string(r->message.type), e.what());
       }
-      Instance& in = *it->second;
-      in.last_heard = Clock::now();
-      on_plugin_message(in, r->message);
     }
   }
 
@@ -483,7 +509,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
         return;
       }
       case MessageType::goodbye:
-        spdlog::info("[{}] is leaving: {}", in.source.name, m.body.value("reason", std::string()));
+        spdlog::info("[{}] is leaving: {}", in.source.name, bus::get_string(m.body, "reason").substr(0, 500));
         return;
       case MessageType::request: {
         Message e = Message::make_error(m.id, ErrorCode::bad_request, "the daemon serves no requests to plugins");
@@ -653,7 +679,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
       if (in->state == State::failed || in->state == State::backoff || in->state == State::stopped) {
         spdlog::info("[{}] reset by a client; starting", name);
         in->restarts++;
-        publish(core::topic::kPluginRestarted, {{"plugin", name}, {"restarts", in->restarts}, {"reason", "reset"}});
+        publish(core::topic::kPluginRestarted, restarted_event(*in, "reset"));
         spawn(*in);
       }
       reply_client(w, {{"name", name}, {"state", to_string(in->state)}});
@@ -767,7 +793,8 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     const core::SourceAnswer* best = res.best();
     if (!best) {
       auto err = res.failure();
-      publish(core::topic::kDownloadFailed, {{"model", job->ref.str()}, {"error", error_json(err)}});
+      publish(core::topic::kDownloadFailed,
+              {{"model", job->ref.name}, {"version", job->ref.version}, {"error", error_json(err)}});
       return finish_pull(job, err);
     }
     job->md = *best->metadata;
@@ -777,6 +804,8 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     for (const auto& s : res.sources) {
       if (!s.metadata || s.metadata->version != job->md.version || s.metadata->files.size() != job->md.files.size())
         continue;
+      const auto& caps = s.plugin.capabilities;
+      if (std::find(caps.begin(), caps.end(), "download") == caps.end()) continue;
       bool identical = true;
       for (std::size_t i = 0; i < s.metadata->files.size(); ++i) {
         const auto &a = s.metadata->files[i], &b = job->md.files[i];
@@ -795,7 +824,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     }
     publish(core::topic::kDownloadStarted, {{"model", job->md.name},
                                             {"version", job->md.version},
-                                            {"source", best->plugin.name},
+                                            {"plugin", best->plugin.name},
                                             {"files", job->todo.size()},
                                             {"total_bytes", job->total}});
     core::with_failover(
@@ -819,7 +848,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
           store->link_view(job->md);
           auto ms = std::max<std::int64_t>(1, ms_between(job->started, Clock::now()));
           publish(core::topic::kDownloadCompleted,
-                  {{"model", job->md.name}, {"version", job->md.version}, {"source", job->source},
+                  {{"model", job->md.name}, {"version", job->md.version}, {"plugin", job->source},
                    {"bytes", fetched_bytes(*job)}, {"bytes_transferred", job->downloaded}, {"duration_ms", ms},
                    {"bytes_per_second", fetched_bytes(*job) * 1000 / static_cast<std::uint64_t>(ms)},
                    {"failovers", out.failures.size()}});
@@ -858,7 +887,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
               {"bytes", job.done_bytes + file_bytes},
               {"total_bytes", job.total},
               {"bytes_per_second", job.downloaded * 1000 / static_cast<std::uint64_t>(elapsed)},
-              {"source", job.source}};
+              {"plugin", job.source}};
     if (force || now - job.last_progress >= kProgressInterval) {
       job.last_progress = now;
       for (const auto& w : job.waiters) {
@@ -895,9 +924,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
         plugin, "download", body, static_cast<std::uint32_t>(cfg.download_stall_timeout.count()),
         [this, job, call_id, plugin](Message& m) -> std::optional<Error> {
           const bus::FileInfo& file = job->todo[job->file_index];
-          auto offset = m.body.value("offset", std::uint64_t(0));
-          if (offset != job->writer->size())
-            return Error(ErrorCode::internal, "sent '" + file.name + "' out of order (offset " + std::to_string(offset) +
+          auto offset = bus::get_uint(m.body, "offset");
+          if (!offset) return Error(ErrorCode::internal, "sent a chunk of '" + file.name + "' without an offset");
+          if (*offset != job->writer->size())
+            return Error(ErrorCode::internal, "sent '" + file.name + "' out of order (offset " + std::to_string(*offset) +
                                                   ", expected " + std::to_string(job->writer->size()) + ")");
           if (job->writer->size() + m.data.size() > file.size)
             return Error(ErrorCode::internal, "sent more bytes of '" + file.name + "' than its metadata declares (" +
@@ -951,8 +981,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
         kill_instance(*in, "sent no hello within " + std::to_string(in->source.restart.hello_timeout.count()) + " ms");
       if (in->state == State::backoff && now >= in->next_start) {
         in->restarts++;
-        publish(core::topic::kPluginRestarted,
-                {{"plugin", in->source.name}, {"restarts", in->restarts}, {"failures", in->tracker.consecutive_failures()}});
+        publish(core::topic::kPluginRestarted, restarted_event(*in, "back-off elapsed"));
         spawn(*in);
       }
     }

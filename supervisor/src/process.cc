@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 #include <stdexcept>
 
 #include <boost/process.hpp>
@@ -25,8 +26,15 @@ namespace bp = boost::process;
 namespace {
 
 // Runs in the child between fork and exec: only async-signal-safe calls here.
+// on_setup runs in the parent before fork and hands execve a prepared environment
+// (Boost 1.74's bp::environment::find reads past the end of short entries: ASan).
 struct ChildSetup : bp::extend::handler {
   pid_t parent;
+  char** envp;
+  template <class Executor>
+  void on_setup(Executor& e) const {
+    e.env = envp;
+  }
   template <class Executor>
   void on_exec_setup(Executor& e) const {
     // Own process group, so the supervisor can end the plugin and everything it started.
@@ -69,17 +77,27 @@ ChildProcess::ChildProcess(const SpawnSpec& spec) {
   if (::access(exe.c_str(), X_OK) != 0)
     throw std::runtime_error("command '" + exe + "' is not executable: " + std::strerror(errno));
   std::vector<std::string> args(spec.argv.begin() + 1, spec.argv.end());
-  bp::environment env = boost::this_process::environment();
-  for (const auto& [k, v] : spec.env) env[k] = v;
+  // The daemon's environment, with the spec's variables replacing any of the same name.
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv(*e);
+    auto eq = kv.find('=');
+    if (eq != std::string_view::npos && spec.env.count(std::string(kv.substr(0, eq)))) continue;
+    env_store.emplace_back(kv);
+  }
+  for (const auto& [k, v] : spec.env) env_store.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& kv : env_store) envp.push_back(kv.data());
+  envp.push_back(nullptr);
   bp::pipe out, err;
   std::error_code ec;
   bp::child c;
   if (spec.cwd.empty())
-    c = bp::child(bp::exe = exe, bp::args = args, env, bp::std_in<bp::null, bp::std_out> out, bp::std_err > err,
-                  ChildSetup{{}, ::getpid()}, ec);
+    c = bp::child(bp::exe = exe, bp::args = args, bp::std_in<bp::null, bp::std_out> out, bp::std_err > err,
+                  ChildSetup{{}, ::getpid(), envp.data()}, ec);
   else
-    c = bp::child(bp::exe = exe, bp::args = args, env, bp::start_dir = spec.cwd, bp::std_in<bp::null, bp::std_out> out,
-                  bp::std_err > err, ChildSetup{{}, ::getpid()}, ec);
+    c = bp::child(bp::exe = exe, bp::args = args, bp::start_dir = spec.cwd, bp::std_in<bp::null, bp::std_out> out,
+                  bp::std_err > err, ChildSetup{{}, ::getpid(), envp.data()}, ec);
   if (ec) throw std::runtime_error("cannot start '" + exe + "': " + ec.message());
   pid_ = c.id();
   c.detach();  // we reap it ourselves (try_reap), through the pidfd

@@ -84,6 +84,14 @@ int main(int argc, char** argv) {
   // 2. Hellos that must be refused.
   report << "wrong-token: " << probe(ctx, endpoint, bus::Message::make(bus::MessageType::hello, hello(id, "not-the-token"))) << std::endl;
   report << "unknown-id: " << probe(ctx, endpoint, bus::Message::make(bus::MessageType::hello, hello("nobody.1", token))) << std::endl;
+  // Every field with the wrong type: must be refused, never crash the daemon.
+  json mistyped = {{"protocol", "one"}, {"plugin_id", 12}, {"token", json::object()}, {"name", json::array()},
+                   {"version", 1.5}, {"pid", "me"}, {"kind", 7}, {"capabilities", 3}, {"priority", "high"}, {"handles", 9}};
+  report << "mistyped-hello: " << probe(ctx, endpoint, bus::Message::make(bus::MessageType::hello, mistyped)) << std::endl;
+  // The right id and token but a name and version that break the grammar.
+  json bad_name = hello(id, token);
+  bad_name["name"] = "../Evil Name";
+  report << "bad-name: " << probe(ctx, endpoint, bus::Message::make(bus::MessageType::hello, bad_name)) << std::endl;
 
   // 3. The real hello, then garbage from an identified plugin.
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
@@ -101,6 +109,12 @@ int main(int argc, char** argv) {
   chunk.id = 424242;
   chunk.data = zmq::message_t(std::string("zzz"));
   bus::send(s, chunk);
+  auto bye = bus::Message::make(bus::MessageType::goodbye, {{"reason", json::array({1, 2})}});  // mistyped reason
+  bus::send(s, bye);
+  auto bad_chunk = bus::Message::make(bus::MessageType::chunk, {{"offset", "zero"}});
+  bad_chunk.id = 1;
+  bad_chunk.data = zmq::message_t(std::string("z"));
+  bus::send(s, bad_chunk);
   report << "identified-garbage: sent" << std::endl;
   // Stay alive answering heartbeats, so the daemon keeps us registered.
   while (true) {

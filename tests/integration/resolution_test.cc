@@ -86,7 +86,8 @@ TEST(Resolution, FailingBestSourceFallsOverToTheNext) {
   bool completed = false;
   while (auto e = sub.next(2s)) {
     if (e->topic == "model.download.completed") {
-      EXPECT_EQ(e->body["source"], "steady");
+      EXPECT_EQ(e->body["plugin"], "steady");
+      EXPECT_EQ(e->body["source"], "modelzood");
       EXPECT_EQ(e->body["failovers"], 1);
       EXPECT_EQ(e->body["bytes"], 3 << 20);
       EXPECT_GE(e->body["bytes_transferred"].get<std::uint64_t>(), (3u << 20) + 30000u);  // the failed attempt counts
@@ -156,7 +157,7 @@ TEST(Resolution, PullFromLocalFilesVerifiesAndSecondPullIsCached) {
   auto e = sub.next(2s);
   ASSERT_TRUE(e);
   EXPECT_EQ(e->body["model"], "acme/llm");
-  EXPECT_EQ(e->body["source"], "disk");
+  EXPECT_EQ(e->body["plugin"], "disk");
   auto again = d.client().pull("acme/llm:2.1.0");
   EXPECT_EQ(again["cached"], true);
   EXPECT_EQ(again["bytes_downloaded"], 0);

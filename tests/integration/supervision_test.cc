@@ -98,6 +98,8 @@ TEST(Supervision, GarbageFromAPluginNeverHurtsTheDaemon) {
   std::string r = read_report();
   EXPECT_NE(r.find("wrong-token: reject unauthorized wrong token for plugin id 'rogue.1'"), std::string::npos) << r;
   EXPECT_NE(r.find("unknown-id: reject unauthorized unknown plugin id 'nobody.1'"), std::string::npos) << r;
+  EXPECT_NE(r.find("mistyped-hello: reject unauthorized unknown plugin id ''"), std::string::npos) << r;
+  EXPECT_NE(r.find("bad-name: reject bad_request hello: plugin name '../Evil Name' may contain only"), std::string::npos) << r;
   EXPECT_NE(r.find("hello: welcome"), std::string::npos) << r;
   EXPECT_NE(r.find("replayed-hello: reject unauthorized"), std::string::npos) << r;
   // The daemon logged the invalid frames and kept serving everyone.

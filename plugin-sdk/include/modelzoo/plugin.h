@@ -50,8 +50,9 @@ class ChunkSink {
  public:
   virtual ~ChunkSink() = default;
   // Sends `size` bytes as one or more chunks. Blocks while the daemon has granted no
-  // credit (flow control). Throws Error(unavailable) when the request was cancelled, its
-  // deadline passed or the daemon went away: let it propagate.
+  // credit (flow control). Throws Error(unavailable) when the download was cancelled or the
+  // plugin is stopping, and Error(timeout) when no credit came within the request's
+  // timeout_ms (the stall timeout): let it propagate.
   virtual void write(const void* data, std::size_t size) = 0;
   // Largest chunk the daemon accepts; writes are split to this size.
   virtual std::size_t chunk_size() const = 0;

@@ -94,6 +94,12 @@ std::string encode_envelope(const Message& m);
 Message decode(const void* envelope, std::size_t size);
 Message decode(std::vector<zmq::message_t>& frames);  // frames without routing id
 
+// Reading a field of a body that came from another process, without trusting its type:
+// a missing or mistyped field gives the fallback (never an exception).
+std::string get_string(const nlohmann::json& body, const char* key, const std::string& fallback = {});
+std::optional<std::uint64_t> get_uint(const nlohmann::json& body, const char* key);
+std::optional<std::int64_t> get_int(const nlohmann::json& body, const char* key);
+
 // msgpack <-> JSON value conversion used for bodies (binary values map to json::binary).
 std::string to_msgpack(const nlohmann::json& value);
 nlohmann::json from_msgpack(const void* data, std::size_t size);  // throws ProtocolError
