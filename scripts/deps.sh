@@ -11,6 +11,7 @@ MODELZOO_PACKAGES=(
   libspdlog-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev
   libssl-dev                      # SHA-256 with SHA-NI
   libgtest-dev libgmock-dev       # tests
+  python3 python3-zmq python3-msgpack  # Python plugins (the spec's example runs in the tests)
 )
 
 missing=()

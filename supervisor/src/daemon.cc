@@ -887,7 +887,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
               {"bytes", job.done_bytes + file_bytes},
               {"total_bytes", job.total},
               {"bytes_per_second", job.downloaded * 1000 / static_cast<std::uint64_t>(elapsed)},
-              {"plugin", job.source}};
+              {"source", job.source}};  // client protocol: "source"; events: "plugin"
     if (force || now - job.last_progress >= kProgressInterval) {
       job.last_progress = now;
       for (const auto& w : job.waiters) {
@@ -898,7 +898,9 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     }
     if (force || now - job.last_event >= kProgressEventInterval) {
       job.last_event = now;
-      publish(core::topic::kDownloadProgress, p);
+      p["plugin"] = p["source"];
+      p.erase("source");
+      publish(core::topic::kDownloadProgress, std::move(p));
     }
   }
 
@@ -919,11 +921,18 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     json body = {{"name", job->md.name}, {"version", job->md.version}, {"file", f.name},
                  {"offset", 0},          {"credit", kDownloadCredit},  {"chunk_size", kDownloadChunk}};
     auto call_id = std::make_shared<std::uint64_t>(0);
+    auto credit = std::make_shared<std::uint32_t>(kDownloadCredit);  // chunks the plugin may still send
     std::string plugin = job->source;
     *call_id = call_stream(
         plugin, "download", body, static_cast<std::uint32_t>(cfg.download_stall_timeout.count()),
-        [this, job, call_id, plugin](Message& m) -> std::optional<Error> {
+        [this, job, call_id, credit, plugin](Message& m) -> std::optional<Error> {
           const bus::FileInfo& file = job->todo[job->file_index];
+          // Flow control is enforced, not trusted: memory per transfer stays bounded.
+          if (*credit == 0) return Error(ErrorCode::internal, "sent a chunk of '" + file.name + "' without credit");
+          if (m.data.size() > kDownloadChunk || m.data.size() == 0)
+            return Error(ErrorCode::internal, "sent a chunk of " + std::to_string(m.data.size()) + " bytes of '" +
+                                                  file.name + "' (1 to " + std::to_string(kDownloadChunk) + " allowed)");
+          --*credit;
           auto offset = bus::get_uint(m.body, "offset");
           if (!offset) return Error(ErrorCode::internal, "sent a chunk of '" + file.name + "' without an offset");
           if (*offset != job->writer->size())
@@ -938,6 +947,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
             return e;
           }
           job->downloaded += m.data.size();
+          ++*credit;
           send_credit(*call_id, plugin, 1);
           send_progress(*job, false);
           return std::nullopt;
