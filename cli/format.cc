@@ -182,7 +182,9 @@ std::string render_progress_line(const PullProgress& progress, std::size_t width
     constexpr std::size_t kMinBar = 10, kMaxBar = 30;
     const std::size_t bar = std::clamp(usable / 4, kMinBar, kMaxBar);
     const auto filled = static_cast<std::size_t>(std::floor(fraction * static_cast<double>(bar)));
-    line = "[" + repeat('#', filled) + repeat('.', bar - filled) + "]  " + percent + "  " + tail;
+    // Built with append: GCC 12 -O3 misreports `"[" + std::string` under -Wrestrict (PR105651).
+    line.assign(1, '[');
+    line.append(repeat('#', filled)).append(repeat('.', bar - filled)).append("]  ").append(percent).append("  ").append(tail);
   } else {
     line = tail;
   }

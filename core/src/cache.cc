@@ -122,7 +122,10 @@ fs::path ContentStore::link_view(const bus::ModelMetadata& m) const {
     fs::create_directories(link.parent_path());
     fs::path target = fs::relative(blob_path(f.sha256), link.parent_path());
     // Create beside, then rename over: the view never shows a missing or dangling name.
-    fs::path tmp = link.parent_path() / ("." + link.filename().string() + "." + random_suffix() + ".link");
+    // (Built with append: GCC 12 -O3 misreports `"lit" + std::string` under -Wrestrict, PR105651.)
+    std::string tmp_name = ".";
+    tmp_name.append(link.filename().string()).append(".").append(random_suffix()).append(".link");
+    fs::path tmp = link.parent_path() / tmp_name;
     fs::create_symlink(target, tmp);
     if (::rename(tmp.c_str(), link.c_str()) != 0) {
       int e = errno;

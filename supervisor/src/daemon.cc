@@ -543,7 +543,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     Message m = Message::make_request(id, method, std::move(body), timeout_ms);
     if (!bus::send_to(plugin_sock, in->routing_id, m)) {
       deferred.push_back([done, plugin] {
-        done({json(), Error(ErrorCode::unavailable, "plugin '" + plugin + "' cannot take more requests now")});
+        done({json(), Error(ErrorCode::unavailable, "plugin '" + plugin + "' cannot be reached or its queue is full")});
       });
       return 0;
     }
@@ -687,7 +687,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
       list_models(w, plugin_timeout(m));
     } else if (method == "show") {
       auto ref = bus::parse_model_ref(require_str(m.body, "model"));
-      core::resolve(manager, *this, ref, plugin_timeout(m), [this, w](core::Resolution res) {
+      resolve(ref, plugin_timeout(m), [this, w](core::Resolution res) {
         json sources = json::array();
         for (const auto& s : res.sources)
           sources.push_back({{"plugin", s.plugin.name},
@@ -710,6 +710,35 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     } else {
       throw Error(ErrorCode::bad_request, "unknown method '" + method.substr(0, 64) + "'");
     }
+  }
+
+  // core::resolve over the ready plugins, plus an `unavailable` answer for every source
+  // that would handle the name but is not running (starting, in back-off, failed): "no such
+  // model" must not be said while a source that may have it is down.
+  void resolve(const bus::ModelRef& ref, std::uint32_t timeout, std::function<void(core::Resolution)> done) {
+    core::resolve(manager, *this, ref, timeout, [this, done = std::move(done)](core::Resolution res) {
+      for (const auto& in : instances) {
+        if (in->state == State::ready) continue;
+        // The patterns it declared in its last hello, or the configured ones.
+        std::vector<std::string> handles = in->source.handles.value_or(std::vector<std::string>{});
+        if (handles.empty()) {
+          if (auto h = in->hello.find("handles"); h != in->hello.end() && h->is_array())
+            for (const auto& p : *h)
+              if (p.is_string()) handles.push_back(p.get<std::string>());
+        }
+        if (handles.empty()) handles.push_back("*");  // unknown until it says hello: assume it may
+        if (std::none_of(handles.begin(), handles.end(), [&](const auto& p) { return bus::glob_match(p, res.ref.name); }))
+          continue;
+        core::SourceAnswer down;
+        down.plugin.name = in->source.name;
+        down.plugin.plugin = in->source.manifest.name;
+        down.plugin.priority = in->source.priority.value_or(0);
+        down.error = Error(ErrorCode::unavailable, std::string("not running (") + to_string(in->state) +
+                                                       (in->last_exit.empty() ? "" : ", last exit: " + in->last_exit) + ")");
+        res.sources.push_back(std::move(down));
+      }
+      done(std::move(res));
+    });
   }
 
   void list_models(const ClientWaiter& w, std::uint32_t timeout) {
@@ -777,7 +806,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     job->ref = ref;
     job->waiters.push_back(w);
     pulls[key] = job;
-    core::resolve(manager, *this, ref, static_cast<std::uint32_t>(cfg.request_timeout.count()),
+    resolve(ref, static_cast<std::uint32_t>(cfg.request_timeout.count()),
                   [this, job](core::Resolution res) { on_pull_resolved(job, std::move(res)); });
   }
 

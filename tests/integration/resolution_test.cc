@@ -70,6 +70,27 @@ TEST(Resolution, UnknownModelIsNotFoundAndNoPluginsIsHandled) {
   EXPECT_EQ(empty.client().models()["models"].size(), 0u);
 }
 
+TEST(Resolution, ModelOfASourceThatIsDownIsUnavailableNotNotFound) {
+  Daemon d(config_with("  - name: broken\n    command: [/bin/false]\n    handles: ['demo/*']\n"
+                       "    restart: {backoff_initial_ms: 10, max_failures: 2}\n" +
+                       memory_source("other", 0, "other/model") + "    handles: ['other/*']\n"));
+  d.wait_plugin("broken", "failed");
+  d.wait_plugin("other");
+  try {
+    d.client().show("demo/x");
+    FAIL();
+  } catch (const bus::Error& e) {
+    EXPECT_EQ(e.code(), bus::ErrorCode::unavailable);
+    EXPECT_STREQ(e.what(), "broken: not running (failed, last exit: exit 1)");
+  }
+  try {
+    d.client().show("elsewhere/x");  // no source, up or down, handles it
+    FAIL();
+  } catch (const bus::Error& e) {
+    EXPECT_EQ(e.code(), bus::ErrorCode::not_found);
+  }
+}
+
 TEST(Resolution, FailingBestSourceFallsOverToTheNext) {
   Daemon d(config_with(memory_source("flaky", 50, "shared/model", "      fail_download_after_bytes: 30000\n", 3 << 20) +
                        memory_source("steady", 10, "shared/model", "", 3 << 20)));

@@ -1,0 +1,1098 @@
+// modelzoo-bench: what the bus, the daemon and the plugin SDK cost, each figure next to a
+// raw ZeroMQ baseline measured in the same run (the machine is small and noisy, so only
+// ratios mean much). Not a test: it prints a table and a final JSON line and exits 0
+// unless something broke (1) or the command line is wrong (2). See bench/README.md.
+//
+//   1. Round trip: raw DEALER->ROUTER echo over ipc:// vs `show` through modelzood (plus,
+//      to place the overhead, a daemon-only `ping`, a `metadata` call straight to the
+//      memory plugin with the bench acting as its daemon, and an in-process replay of the
+//      daemon's message work for one `show`).
+//   2. Throughput with 64 requests in flight on one socket: raw echo vs pipelined `show`
+//      (and `ping`, and the direct plugin), with the CPU time each process spent per request.
+//   3. Recovery: SIGKILL the plugin, time until a `show` succeeds again.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "modelzoo/bus/message.h"
+#include "modelzoo/bus/model.h"
+#include "modelzoo/bus/socket.h"
+#include "modelzoo/client.h"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace bus = modelzoo::bus;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+using std::chrono::milliseconds;
+
+constexpr const char* kModel = "bench/model";
+constexpr const char* kSource = "mem";
+constexpr int kStableAfterMs = 50;        // restart.stable_after_ms of the source
+constexpr int kHeartbeatMs = 1000;        // heartbeat_interval_ms of the daemon
+constexpr std::size_t kRawBodyBytes = 100;
+constexpr milliseconds kReplyTimeout{5000};  // any single reply slower than this: broken
+constexpr milliseconds kRecoveryAttemptTimeout{200};
+constexpr milliseconds kRecoveryPoll{1};     // pause between failed attempts while recovering
+
+// Something broke (not "slow": the bench never judges speed).
+class Failure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+// A failure already printed, with the daemon's log.
+struct Reported {};
+
+struct Options {
+  bool quick = false;
+  bool json_only = false;
+  fs::path bin_dir;
+  int n = 20000;           // timed round trips per variant
+  int warmup = 1000;       // untimed round trips per variant first
+  int block = 500;         // round trips per variant before switching to the next
+  double throughput_s = 2.0;  // per variant
+  double slice_s = 0.5;       // throughput variants alternate in slices this long
+  int inflight = 64;
+  int kills = 20;
+};
+
+// ------------------------------------------------------------------ output
+bool g_quiet = false;  // --json: only the JSON line on stdout
+
+void note(const std::string& s) {
+  if (!g_quiet) std::cerr << s << std::endl;
+}
+
+std::string fmt(double v, int prec = 1) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", prec, v);
+  return buf;
+}
+
+double round_to(double v, int digits) {
+  double f = std::pow(10.0, digits);
+  return std::round(v * f) / f;
+}
+
+// ------------------------------------------------------------------ statistics
+struct Stats {
+  std::size_t n = 0;
+  double p50 = 0, p99 = 0, mean = 0, min = 0, max = 0;
+};
+
+// Nearest-rank percentiles.
+Stats summarize(std::vector<double> v) {
+  Stats s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  auto rank = [&](double q) {
+    auto i = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
+    return v[std::clamp<std::size_t>(i, 1, v.size()) - 1];
+  };
+  s.n = v.size();
+  s.p50 = rank(0.50);
+  s.p99 = rank(0.99);
+  s.min = v.front();
+  s.max = v.back();
+  double sum = 0;
+  for (double x : v) sum += x;
+  s.mean = sum / static_cast<double>(v.size());
+  return s;
+}
+
+json stats_json(const Stats& s, const char* unit) {
+  std::string u = unit;
+  return {{"n", s.n},
+          {"p50_" + u, round_to(s.p50, 1)},
+          {"p99_" + u, round_to(s.p99, 1)},
+          {"mean_" + u, round_to(s.mean, 1)},
+          {"max_" + u, round_to(s.max, 1)}};
+}
+
+double us_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+}
+
+// CPU time (user + system, all threads) used so far by `pid`, or by this process for pid 0.
+// Other processes are read from /proc/PID/stat, in clock ticks (10 ms): only sums over
+// whole seconds of work mean anything.
+double cpu_seconds(pid_t pid) {
+  if (pid == 0) {
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+    return tv(ru.ru_utime) + tv(ru.ru_stime);
+  }
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  auto close = line.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(line.substr(close + 2));
+  std::vector<std::string> f;
+  for (std::string t; rest >> t && f.size() < 13;) f.push_back(t);
+  if (f.size() < 13) return 0;
+  // After the command: field 3 (state) is f[0], so utime (14) is f[11], stime (15) f[12].
+  return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// ------------------------------------------------------------------ child processes
+// Every child we start, so that a failure or ^C never leaves one behind.
+std::atomic<pid_t> g_children[3] = {0, 0, 0};
+
+void track(pid_t pid) {
+  for (auto& c : g_children) {
+    pid_t expected = 0;
+    if (c.compare_exchange_strong(expected, pid)) return;
+  }
+}
+void untrack(pid_t pid) {
+  for (auto& c : g_children) {
+    pid_t expected = pid;
+    c.compare_exchange_strong(expected, 0);
+  }
+}
+
+// ^C (or SIGTERM, SIGHUP): kill the children at once and let the bench fail its way out
+// normally, which removes the temp dir. A second signal exits on the spot.
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_fatal_signal(int sig) {
+  for (auto& c : g_children)
+    if (pid_t p = c.load(); p > 0) ::kill(p, SIGKILL);
+  if (g_interrupted) ::_exit(128 + sig);
+  g_interrupted = sig;
+}
+void check_interrupted() {
+  if (g_interrupted) throw Failure("interrupted by signal " + std::to_string(static_cast<int>(g_interrupted)));
+}
+
+// Waits at most `timeout` for `pid` to exit; returns its wait status.
+std::optional<int> wait_exit(pid_t pid, milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      untrack(pid);
+      return status;
+    }
+    if (r < 0 && errno != EINTR) {
+      untrack(pid);
+      return std::nullopt;
+    }
+    if (Clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+}
+
+// Sends `sig`, waits up to `timeout`, then SIGKILLs. Returns the wait status if it exited by itself.
+std::optional<int> stop_process(pid_t pid, int sig, milliseconds timeout) {
+  if (pid <= 0) return std::nullopt;
+  ::kill(pid, sig);
+  if (auto st = wait_exit(pid, timeout)) return st;
+  ::kill(pid, SIGKILL);
+  wait_exit(pid, milliseconds(5000));
+  return std::nullopt;
+}
+
+std::string describe_status(int st) {
+  if (WIFEXITED(st)) return "exit " + std::to_string(WEXITSTATUS(st));
+  if (WIFSIGNALED(st)) return std::string("signal ") + std::to_string(WTERMSIG(st)) + " (" + ::strsignal(WTERMSIG(st)) + ")";
+  return "status " + std::to_string(st);
+}
+
+// The environment of the bench minus every MODELZOO_* variable (they would override the
+// configuration we write), plus `extra`.
+std::vector<std::string> child_env(const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e)
+    if (std::strncmp(*e, "MODELZOO_", 9) != 0) env.emplace_back(*e);
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+// fork/exec with stdin from /dev/null and stdout+stderr appended to `log`. The child dies
+// with the bench (PR_SET_PDEATHSIG), so even a crash of the bench leaves nothing running.
+pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env, const fs::path& log) {
+  std::vector<char*> av, ev;
+  for (const auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
+  av.push_back(nullptr);
+  for (const auto& e : env) ev.push_back(const_cast<char*>(e.c_str()));
+  ev.push_back(nullptr);
+  int logfd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  int nullfd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int errpipe[2];
+  if (logfd < 0 || nullfd < 0 || ::pipe2(errpipe, O_CLOEXEC) != 0)
+    throw Failure("cannot prepare to start " + argv[0] + ": " + std::strerror(errno));
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) throw Failure(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    // Only async-signal-safe calls from here to exec.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::dup2(nullfd, 0);
+    ::dup2(logfd, 1);
+    ::dup2(logfd, 2);
+    ::execve(av[0], av.data(), ev.data());
+    int e = errno;
+    (void)!::write(errpipe[1], &e, sizeof e);
+    ::_exit(127);
+  }
+  track(pid);
+  ::close(errpipe[1]);
+  ::close(logfd);
+  ::close(nullfd);
+  int child_errno = 0;
+  ssize_t n;
+  while ((n = ::read(errpipe[0], &child_errno, sizeof child_errno)) < 0 && errno == EINTR) {
+  }
+  ::close(errpipe[0]);
+  if (n == sizeof child_errno) {
+    wait_exit(pid, milliseconds(1000));
+    throw Failure("cannot execute " + argv[0] + ": " + std::strerror(child_errno));
+  }
+  return pid;
+}
+
+// ------------------------------------------------------------------ temp directory
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "mzbench.XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) throw Failure(std::string("mkdtemp: ") + std::strerror(errno));
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+void write_file(const fs::path& p, const std::string& text) {
+  std::ofstream out(p);
+  out << text;
+  if (!out) throw Failure("cannot write " + p.string());
+}
+
+std::string tail_of(const fs::path& p, std::size_t lines) {
+  std::ifstream in(p);
+  std::vector<std::string> all;
+  for (std::string l; std::getline(in, l);) all.push_back(l);
+  std::string out;
+  for (std::size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i) out += "  | " + all[i] + "\n";
+  return out;
+}
+
+// ------------------------------------------------------------------ raw baseline
+// The echo server: a child process (fork, no exec) with its own, fresh ZeroMQ context. It
+// sends every message back to whoever sent it, untouched and undecoded.
+[[noreturn]] void echo_server(const std::string& endpoint, int ready_fd, pid_t parent) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(1);
+  int code = 0;
+  try {
+    zmq::context_t ctx(1);
+    zmq::socket_t s(ctx, zmq::socket_type::router);
+    s.set(zmq::sockopt::linger, 0);
+    s.set(zmq::sockopt::sndhwm, 100000);
+    s.set(zmq::sockopt::rcvhwm, 100000);
+    s.bind(endpoint);
+    char ok = 1;
+    (void)!::write(ready_fd, &ok, 1);
+    ::close(ready_fd);
+    while (true) {
+      zmq::message_t id, body;
+      if (!s.recv(id)) continue;
+      if (!id.more()) continue;
+      (void)s.recv(body);
+      while (body.more()) {  // one body frame expected; drop extras
+        zmq::message_t extra;
+        (void)s.recv(extra);
+        if (!extra.more()) break;
+      }
+      if (body.size() == 0) break;  // stop request
+      s.send(id, zmq::send_flags::sndmore);
+      s.send(body, zmq::send_flags::none);
+    }
+  } catch (...) {
+    code = 1;
+  }
+  ::_exit(code);
+}
+
+pid_t start_echo_server(const std::string& endpoint) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw Failure(std::string("pipe: ") + std::strerror(errno));
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) throw Failure(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::close(p[0]);
+    echo_server(endpoint, p[1], parent);
+  }
+  track(pid);
+  ::close(p[1]);
+  char ok = 0;
+  ssize_t n;
+  while ((n = ::read(p[0], &ok, 1)) < 0 && errno == EINTR) {
+  }
+  ::close(p[0]);
+  if (n != 1) {
+    wait_exit(pid, milliseconds(1000));
+    throw Failure("the echo server did not start (bind " + endpoint + " failed?)");
+  }
+  return pid;
+}
+
+// A msgpack body of about kRawBodyBytes: a `show`-like request envelope with padding.
+std::string raw_payload() {
+  for (std::size_t pad = 0;; ++pad) {
+    auto m = bus::Message::make_request(1, "show", {{"model", kModel}, {"pad", std::string(pad, 'x')}}, 30000);
+    std::string env = bus::encode_envelope(m);
+    if (env.size() >= kRawBodyBytes) return env;
+  }
+}
+
+struct RawClient {
+  zmq::socket_t sock;
+  std::string payload = raw_payload();
+
+  RawClient(zmq::context_t& ctx, const std::string& endpoint) : sock(ctx, zmq::socket_type::dealer) {
+    sock.set(zmq::sockopt::linger, 0);
+    sock.set(zmq::sockopt::sndhwm, 100000);
+    sock.set(zmq::sockopt::rcvhwm, 100000);
+    sock.set(zmq::sockopt::rcvtimeo, static_cast<int>(kReplyTimeout.count()));
+    sock.connect(endpoint);
+  }
+  void send_one() {
+    if (!sock.send(zmq::buffer(payload), zmq::send_flags::dontwait)) throw Failure("raw: send queue full");
+  }
+  void recv_one() {
+    zmq::message_t r;
+    if (!sock.recv(r)) throw Failure("raw: no echo within 5 s (echo server gone?)");
+    if (r.size() != payload.size()) throw Failure("raw: echo of the wrong size");
+  }
+  void round_trip() {
+    send_one();
+    recv_one();
+  }
+};
+
+// ------------------------------------------------------------------ the bench as a plugin's daemon
+// Starts the memory plugin against a ROUTER of our own, does the hello/welcome handshake
+// and then sends it `metadata` requests directly: one bus hop through the plugin SDK, no
+// daemon. Places the overhead between the SDK and the daemon.
+struct DirectPlugin {
+  zmq::socket_t sock;
+  std::string routing_id;
+  pid_t pid = 0;
+  std::uint64_t next_id = 1;
+
+  DirectPlugin(zmq::context_t& ctx, const fs::path& dir, const fs::path& exe, const json& config)
+      : sock(ctx, zmq::socket_type::router) {
+    bus::configure_socket(sock);
+    std::string endpoint = "ipc://" + (dir / "direct.sock").string();
+    sock.bind(endpoint);
+    const std::string token = "bench-token-0123456789abcdef";
+    fs::path log = dir / "direct-plugin.log";
+    pid = spawn({exe.string()},
+                child_env({"MODELZOO_ENDPOINT=" + endpoint, "MODELZOO_PLUGIN_ID=direct.1", "MODELZOO_TOKEN=" + token,
+                           "MODELZOO_PROTOCOL_VERSIONS=" + std::to_string(bus::kProtocolVersion),
+                           "MODELZOO_INSTANCE=direct"}),
+                log);
+    auto deadline = Clock::now() + milliseconds(10000);
+    while (routing_id.empty()) {
+      if (Clock::now() > deadline) throw Failure("the memory plugin sent no hello within 10 s; log: " + log.string());
+      auto r = bus::receive_for(sock, true, milliseconds(100));
+      if (!r || r->message.type != bus::MessageType::hello) continue;
+      if (r->message.body.value("token", std::string()) != token) throw Failure("the memory plugin sent a wrong token");
+      routing_id = r->routing_id;
+    }
+    // Heartbeats every second as the daemon does; a liveness of 600 lets the plugin sit
+    // idle (we do not answer its heartbeats) through the other measurements.
+    auto w = bus::Message::make(bus::MessageType::welcome, {{"protocol", bus::kProtocolVersion},
+                                                           {"plugin_id", "direct.1"},
+                                                           {"heartbeat_ms", kHeartbeatMs},
+                                                           {"heartbeat_liveness", 600},
+                                                           {"config", config}});
+    if (!bus::send_to(sock, routing_id, w)) throw Failure("cannot send the welcome to the memory plugin");
+    // It is ready once it answers.
+    round_trip();
+  }
+  ~DirectPlugin() {
+    if (pid > 0) stop_process(pid, SIGTERM, milliseconds(3000));
+  }
+
+  void send_one() {
+    auto m = bus::Message::make_request(next_id++, "metadata", {{"name", kModel}}, 10000);
+    if (!bus::send_to(sock, routing_id, m)) throw Failure("direct plugin: send failed");
+  }
+  // True for a reply, false for an error; heartbeats are skipped.
+  bool recv_one(std::map<std::string, int>* errors = nullptr) {
+    while (true) {
+      auto r = bus::receive_for(sock, true, kReplyTimeout);
+      if (!r) throw Failure("direct plugin: no answer within 5 s");
+      auto& m = r->message;
+      if (m.type == bus::MessageType::reply) return true;
+      if (m.type == bus::MessageType::error) {
+        if (errors) (*errors)[std::string(bus::to_string(*m.error_code))]++;
+        else throw Failure("direct plugin: error " + std::string(bus::to_string(*m.error_code)) + ": " + m.error_message);
+        return false;
+      }
+    }
+  }
+  void round_trip() {
+    send_one();
+    recv_one();
+  }
+};
+
+// ------------------------------------------------------------------ the daemon
+struct Daemon {
+  fs::path dir, runtime, cache, data, config, log;
+  pid_t pid = 0;
+
+  json plugin_config() const {
+    return {{"models", json::array({{{"name", kModel},
+                                     {"version", "1.0.0"},
+                                     {"files", json::array({{{"name", "w.bin"}, {"content", "x"}}})}}})}};
+  }
+
+  void start(const fs::path& exe, const fs::path& tmp) {
+    dir = tmp;
+    runtime = tmp / "run";
+    cache = tmp / "cache";
+    data = tmp / "data";
+    config = tmp / "modelzood.yaml";
+    log = tmp / "modelzood.log";
+    fs::create_directories(runtime);
+    fs::create_directories(cache);
+    fs::create_directories(data);
+    // restart.stable_after_ms: 50 -- every run we kill has been up longer than that, so it
+    // counts as a stable run and the daemon restarts the plugin at once, with no back-off.
+    write_file(config, "# written by modelzoo-bench\n"
+                       "runtime_dir: " + runtime.string() + "\n"
+                       "cache_dir: " + cache.string() + "\n"
+                       "data_dir: " + data.string() + "\n"
+                       "plugin_dirs: []\n"
+                       "heartbeat_interval_ms: " + std::to_string(kHeartbeatMs) + "\n"
+                       "log_level: info\n"
+                       "sources:\n"
+                       "  - name: " + kSource + "\n"
+                       "    plugin: memory\n"
+                       "    priority: 0\n"
+                       "    restart: {stable_after_ms: " + std::to_string(kStableAfterMs) + "}\n"
+                       "    config:\n"
+                       "      models:\n"
+                       "        - name: " + kModel + "\n"
+                       "          version: 1.0.0\n"
+                       "          files: [{name: w.bin, content: \"x\"}]\n");
+    pid = spawn({exe.string(), "--config", config.string()}, child_env({}), log);
+    wait_ready();
+  }
+
+  void check_alive() {
+    int status = 0;
+    if (pid > 0 && ::waitpid(pid, &status, WNOHANG) == pid) {
+      untrack(pid);
+      pid = 0;
+      throw Failure("modelzood exited unexpectedly (" + describe_status(status) + ")");
+    }
+  }
+
+  // Polls `plugins` until the source is ready, with a deadline.
+  void wait_ready() {
+    auto deadline = Clock::now() + milliseconds(15000);
+    std::string last = "no answer";
+    while (Clock::now() < deadline) {
+      check_interrupted();
+      check_alive();
+      try {
+        modelzoo::Client c(runtime.string());
+        json p = c.call("plugins", json::object(), milliseconds(500));
+        for (const auto& pl : p.at("plugins"))
+          if (pl.value("name", "") == kSource) {
+            last = "state " + pl.value("state", std::string("?"));
+            if (pl.value("state", "") == "ready") return;
+          }
+      } catch (const modelzoo::DaemonUnavailable& e) {
+        last = e.what();
+      } catch (const bus::Error& e) {
+        last = e.what();
+      }
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    throw Failure("source '" + std::string(kSource) + "' not ready within 15 s (" + last + ")");
+  }
+
+  // SIGTERM and wait; returns the exit status, or nullopt if it had to be killed.
+  std::optional<int> stop(milliseconds timeout) {
+    auto st = stop_process(pid, SIGTERM, timeout);
+    pid = 0;
+    return st;
+  }
+  ~Daemon() {
+    if (pid > 0) stop_process(pid, SIGKILL, milliseconds(5000));
+  }
+};
+
+// A DEALER speaking the client protocol, so that many requests share one socket.
+struct PipelinedClient {
+  zmq::socket_t sock;
+  std::string method;
+  json body;
+  std::uint64_t next_id = 1;
+  PipelinedClient(zmq::context_t& ctx, const fs::path& runtime, std::string m, json b)
+      : sock(ctx, zmq::socket_type::dealer), method(std::move(m)), body(std::move(b)) {
+    bus::configure_socket(sock);
+    sock.connect("ipc://" + (runtime / "client.sock").string());
+  }
+  void send_one() {
+    auto m = bus::Message::make_request(next_id++, method, body, 10000);
+    if (!bus::send(sock, m)) throw Failure("pipelined client: send queue full");
+  }
+  bool recv_one(std::map<std::string, int>& errors) {
+    while (true) {
+      auto r = bus::receive_for(sock, false, kReplyTimeout);
+      if (!r) throw Failure("pipelined client: no answer from modelzood within 5 s");
+      auto& m = r->message;
+      if (m.type == bus::MessageType::reply) return true;
+      if (m.type == bus::MessageType::error) {
+        errors[std::string(bus::to_string(*m.error_code))]++;
+        return false;
+      }
+    }
+  }
+};
+
+// ------------------------------------------------------------------ 1. round trip
+// Replays in this process the message work the daemon does for one `show`, without any
+// I/O: decode the client's request, encode the plugin request, decode the plugin's reply,
+// validate the metadata (ModelMetadata::from_json) and turn it back into JSON, encode the
+// reply to the client. Returns microseconds per show (median of 20 batches).
+double codec_us_per_show(const json& show_reply, int iterations) {
+  const std::string client_req =
+      bus::encode_envelope(bus::Message::make_request(7, "show", {{"model", kModel}}, 30000));
+  const std::string plugin_reply = bus::encode_envelope(bus::Message::make_reply(7, show_reply.at("metadata")));
+  const json sources = show_reply.at("sources");
+  std::vector<double> batches;
+  const int batch = std::max(1, iterations / 20);
+  std::size_t sink = 0;
+  for (int b = 0; b < 20; ++b) {
+    auto t0 = Clock::now();
+    for (int i = 0; i < batch; ++i) {
+      bus::Message req = bus::decode(client_req.data(), client_req.size());
+      auto preq = bus::Message::make_request(7, "metadata", {{"name", req.body.at("model").get<std::string>()}}, 30000);
+      std::string preq_bytes = bus::encode_envelope(preq);
+      bus::Message rep = bus::decode(plugin_reply.data(), plugin_reply.size());
+      auto md = bus::ModelMetadata::from_json(rep.body);
+      auto out = bus::Message::make_reply(7, {{"model", kModel}, {"best", kSource}, {"metadata", md.to_json()}, {"sources", sources}});
+      sink += preq_bytes.size() + bus::encode_envelope(out).size();
+    }
+    batches.push_back(us_since(t0) / batch);
+  }
+  if (sink == 0) throw Failure("codec replay produced nothing");
+  return summarize(batches).p50;
+}
+
+struct Variant {
+  std::string key, label;
+  std::function<void()> round_trip;
+  std::vector<double> us;
+};
+
+// Warm-up, then blocks of `block` round trips per variant in rotating order, so that every
+// variant sees the same background noise.
+void run_round_trips(std::vector<Variant>& vs, const Options& o) {
+  for (auto& v : vs) {
+    for (int i = 0; i < o.warmup; ++i) v.round_trip();
+    v.us.reserve(static_cast<std::size_t>(o.n));
+  }
+  int rounds = (o.n + o.block - 1) / o.block;
+  for (int r = 0; r < rounds; ++r) {
+    check_interrupted();
+    for (std::size_t k = 0; k < vs.size(); ++k) {
+      auto& v = vs[(k + static_cast<std::size_t>(r)) % vs.size()];
+      int todo = std::min(o.block, o.n - static_cast<int>(v.us.size()));
+      for (int i = 0; i < todo; ++i) {
+        auto t0 = Clock::now();
+        v.round_trip();
+        v.us.push_back(us_since(t0));
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------ 2. throughput
+struct Pipe {
+  std::string key, label;
+  std::function<void()> send_one;
+  std::function<bool()> recv_one;  // true: success reply
+  std::vector<std::pair<std::string, pid_t>> procs;  // whose CPU time to account (0: the bench)
+  std::uint64_t ok = 0, failed = 0;
+  double seconds = 0;
+  std::map<std::string, double> cpu;  // process -> CPU seconds used during the timed slices
+};
+
+// Keeps `inflight` requests outstanding for `slice`, then drains.
+void run_slice(Pipe& p, int inflight, std::chrono::duration<double> slice) {
+  check_interrupted();
+  std::vector<double> cpu0;
+  for (const auto& pr : p.procs) cpu0.push_back(cpu_seconds(pr.second));
+  auto t0 = Clock::now();
+  auto end = t0 + std::chrono::duration_cast<Clock::duration>(slice);
+  std::uint64_t sent = 0, done = 0;
+  for (int i = 0; i < inflight; ++i, ++sent) p.send_one();
+  while (done < sent) {
+    bool ok = p.recv_one();
+    ++done;
+    ok ? ++p.ok : ++p.failed;
+    if (Clock::now() < end) {
+      p.send_one();
+      ++sent;
+    }
+  }
+  p.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+  for (std::size_t i = 0; i < p.procs.size(); ++i) p.cpu[p.procs[i].first] += cpu_seconds(p.procs[i].second) - cpu0[i];
+}
+
+void run_throughput(std::vector<Pipe>& ps, const Options& o) {
+  // A short untimed slice each first: connections up, caches warm.
+  for (auto& p : ps) {
+    run_slice(p, o.inflight, std::chrono::duration<double>(0.1));
+    p.ok = p.failed = 0;
+    p.seconds = 0;
+    p.cpu.clear();
+  }
+  int slices = std::max(1, static_cast<int>(std::lround(o.throughput_s / o.slice_s)));
+  for (int s = 0; s < slices; ++s)
+    for (std::size_t k = 0; k < ps.size(); ++k)
+      run_slice(ps[(k + static_cast<std::size_t>(s)) % ps.size()], o.inflight, std::chrono::duration<double>(o.slice_s));
+}
+
+// ------------------------------------------------------------------ 3. recovery
+json find_plugin(modelzoo::Client& c) {
+  json p = c.call("plugins", json::object(), milliseconds(2000));
+  for (const auto& pl : p.at("plugins"))
+    if (pl.value("name", "") == kSource) return pl;
+  throw Failure("`plugins` does not list the source '" + std::string(kSource) + "'");
+}
+
+struct Recovery {
+  std::vector<double> ms;          // kill -> first successful show
+  std::vector<double> startup_ms;  // spawn -> hello accepted, from the plugin.started event
+  std::vector<double> attempts;
+  std::map<std::string, int> errors;  // code -> count, of the failed attempts
+  std::map<std::string, std::string> error_samples;  // code -> the first message with it
+  int attempt_timeouts = 0;           // attempts that waited the full 200 ms
+};
+
+Recovery run_recovery(Daemon& d, const Options& o) {
+  Recovery rec;
+  modelzoo::Client c(d.runtime.string());
+  modelzoo::EventSubscriber events(d.runtime.string(), {"plugin."});
+  const json body = {{"model", kModel}};
+  int last_pid = 0;
+  for (int k = 0; k < o.kills; ++k) {
+    // Wait (poll, with a deadline) until a new process is ready and up longer than the
+    // stable period, so that killing it counts as the end of a stable run.
+    int pid = 0;
+    auto deadline = Clock::now() + milliseconds(10000);
+    while (true) {
+      check_interrupted();
+      d.check_alive();
+      json pl = find_plugin(c);
+      int p = pl.value("pid", 0);
+      if (pl.value("state", "") == "ready" && p > 0 && p != last_pid && pl.value("uptime_ms", 0) > kStableAfterMs) {
+        pid = p;
+        break;
+      }
+      if (pl.value("state", "") == "failed") throw Failure("the plugin is in state `failed`: " + pl.dump());
+      if (Clock::now() > deadline) throw Failure("the plugin did not become ready and stable within 10 s: " + pl.dump());
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    while (events.next(milliseconds(0))) {
+    }
+    auto t0 = Clock::now();
+    if (::kill(pid, SIGKILL) != 0) throw Failure("kill(" + std::to_string(pid) + "): " + std::strerror(errno));
+    int attempts = 0;
+    while (true) {
+      ++attempts;
+      auto ta = Clock::now();
+      try {
+        c.call("show", body, kRecoveryAttemptTimeout);
+        break;
+      } catch (const bus::Error& e) {
+        std::string code(bus::to_string(e.code()));
+        rec.errors[code]++;
+        rec.error_samples.emplace(code, e.what());
+        if (Clock::now() - ta >= kRecoveryAttemptTimeout) rec.attempt_timeouts++;
+      } catch (const modelzoo::DaemonUnavailable& e) {
+        rec.errors["daemon_unavailable"]++;
+        rec.error_samples.emplace("daemon_unavailable", e.what());
+      }
+      check_interrupted();
+      if (Clock::now() - t0 > milliseconds(10000)) {
+        d.check_alive();
+        throw Failure("no successful show within 10 s of killing the plugin");
+      }
+      std::this_thread::sleep_for(kRecoveryPoll);
+    }
+    rec.ms.push_back(us_since(t0) / 1000.0);
+    rec.attempts.push_back(attempts);
+    // The daemon's own figure for the restart: spawn -> hello accepted.
+    auto ev_deadline = Clock::now() + milliseconds(2000);
+    while (Clock::now() < ev_deadline) {
+      auto e = events.next(milliseconds(200));
+      if (e && e->topic == "plugin.started" && e->body.value("plugin", "") == kSource) {
+        rec.startup_ms.push_back(e->body.value("startup_ms", 0.0));
+        break;
+      }
+    }
+    last_pid = pid;
+  }
+  return rec;
+}
+
+// ------------------------------------------------------------------ main
+void usage(std::ostream& os) {
+  os << "usage: modelzoo-bench [--quick] [--json] [--bin-dir DIR]\n"
+        "  --quick        N=2000 round trips, 1 s throughput, 5 kills (for CI)\n"
+        "  --json         print only the final JSON line\n"
+        "  --bin-dir DIR  where modelzood and modelzoo-plugin-memory are (default: next to this program)\n";
+}
+
+fs::path self_dir() {
+  char exe[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return fs::current_path();
+  return fs::path(std::string(exe, static_cast<std::size_t>(n))).parent_path();
+}
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// The 1-minute load average: how busy the machine was (other work skews every figure).
+double loadavg() {
+  std::ifstream in("/proc/loadavg");
+  double l = -1;
+  in >> l;
+  return l;
+}
+
+std::string errors_text(const std::map<std::string, int>& m) {
+  if (m.empty()) return "none";
+  std::string s;
+  for (const auto& [k, v] : m) s += (s.empty() ? "" : ", ") + k + " x" + std::to_string(v);
+  return s;
+}
+
+int run(const Options& o) {
+  fs::path daemon_exe = o.bin_dir / "modelzood";
+  fs::path plugin_exe = o.bin_dir / "modelzoo-plugin-memory";
+  for (const auto& p : {daemon_exe, plugin_exe})
+    if (::access(p.c_str(), X_OK) != 0) throw Failure(p.string() + " is not an executable (use --bin-dir)");
+
+  const double load_before = loadavg();
+  TempDir tmp;
+  Daemon daemon;
+  bool daemon_log_wanted = true;
+  try {
+    // The echo server is forked before this process has any ZeroMQ context (or thread).
+    const std::string raw_endpoint = "ipc://" + (tmp.path / "raw.sock").string();
+    pid_t echo_pid = start_echo_server(raw_endpoint);
+    struct EchoGuard {
+      pid_t pid;
+      ~EchoGuard() { stop_process(pid, SIGTERM, milliseconds(2000)); }
+    } echo_guard{echo_pid};
+
+    note("starting modelzood (" + daemon_exe.string() + "), log " + (tmp.path / "modelzood.log").string());
+    daemon.start(daemon_exe, tmp.path);
+
+    zmq::context_t ctx(1);
+    RawClient raw(ctx, raw_endpoint);
+    raw.round_trip();  // connected
+    DirectPlugin direct(ctx, tmp.path, plugin_exe, daemon.plugin_config());
+    modelzoo::Client client(daemon.runtime.string());
+    const json show_body = {{"model", kModel}};
+    json show_reply = client.call("show", show_body, milliseconds(5000));
+    if (show_reply.value("best", "") != kSource) throw Failure("show answered from an unexpected source: " + show_reply.dump());
+    std::string show_reply_bytes = bus::encode_envelope(bus::Message::make_reply(1, show_reply));
+    const double codec_us = codec_us_per_show(show_reply, o.n);
+
+    // 1. Round trip.
+    note("1/3 round trip: " + std::to_string(o.n) + " per variant after " + std::to_string(o.warmup) + " warm-up");
+    std::vector<Variant> vs;
+    vs.push_back({"raw", "raw zmq DEALER->ROUTER echo (baseline)", [&] { raw.round_trip(); }, {}});
+    vs.push_back({"plugin_direct", "plugin `metadata`, no daemon (1 hop)", [&] { direct.round_trip(); }, {}});
+    vs.push_back({"daemon_ping", "modelzood `ping`, no plugin (1 hop)",
+                  [&] { client.call("ping", json::object(), kReplyTimeout); }, {}});
+    vs.push_back({"show", "modelzoo `show` (2 hops)", [&] { client.call("show", show_body, kReplyTimeout); }, {}});
+    run_round_trips(vs, o);
+    std::map<std::string, Stats> rt;
+    for (auto& v : vs) rt[v.key] = summarize(v.us);
+    const Stats& r = rt["raw"];
+    const Stats& s = rt["show"];
+
+    // 2. Throughput.
+    note("2/3 throughput: " + std::to_string(o.inflight) + " in flight, " + fmt(o.throughput_s, 1) + " s per variant");
+    PipelinedClient piped(ctx, daemon.runtime, "show", show_body);
+    PipelinedClient piped_ping(ctx, daemon.runtime, "ping", json::object());
+    std::map<std::string, int> show_errors, ping_errors, direct_errors;
+    const pid_t daemon_plugin_pid = find_plugin(client).value("pid", 0);
+    std::vector<Pipe> ps(4);
+    ps[0] = {"raw", "raw zmq echo (baseline)", [&] { raw.send_one(); }, [&] { raw.recv_one(); return true; },
+             {{"bench", 0}, {"echo_server", echo_pid}}, 0, 0, 0, {}};
+    ps[1] = {"plugin_direct", "plugin `metadata`, no daemon", [&] { direct.send_one(); },
+             [&] { return direct.recv_one(&direct_errors); }, {{"bench", 0}, {"plugin", direct.pid}}, 0, 0, 0, {}};
+    ps[2] = {"daemon_ping", "modelzood `ping`, no plugin", [&] { piped_ping.send_one(); },
+             [&] { return piped_ping.recv_one(ping_errors); }, {{"bench", 0}, {"modelzood", daemon.pid}}, 0, 0, 0, {}};
+    ps[3] = {"show", "modelzoo `show`, pipelined on one socket", [&] { piped.send_one(); },
+             [&] { return piped.recv_one(show_errors); },
+             {{"bench", 0}, {"modelzood", daemon.pid}, {"plugin", daemon_plugin_pid}}, 0, 0, 0, {}};
+    run_throughput(ps, o);
+    // CPU microseconds per completed request, per process.
+    auto cpu_per_req = [](const Pipe& p) {
+      json c = json::object();
+      for (const auto& [name, sec] : p.cpu) c[name] = p.ok ? round_to(sec * 1e6 / static_cast<double>(p.ok), 2) : 0.0;
+      return c;
+    };
+    std::map<std::string, double> rps;
+    for (auto& p : ps) rps[p.key] = p.seconds > 0 ? static_cast<double>(p.ok) / p.seconds : 0;
+    std::uint64_t show_failed = ps[3].failed;
+
+    // 3. Recovery.
+    note("3/3 recovery: " + std::to_string(o.kills) + " x SIGKILL of the plugin");
+    Recovery rec = run_recovery(daemon, o);
+    Stats rs = summarize(rec.ms), su = summarize(rec.startup_ms), ra = summarize(rec.attempts);
+
+    // Stop everything we started; the daemon must stop cleanly on SIGTERM.
+    int plugin_restarts = find_plugin(client).value("restarts", -1);
+    auto st = daemon.stop(milliseconds(10000));
+    if (!st) throw Failure("modelzood did not stop within 10 s of SIGTERM (killed)");
+    if (!WIFEXITED(*st) || WEXITSTATUS(*st) != 0)
+      throw Failure("modelzood stopped with " + describe_status(*st) + " after SIGTERM");
+    daemon_log_wanted = false;
+
+    // ---------------------------------------------------------------- report
+    auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+    json j = {
+        {"bench", "modelzoo-bench"},
+        {"time", utc_now()},
+        {"quick", o.quick},
+        {"cpus", std::thread::hardware_concurrency()},
+        {"loadavg_1m", {load_before, loadavg()}},
+        {"round_trip",
+         {{"n", o.n},
+          {"warmup", o.warmup},
+          {"raw_body_bytes", raw.payload.size()},
+          {"show_reply_bytes", show_reply_bytes.size()},
+          {"daemon_codec_us_per_show", round_to(codec_us, 2)},
+          {"raw", stats_json(r, "us")},
+          {"plugin_direct", stats_json(rt["plugin_direct"], "us")},
+          {"daemon_ping", stats_json(rt["daemon_ping"], "us")},
+          {"modelzoo_show", stats_json(s, "us")},
+          {"ratio_p50", round_to(ratio(s.p50, r.p50), 2)},
+          {"ratio_p99", round_to(ratio(s.p99, r.p99), 2)},
+          {"ratio_p50_vs_2x_raw", round_to(ratio(s.p50, 2 * r.p50), 2)},
+          {"ratio_p99_vs_2x_raw", round_to(ratio(s.p99, 2 * r.p99), 2)},
+          {"target_ratio_p50", 2.0},
+          {"target_met", ratio(s.p50, r.p50) <= 2.0}}},
+        {"throughput",
+         {{"inflight", o.inflight},
+          {"seconds_per_variant", o.throughput_s},
+          {"raw_rps", std::lround(rps["raw"])},
+          {"plugin_direct_rps", std::lround(rps["plugin_direct"])},
+          {"daemon_ping_rps", std::lround(rps["daemon_ping"])},
+          {"modelzoo_show_rps", std::lround(rps["show"])},
+          {"modelzoo_show_errors", show_failed},
+          {"cpu_us_per_request",
+           {{"raw", cpu_per_req(ps[0])},
+            {"plugin_direct", cpu_per_req(ps[1])},
+            {"daemon_ping", cpu_per_req(ps[2])},
+            {"modelzoo_show", cpu_per_req(ps[3])}}},
+          {"ratio", round_to(ratio(rps["show"], rps["raw"]), 3)}}},
+        {"recovery",
+         {{"kills", o.kills},
+          {"stable_after_ms", kStableAfterMs},
+          {"attempt_timeout_ms", kRecoveryAttemptTimeout.count()},
+          {"kill_to_first_success", stats_json(rs, "ms")},
+          {"plugin_startup", stats_json(su, "ms")},
+          {"attempts_p50", ra.p50},
+          {"attempts_max", ra.max},
+          {"attempt_timeouts", rec.attempt_timeouts},
+          {"errors_seen", rec.errors},
+          {"error_samples", rec.error_samples},
+          {"restarts_reported", plugin_restarts},
+          {"target_p50_ms", 50},
+          {"target_met", rs.p50 < 50}}},
+    };
+
+    if (!o.json_only) {
+      std::ostringstream t;
+      auto row = [&](const std::string& label, const Stats& x, const std::string& extra) {
+        char buf[256];
+        std::snprintf(buf, sizeof buf, "  %-42s %9s %9s %9s  %s\n", label.c_str(), fmt(x.p50).c_str(),
+                      fmt(x.p99).c_str(), fmt(x.mean).c_str(), extra.c_str());
+        t << buf;
+      };
+      t << "modelzoo-bench  " << utc_now() << "  " << (o.quick ? "--quick" : "full") << "  cpus "
+        << std::thread::hardware_concurrency() << "  load average (1 min) " << fmt(load_before, 2) << " before, "
+        << fmt(loadavg(), 2) << " after\n\n";
+      t << "1. Round trip over ipc://, " << o.n << " each after " << o.warmup << " warm-up, interleaved in blocks of "
+        << o.block << " (us)\n";
+      char hdr[256];
+      std::snprintf(hdr, sizeof hdr, "  %-42s %9s %9s %9s  %s\n", "", "p50", "p99", "mean", "vs raw p50 / p99");
+      t << hdr;
+      for (auto& v : vs) {
+        const Stats& x = rt[v.key];
+        row(v.label, x, v.key == "raw" ? "1.00 / 1.00" : fmt(ratio(x.p50, r.p50), 2) + " / " + fmt(ratio(x.p99, r.p99), 2));
+      }
+      t << "  raw body " << raw.payload.size() << " B; show request "
+        << bus::encode_envelope(bus::Message::make_request(1, "show", show_body, 30000)).size() << " B, reply "
+        << show_reply_bytes.size() << " B\n";
+      t << "  the daemon's message work for one show, replayed in-process without I/O: " << fmt(codec_us, 1)
+        << " us\n";
+      t << "  show / raw:       p50 " << fmt(ratio(s.p50, r.p50), 2) << "  p99 " << fmt(ratio(s.p99, r.p99), 2)
+        << "   (target p50 <= 2.00: " << (ratio(s.p50, r.p50) <= 2.0 ? "met" : "MISSED") << ")\n";
+      t << "  show / (2 x raw): p50 " << fmt(ratio(s.p50, 2 * r.p50), 2) << "  p99 " << fmt(ratio(s.p99, 2 * r.p99), 2)
+        << "   (a show is two bus hops: client->daemon, daemon->plugin)\n\n";
+
+      t << "2. Throughput, " << o.inflight << " requests in flight on one socket, " << fmt(o.throughput_s, 1)
+        << " s each in " << fmt(o.slice_s, 1) << " s slices (req/s)\n";
+      std::snprintf(hdr, sizeof hdr, "  %-42s %9s  %-6s %s\n", "", "req/s", "vs raw", "CPU us per request");
+      t << hdr;
+      for (auto& p : ps) {
+        std::string cpu;
+        const json per_req = cpu_per_req(p);
+        for (const auto& [name, us] : per_req.items()) cpu += (cpu.empty() ? "" : ", ") + name + " " + fmt(us.get<double>(), 1);
+        char buf[512];
+        std::snprintf(buf, sizeof buf, "  %-42s %9ld  %-6s %s\n", p.label.c_str(), std::lround(rps[p.key]),
+                      p.key == "raw" ? "1.000" : fmt(ratio(rps[p.key], rps["raw"]), 3).c_str(), cpu.c_str());
+        t << buf;
+      }
+      t << "  show errors: " << errors_text(show_errors) << "; ping errors: " << errors_text(ping_errors) << "\n\n";
+
+      t << "3. Recovery after SIGKILL of the plugin, " << o.kills << " kills, restart.stable_after_ms "
+        << kStableAfterMs << " (ms)\n";
+      std::snprintf(hdr, sizeof hdr, "  %-42s %9s %9s %9s  %s\n", "", "p50", "p99", "mean", "max");
+      t << hdr;
+      row("kill -> first successful show", rs, fmt(rs.max));
+      row("  of which spawn -> ready (plugin.started)", su, fmt(su.max));
+      t << "  target p50 < 50 ms: " << (rs.p50 < 50 ? "met" : "MISSED") << "; attempts per recovery p50 "
+        << fmt(ra.p50, 0) << " max " << fmt(ra.max, 0) << " (one per " << kRecoveryPoll.count()
+        << " ms, each with a " << kRecoveryAttemptTimeout.count() << " ms timeout; " << rec.attempt_timeouts
+        << " timed out)\n";
+      t << "  errors while restarting: " << errors_text(rec.errors) << "; restarts reported by the daemon: "
+        << plugin_restarts << "\n";
+      for (const auto& [code, msg] : rec.error_samples) t << "    e.g. " << code << ": " << msg << "\n";
+      t << "\n";
+      std::cout << t.str();
+    }
+    std::cout << j.dump() << std::endl;
+    return 0;
+  } catch (const std::exception& e) {
+    if (g_interrupted) std::cerr << "modelzoo-bench: interrupted by signal " << g_interrupted << "\n";
+    else std::cerr << "modelzoo-bench: " << e.what() << "\n";
+    if (daemon_log_wanted && !g_interrupted && fs::exists(daemon.log)) {
+      // Keep the daemon's log: the temp dir goes away with us.
+      fs::path keep = fs::temp_directory_path() / ("modelzoo-bench-" + std::to_string(::getpid()) + "-modelzood.log");
+      std::error_code ec;
+      fs::copy_file(daemon.log, keep, fs::copy_options::overwrite_existing, ec);
+      std::cerr << "modelzoo-bench: modelzood log kept at " << (ec ? daemon.log : keep).string() << "; its end:\n"
+                << tail_of(daemon.log, 20);
+    }
+    throw Reported{};
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--quick") {
+      o.quick = true;
+    } else if (a == "--json") {
+      o.json_only = true;
+    } else if (a == "--bin-dir" && i + 1 < argc) {
+      o.bin_dir = argv[++i];
+    } else if (a.rfind("--bin-dir=", 0) == 0) {
+      o.bin_dir = a.substr(10);
+    } else if (a == "-h" || a == "--help") {
+      usage(std::cout);
+      return 0;
+    } else {
+      std::cerr << "modelzoo-bench: unknown argument '" << a << "'\n";
+      usage(std::cerr);
+      return 2;
+    }
+  }
+  if (o.quick) {
+    o.n = 2000;
+    o.throughput_s = 1.0;
+    o.kills = 5;
+  }
+  if (o.bin_dir.empty()) o.bin_dir = self_dir();
+  g_quiet = o.json_only;
+
+  struct sigaction sa {};
+  sa.sa_handler = on_fatal_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  try {
+    return run(o);
+  } catch (const Reported&) {
+  } catch (const std::exception& e) {
+    std::cerr << "modelzoo-bench: " << e.what() << "\n";
+  }
+  for (auto& c : g_children)
+    if (pid_t p = c.load(); p > 0) stop_process(p, SIGKILL, milliseconds(5000));
+  return g_interrupted ? 128 + g_interrupted : 1;
+}
