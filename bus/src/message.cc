@@ -1,6 +1,7 @@
 #include "modelzoo/bus/message.h"
 
 #include <array>
+#include <cstring>
 
 #include <msgpack.hpp>
 
@@ -60,7 +61,18 @@ void pack(msgpack::packer<msgpack::sbuffer>& pk, const nlohmann::json& v) {
     case T::boolean: v.get<bool>() ? pk.pack_true() : pk.pack_false(); return;
     case T::number_integer: pk.pack_int64(v.get<std::int64_t>()); return;
     case T::number_unsigned: pk.pack_uint64(v.get<std::uint64_t>()); return;
-    case T::number_float: pk.pack_double(v.get<double>()); return;
+    case T::number_float: {
+      // Always float64 (0xcb + 8 big-endian IEEE bytes): msgpack-c's pack_double turns
+      // whole-number doubles into integers, so 2.0 would arrive as 2 and -0.0 as 0.
+      double d = v.get<double>();
+      std::uint64_t bits;
+      std::memcpy(&bits, &d, sizeof bits);
+      char buf[9];
+      buf[0] = static_cast<char>(0xcb);
+      for (int i = 0; i < 8; ++i) buf[1 + i] = static_cast<char>(bits >> (56 - 8 * i));
+      pk.pack_bin_body(buf, sizeof buf);  // raw append: no header
+      return;
+    }
     case T::string: {
       const auto& s = v.get_ref<const std::string&>();
       pk.pack_str(static_cast<std::uint32_t>(s.size()));

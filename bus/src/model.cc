@@ -68,9 +68,9 @@ ModelMetadata ModelMetadata::from_json(const nlohmann::json& j) {
     if (auto why = check_file_name(fi.name)) throw Error(ErrorCode::bad_request, *why);
     if (!seen.insert(fi.name).second) throw Error(ErrorCode::bad_request, "metadata lists file '" + fi.name + "' twice");
     auto size = f.find("size");
-    if (size == f.end() || !size->is_number_unsigned())
+    if (size == f.end() || !size->is_number_integer() || (!size->is_number_unsigned() && size->get<std::int64_t>() < 0))
       throw Error(ErrorCode::bad_request, "file '" + fi.name + "' lacks a non-negative integer 'size'");
-    fi.size = size->get<std::uint64_t>();
+    fi.size = size->is_number_unsigned() ? size->get<std::uint64_t>() : static_cast<std::uint64_t>(size->get<std::int64_t>());
     fi.sha256 = str_field(f, "sha256", true);
     if (!is_sha256_hex(fi.sha256))
       throw Error(ErrorCode::bad_request, "file '" + fi.name + "' has a sha256 that is not 64 lowercase hex digits");

@@ -53,9 +53,12 @@ fs::path ContentStore::view_dir(const std::string& name, const std::string& vers
 bool ContentStore::complete(const bus::ModelMetadata& m) const {
   for (const auto& f : m.files) {
     std::error_code ec;
-    auto st = fs::status(view_dir(m.name, m.version) / f.name, ec);  // follows the link
-    if (ec || !fs::is_regular_file(st) || !has_blob(f.sha256)) return false;
-    if (fs::file_size(blob_path(f.sha256), ec) != f.size || ec) return false;
+    // The view name must lead to this file's own blob, not merely to some file.
+    fs::path linked = fs::canonical(view_dir(m.name, m.version) / f.name, ec);
+    if (ec) return false;
+    fs::path blob = fs::canonical(blob_path(f.sha256), ec);
+    if (ec || linked != blob || !fs::is_regular_file(blob, ec)) return false;
+    if (fs::file_size(blob, ec) != f.size || ec) return false;
   }
   return true;
 }
@@ -63,9 +66,13 @@ bool ContentStore::complete(const bus::ModelMetadata& m) const {
 ContentStore::Writer::Writer(const ContentStore& store, bus::FileInfo expected, fs::path tmp, int fd)
     : store_(store), expected_(std::move(expected)), tmp_(std::move(tmp)), fd_(fd) {}
 
-ContentStore::Writer::~Writer() {
+ContentStore::Writer::~Writer() { discard(); }
+
+void ContentStore::Writer::discard() {
   if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
   if (!done_) ::unlink(tmp_.c_str());
+  done_ = true;
 }
 
 void ContentStore::Writer::write(const void* data, std::size_t size) {
@@ -86,21 +93,23 @@ void ContentStore::Writer::write(const void* data, std::size_t size) {
 }
 
 fs::path ContentStore::Writer::commit() {
+  // Any failure below discards the temporary at once: nothing half-checked lingers.
+  auto fail = [&](const std::string& why) {
+    discard();
+    return Error(ErrorCode::internal, why);
+  };
   if (written_ != expected_.size)
-    throw Error(ErrorCode::internal, "file '" + expected_.name + "' has " + std::to_string(written_) +
-                                         " bytes, metadata says " + std::to_string(expected_.size));
+    throw fail("file '" + expected_.name + "' has " + std::to_string(written_) + " bytes, metadata says " +
+               std::to_string(expected_.size));
   std::string got = hash_.hex_digest();
   if (got != expected_.sha256)
-    throw Error(ErrorCode::internal, "file '" + expected_.name + "' has sha256 " + got + ", metadata says " +
-                                         expected_.sha256);
-  if (::fsync(fd_) != 0)
-    throw Error(ErrorCode::internal, "cannot sync '" + expected_.name + "': " + std::strerror(errno));
+    throw fail("file '" + expected_.name + "' has sha256 " + got + ", metadata says " + expected_.sha256);
+  if (::fsync(fd_) != 0) throw fail("cannot sync '" + expected_.name + "': " + std::strerror(errno));
   ::fchmod(fd_, 0444);
   ::close(fd_);
   fd_ = -1;
   fs::path dst = store_.blob_path(expected_.sha256);
-  if (::rename(tmp_.c_str(), dst.c_str()) != 0)
-    throw Error(ErrorCode::internal, "cannot move '" + expected_.name + "' into the cache: " + std::strerror(errno));
+  if (::rename(tmp_.c_str(), dst.c_str()) != 0) throw fail("cannot move '" + expected_.name + "' into the cache: " + std::strerror(errno));
   done_ = true;
   fsync_dir(dst.parent_path());
   return dst;

@@ -51,6 +51,7 @@ class ContentStore {
 
    private:
     friend class ContentStore;
+    void discard();  // closes and removes the temporary (idempotent)
     Writer(const ContentStore& store, bus::FileInfo expected, std::filesystem::path tmp, int fd);
     const ContentStore& store_;
     bus::FileInfo expected_;

@@ -1,0 +1,354 @@
+// Unit tests of the content-addressed model cache (core/include/modelzoo/core/cache.h).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "modelzoo/bus/message.h"
+#include "modelzoo/core/cache.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using modelzoo::bus::Error;
+using modelzoo::bus::ErrorCode;
+using modelzoo::bus::FileInfo;
+using modelzoo::bus::ModelMetadata;
+using modelzoo::core::ContentStore;
+using modelzoo::core::Sha256;
+using testing::HasSubstr;
+
+
+const std::string kAbcSha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+const std::string kEmptySha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+std::string sha256(const std::string& data) {
+  Sha256 h;
+  h.update(data.data(), data.size());
+  return h.hex_digest();
+}
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> entries(const fs::path& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// ---- SHA-256 --------------------------------------------------------------------------------
+
+TEST(Sha256, KnownVectors) {
+  EXPECT_EQ(sha256("abc"), kAbcSha);
+  EXPECT_EQ(sha256(""), kEmptySha);
+  EXPECT_EQ(Sha256::of("abc"), kAbcSha);
+  EXPECT_EQ(Sha256::of(""), kEmptySha);
+  EXPECT_EQ(Sha256::of(std::string("a\0b", 3)), sha256(std::string("a\0b", 3)));
+  EXPECT_NE(Sha256::of(std::string("a\0b", 3)), Sha256::of("a"));
+  EXPECT_EQ(sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+TEST(Sha256, IncrementalEqualsOneShot) {
+  Sha256 h;
+  h.update("a", 1);
+  h.update("", 0);
+  h.update("bc", 2);
+  EXPECT_EQ(h.hex_digest(), kAbcSha);
+
+  // One million 'a' in uneven pieces (FIPS 180-2 test vector).
+  Sha256 m;
+  std::string piece(9973, 'a');
+  std::size_t left = 1000000;
+  while (left > 0) {
+    std::size_t n = std::min(left, piece.size());
+    m.update(piece.data(), n);
+    left -= n;
+  }
+  EXPECT_EQ(m.hex_digest(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+// ---- the content store ----------------------------------------------------------------------
+
+class Cache : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "modelzoo-cache-test-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    tmp_ = tmpl;
+    root_ = tmp_ / "cache";
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(tmp_, ec);
+  }
+
+  // Writes `data` as a blob through a Writer.
+  fs::path put(const ContentStore& store, const std::string& name, const std::string& data) {
+    auto w = store.begin(FileInfo{name, data.size(), sha256(data)});
+    w->write(data.data(), data.size());
+    return w->commit();
+  }
+
+  fs::path tmp_, root_;
+};
+
+TEST_F(Cache, CreatesTheLayout) {
+  ContentStore store(root_);
+  EXPECT_EQ(store.root(), root_);
+  EXPECT_TRUE(fs::is_directory(root_ / "blobs" / "sha256"));
+  EXPECT_TRUE(fs::is_directory(root_ / "tmp"));
+  EXPECT_TRUE(fs::is_directory(root_ / "models"));
+  EXPECT_EQ(store.blob_path(kAbcSha), root_ / "blobs" / "sha256" / kAbcSha);
+  EXPECT_EQ(store.view_dir("org/model", "1.0.0"), root_ / "models" / "org" / "model" / "1.0.0");
+  ContentStore again(root_);  // existing layout is fine
+  EXPECT_FALSE(again.has_blob(kAbcSha));
+}
+
+TEST_F(Cache, ConstructorNamesTheDirectoryItCannotCreate) {
+  std::ofstream(tmp_ / "file") << "x";
+  try {
+    ContentStore store(tmp_ / "file" / "cache");
+    FAIL() << "created a cache under a regular file";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr((tmp_ / "file" / "cache").string()));
+  }
+}
+
+TEST_F(Cache, CommitPublishesAReadOnlyBlobAndLeavesNoTemporary) {
+  ContentStore store(root_);
+  auto w = store.begin(FileInfo{"weights.bin", 3, kAbcSha});
+  ASSERT_EQ(entries(root_ / "tmp").size(), 1u);  // the transfer in progress
+  EXPECT_THAT(entries(root_ / "tmp")[0], testing::EndsWith(".partial"));
+  EXPECT_FALSE(store.has_blob(kAbcSha));
+  w->write("a", 1);
+  w->write("bc", 2);
+  EXPECT_EQ(w->size(), 3u);
+  EXPECT_FALSE(store.has_blob(kAbcSha));  // not before commit
+  fs::path blob = w->commit();
+  EXPECT_EQ(blob, store.blob_path(kAbcSha));
+  EXPECT_TRUE(store.has_blob(kAbcSha));
+  EXPECT_EQ(read(blob), "abc");
+  struct stat st {};
+  ASSERT_EQ(::stat(blob.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0444u);
+  EXPECT_TRUE(entries(root_ / "tmp").empty());
+  w.reset();  // destroying a committed writer keeps the blob
+  EXPECT_TRUE(store.has_blob(kAbcSha));
+  EXPECT_EQ(read(blob), "abc");
+}
+
+TEST_F(Cache, EmptyFileAndLargeFile) {
+  ContentStore store(root_);
+  auto empty = store.begin(FileInfo{"empty", 0, kEmptySha});
+  EXPECT_EQ(empty->commit(), store.blob_path(kEmptySha));
+  EXPECT_EQ(fs::file_size(store.blob_path(kEmptySha)), 0u);
+
+  std::string big(3 * 1024 * 1024 + 17, '\0');
+  std::mt19937 rng(7);
+  for (auto& c : big) c = static_cast<char>(rng());
+  std::string sha = sha256(big);
+  auto w = store.begin(FileInfo{"big.bin", big.size(), sha});
+  for (std::size_t off = 0; off < big.size(); off += 65536)
+    w->write(big.data() + off, std::min<std::size_t>(65536, big.size() - off));
+  EXPECT_EQ(w->commit(), store.blob_path(sha));
+  EXPECT_EQ(read(store.blob_path(sha)), big);
+  EXPECT_TRUE(entries(root_ / "tmp").empty());
+}
+
+// Runs commit() on a writer that received `data` for `expected`, checks the error.
+void expect_commit_error(const ContentStore& store, const FileInfo& expected, const std::string& data,
+                         std::initializer_list<std::string> needles) {
+  auto w = store.begin(expected);
+  w->write(data.data(), data.size());
+  try {
+    w->commit();
+    ADD_FAILURE() << "commit accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::internal);
+    for (const auto& n : needles) EXPECT_THAT(e.what(), HasSubstr(n));
+  }
+}
+
+TEST_F(Cache, SizeMismatchThrowsAndPublishesNothing) {
+  ContentStore store(root_);
+  expect_commit_error(store, FileInfo{"weights.bin", 3, kAbcSha}, "ab", {"weights.bin", "2", "3"});
+  expect_commit_error(store, FileInfo{"weights.bin", 3, kAbcSha}, "abcd", {"weights.bin", "4", "3"});
+  EXPECT_FALSE(store.has_blob(kAbcSha));
+  EXPECT_TRUE(entries(root_ / "blobs" / "sha256").empty());
+  EXPECT_TRUE(entries(root_ / "tmp").empty());
+}
+
+TEST_F(Cache, ShaMismatchThrowsAndPublishesNothing) {
+  ContentStore store(root_);
+  // Right size, wrong content: the data hashes to kAbcSha, the metadata says kEmptySha-like.
+  std::string claimed = std::string(64, 'f');
+  expect_commit_error(store, FileInfo{"sub/model.gguf", 3, claimed}, "abc", {"sub/model.gguf", kAbcSha, claimed});
+  EXPECT_FALSE(store.has_blob(claimed));
+  EXPECT_FALSE(store.has_blob(kAbcSha));
+  EXPECT_TRUE(entries(root_ / "blobs" / "sha256").empty());
+  EXPECT_TRUE(entries(root_ / "tmp").empty());
+}
+
+TEST_F(Cache, FailedCommitRemovesTheTemporaryAtOnce) {
+  // cache.h: commit() "Throws bus::Error(internal) ... on a mismatch (the temporary is removed)".
+  ContentStore store(root_);
+  auto w = store.begin(FileInfo{"weights.bin", 3, kAbcSha});
+  w->write("ab", 2);
+  EXPECT_THROW(w->commit(), Error);
+  EXPECT_TRUE(entries(root_ / "tmp").empty());  // the writer is still alive here
+  auto v = store.begin(FileInfo{"weights.bin", 3, std::string(64, '0')});
+  v->write("abc", 3);
+  EXPECT_THROW(v->commit(), Error);
+  EXPECT_TRUE(entries(root_ / "tmp").empty());
+}
+
+TEST_F(Cache, DestroyingAnUncommittedWriterRemovesItsTemporary) {
+  ContentStore store(root_);
+  {
+    auto w = store.begin(FileInfo{"weights.bin", 3, kAbcSha});
+    w->write("abc", 3);
+    ASSERT_EQ(entries(root_ / "tmp").size(), 1u);
+  }
+  EXPECT_TRUE(entries(root_ / "tmp").empty());
+  EXPECT_FALSE(store.has_blob(kAbcSha));
+  {
+    auto w = store.begin(FileInfo{"never-written", 10, kAbcSha});
+  }
+  EXPECT_TRUE(entries(root_ / "tmp").empty());
+}
+
+TEST_F(Cache, ConcurrentWritersOfTheSameFileUseDistinctTemporaries) {
+  ContentStore store(root_);
+  auto a = store.begin(FileInfo{"f", 3, kAbcSha});
+  auto b = store.begin(FileInfo{"f", 3, kAbcSha});
+  EXPECT_EQ(entries(root_ / "tmp").size(), 2u);
+  a->write("abc", 3);
+  b->write("abc", 3);
+  a->commit();
+  b->commit();  // same content: replacing the blob is harmless
+  EXPECT_EQ(read(store.blob_path(kAbcSha)), "abc");
+  EXPECT_TRUE(entries(root_ / "tmp").empty());
+}
+
+ModelMetadata model(std::vector<FileInfo> files) {
+  ModelMetadata m;
+  m.name = "org/model";
+  m.version = "1.0.0";
+  m.files = std::move(files);
+  return m;
+}
+
+TEST_F(Cache, LinkViewCreatesRelativeSymlinksToBlobs) {
+  ContentStore store(root_);
+  const std::string weights = "weights!", config = "{\"k\": 1}";
+  auto m = model({FileInfo{"weights.bin", weights.size(), sha256(weights)},
+                  FileInfo{"sub/dir/config.json", config.size(), sha256(config)}});
+  EXPECT_FALSE(store.complete(m));  // nothing yet
+  put(store, "weights.bin", weights);
+  put(store, "sub/dir/config.json", config);
+  EXPECT_FALSE(store.complete(m));  // blobs, but no view
+
+  fs::path dir = store.link_view(m);
+  EXPECT_EQ(dir, store.view_dir("org/model", "1.0.0"));
+  for (const auto& f : m.files) {
+    SCOPED_TRACE(f.name);
+    fs::path link = dir / f.name;
+    ASSERT_TRUE(fs::is_symlink(fs::symlink_status(link)));
+    fs::path target = fs::read_symlink(link);
+    EXPECT_TRUE(target.is_relative()) << target;
+    EXPECT_EQ(fs::weakly_canonical(link.parent_path() / target), fs::weakly_canonical(store.blob_path(f.sha256)));
+  }
+  EXPECT_EQ(read(dir / "weights.bin"), weights);
+  EXPECT_EQ(read(dir / "sub" / "dir" / "config.json"), config);
+  EXPECT_TRUE(store.complete(m));
+  // No temporary link names are left beside the files.
+  EXPECT_EQ(entries(dir), (std::vector<std::string>{"sub", "weights.bin"}));
+  EXPECT_EQ(entries(dir / "sub" / "dir"), std::vector<std::string>{"config.json"});
+}
+
+TEST_F(Cache, ViewSurvivesMovingTheWholeCache) {
+  ContentStore store(root_);
+  auto m = model({FileInfo{"a.txt", 3, kAbcSha}});
+  put(store, "a.txt", "abc");
+  store.link_view(m);
+  fs::rename(root_, tmp_ / "moved");
+  ContentStore moved(tmp_ / "moved");
+  EXPECT_TRUE(moved.complete(m));  // links are relative
+  EXPECT_EQ(read(moved.view_dir(m.name, m.version) / "a.txt"), "abc");
+}
+
+TEST_F(Cache, LinkViewIsIdempotentAndRelinks) {
+  ContentStore store(root_);
+  put(store, "f", "abc");
+  put(store, "f", "");
+  auto v1 = model({FileInfo{"f", 3, kAbcSha}});
+  store.link_view(v1);
+  store.link_view(v1);
+  EXPECT_EQ(read(store.view_dir(v1.name, v1.version) / "f"), "abc");
+  auto v2 = model({FileInfo{"f", 0, kEmptySha}});  // same name and version, new content
+  store.link_view(v2);
+  EXPECT_EQ(read(store.view_dir(v2.name, v2.version) / "f"), "");
+  EXPECT_TRUE(store.complete(v2));
+  EXPECT_EQ(entries(store.view_dir(v1.name, v1.version)), std::vector<std::string>{"f"});
+}
+
+TEST_F(Cache, CompleteChecksThatTheViewLinksToTheRightBlob) {
+  ContentStore store(root_);
+  put(store, "f", "abc");
+  put(store, "f", "");
+  auto v1 = model({FileInfo{"f", 3, kAbcSha}});
+  auto v2 = model({FileInfo{"f", 0, kEmptySha}});
+  store.link_view(v2);  // the view shows the empty blob
+  EXPECT_FALSE(store.complete(v1));
+}
+
+TEST_F(Cache, CompleteIsFalseWhenABlobIsMissingOrWrong) {
+  ContentStore store(root_);
+  put(store, "a", "abc");
+  auto m = model({FileInfo{"a", 3, kAbcSha}, FileInfo{"b", 0, kEmptySha}});
+  store.link_view(m);  // "b" dangles: its blob does not exist
+  EXPECT_FALSE(store.complete(m));
+  put(store, "b", "");
+  EXPECT_TRUE(store.complete(m));
+  auto wrong_size = model({FileInfo{"a", 4, kAbcSha}});
+  EXPECT_FALSE(store.complete(wrong_size));
+  auto no_files = model({});
+  EXPECT_TRUE(store.complete(no_files));
+}
+
+TEST_F(Cache, CleanTemporariesRemovesPartials) {
+  ContentStore store(root_);
+  std::ofstream(root_ / "tmp" / (kAbcSha + ".0123456789abcdef.partial")) << "ab";
+  std::ofstream(root_ / "tmp" / "other.partial") << "";
+  std::ofstream(root_ / "tmp" / "keep.txt") << "x";
+  put(store, "f", "abc");
+  EXPECT_EQ(store.clean_temporaries(), 2u);
+  EXPECT_EQ(entries(root_ / "tmp"), std::vector<std::string>{"keep.txt"});
+  EXPECT_TRUE(store.has_blob(kAbcSha));  // blobs untouched
+  EXPECT_EQ(store.clean_temporaries(), 0u);
+  {
+    auto abandoned = store.begin(FileInfo{"x", 1, kAbcSha});
+    EXPECT_EQ(store.clean_temporaries(), 1u);
+  }
+  EXPECT_EQ(entries(root_ / "tmp"), std::vector<std::string>{"keep.txt"});
+}
+
+}  // namespace
