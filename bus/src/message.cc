@@ -3,6 +3,9 @@
 #include <array>
 #include <cstring>
 
+// Bus messages are small: msgpack-c's 8 KiB default zone chunk and buffer cost a large
+// allocation (and malloc_consolidate) per message. The chunk size is a compile-time knob.
+#define MSGPACK_ZONE_CHUNK_SIZE 1024
 #include <msgpack.hpp>
 
 namespace modelzoo::bus {
@@ -191,8 +194,10 @@ Message Message::make(MessageType type, nlohmann::json body) {
   return m;
 }
 
+constexpr std::size_t kInitialBuffer = 512;
+
 std::string to_msgpack(const nlohmann::json& value) {
-  msgpack::sbuffer buf;
+  msgpack::sbuffer buf(kInitialBuffer);
   msgpack::packer<msgpack::sbuffer> pk(buf);
   pack(pk, value);
   return std::string(buf.data(), buf.size());
@@ -219,7 +224,7 @@ nlohmann::json from_msgpack(const void* data, std::size_t size) {
 }
 
 std::string encode_envelope(const Message& m) {
-  msgpack::sbuffer buf;
+  msgpack::sbuffer buf(kInitialBuffer);
   msgpack::packer<msgpack::sbuffer> pk(buf);
   const bool has_id = m.type == MessageType::request || m.type == MessageType::reply ||
                       m.type == MessageType::error || m.type == MessageType::progress ||

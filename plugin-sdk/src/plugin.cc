@@ -385,7 +385,18 @@ void Session::on_message(bus::Message& m) {
         return;
       }
       auto deadline = m.timeout_ms ? Clock::now() + std::chrono::milliseconds(m.timeout_ms) : Clock::time_point::max();
-      std::lock_guard lk(mu_);
+      std::unique_lock lk(mu_);
+      if (info_.inline_requests && configured_) {
+        lk.unlock();
+        bus::Message out;
+        try {
+          out = handle(m);
+        } catch (...) {
+          out = error_from_exception(m.id);
+        }
+        bus::send(*dealer_, out);
+        return;
+      }
       tasks_.push_back({std::move(m), deadline});
       cv_.notify_one();
       return;

@@ -42,5 +42,8 @@ class MemoryRegistry final : public sdk::Registry {
 
 int main(int argc, char** argv) {
   MemoryRegistry registry;
-  return sdk::run(registry, {.name = "memory", .version = "0.1.0", .priority = 0, .handles = {"*"}}, argc, argv);
+  // Every answer comes from memory and never blocks (metadata_delay_ms is a test knob that
+  // sleeps, but only in tests that ask for it): answer on the main loop.
+  return sdk::run(registry, {.name = "memory", .version = "0.1.0", .priority = 0, .handles = {"*"}, .inline_requests = true},
+                  argc, argv);
 }
