@@ -6,9 +6,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <random>
 
 #include "modelzoo/bus/message.h"
+#include "modelzoo/bus/names.h"
 
 namespace modelzoo::core {
 namespace fs = std::filesystem;
@@ -32,7 +34,7 @@ std::string random_suffix() {
 }  // namespace
 
 ContentStore::ContentStore(fs::path root) : root_(std::move(root)) {
-  for (const auto& d : {root_ / "blobs" / "sha256", root_ / "tmp", root_ / "models"}) {
+  for (const auto& d : {root_ / "blobs" / "sha256", root_ / "tmp", root_ / "models", root_ / "manifests"}) {
     std::error_code ec;
     fs::create_directories(d, ec);
     if (ec) throw std::runtime_error("cannot create cache directory " + d.string() + ": " + ec.message());
@@ -63,65 +65,131 @@ bool ContentStore::complete(const bus::ModelMetadata& m) const {
   return true;
 }
 
-ContentStore::Writer::Writer(const ContentStore& store, bus::FileInfo expected, fs::path tmp, int fd)
-    : store_(store), expected_(std::move(expected)), tmp_(std::move(tmp)), fd_(fd) {}
+namespace {
 
-ContentStore::Writer::~Writer() { discard(); }
+// An OFD lock (per open file description, so it also excludes a second writer inside this
+// process) on `path`. Returns the fd holding it, -1 when someone else holds it.
+int try_lock(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) throw Error(ErrorCode::internal, "cannot open lock file " + path.string() + ": " + std::strerror(errno));
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (::fcntl(fd, F_OFD_SETLK, &fl) != 0) {
+    int e = errno;
+    ::close(fd);
+    if (e == EAGAIN || e == EACCES) return -1;
+    throw Error(ErrorCode::internal, "cannot lock " + path.string() + ": " + std::strerror(e));
+  }
+  return fd;
+}
 
-void ContentStore::Writer::discard() {
+}  // namespace
+
+ContentStore::Writer::Writer(const ContentStore& store, bus::FileInfo expected)
+    : store_(store), expected_(std::move(expected)) {}
+
+ContentStore::Writer::~Writer() { close_files(); }
+
+void ContentStore::Writer::close_files() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
-  if (!done_) ::unlink(tmp_.c_str());
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
+  lock_fd_ = -1;
+}
+
+// The lock file goes too, while still held: a process that opened it earlier re-checks the
+// blob before it writes, so the worst case of this race is a duplicate transfer.
+void ContentStore::Writer::discard() {
+  if (!done_) ::unlink(partial_.c_str());
   done_ = true;
+  remove_lock_file();
+  close_files();
+}
+
+void ContentStore::Writer::remove_lock_file() {
+  fs::path lock = partial_;
+  lock.replace_extension(".lock");
+  ::unlink(lock.c_str());
 }
 
 void ContentStore::Writer::write(const void* data, std::size_t size) {
-  hash_.update(data, size);
   auto p = static_cast<const char*>(data);
   std::size_t left = size;
+  std::uint64_t at = size_;
   while (left > 0) {
-    ssize_t n = ::write(fd_, p, left);
+    ssize_t n = ::pwrite(fd_, p, left, static_cast<off_t>(at));
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw Error(ErrorCode::internal, "cannot write '" + expected_.name + "' to the cache (" + tmp_.string() +
-                                           "): " + std::strerror(errno));
+      int e = errno;
+      // Keep the partial consistent with what was hashed: cut off this write's remains.
+      (void)!::ftruncate(fd_, static_cast<off_t>(size_));
+      throw Error(ErrorCode::internal, "cannot write '" + expected_.name + "' to the cache (" + partial_.string() +
+                                           "): " + std::strerror(e));
     }
     p += n;
+    at += static_cast<std::uint64_t>(n);
     left -= static_cast<std::size_t>(n);
   }
-  written_ += size;
+  hash_.update(data, size);
+  size_ += size;
 }
 
 fs::path ContentStore::Writer::commit() {
-  // Any failure below discards the temporary at once: nothing half-checked lingers.
+  // A partial that does not hash right cannot be resumed: discard it with the error.
   auto fail = [&](const std::string& why) {
     discard();
     return Error(ErrorCode::internal, why);
   };
-  if (written_ != expected_.size)
-    throw fail("file '" + expected_.name + "' has " + std::to_string(written_) + " bytes, metadata says " +
+  if (size_ != expected_.size)
+    throw fail("file '" + expected_.name + "' has " + std::to_string(size_) + " bytes, metadata says " +
                std::to_string(expected_.size));
   std::string got = hash_.hex_digest();
   if (got != expected_.sha256)
     throw fail("file '" + expected_.name + "' has sha256 " + got + ", metadata says " + expected_.sha256);
   if (::fsync(fd_) != 0) throw fail("cannot sync '" + expected_.name + "': " + std::strerror(errno));
   ::fchmod(fd_, 0444);
-  ::close(fd_);
-  fd_ = -1;
   fs::path dst = store_.blob_path(expected_.sha256);
-  if (::rename(tmp_.c_str(), dst.c_str()) != 0) throw fail("cannot move '" + expected_.name + "' into the cache: " + std::strerror(errno));
+  if (::rename(partial_.c_str(), dst.c_str()) != 0)
+    throw fail("cannot move '" + expected_.name + "' into the cache: " + std::strerror(errno));
   done_ = true;
+  remove_lock_file();
+  close_files();
   fsync_dir(dst.parent_path());
   return dst;
 }
 
 std::unique_ptr<ContentStore::Writer> ContentStore::begin(const bus::FileInfo& file) const {
-  fs::path tmp = root_ / "tmp" / (file.sha256 + "." + random_suffix() + ".partial");
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0)
-    throw Error(ErrorCode::internal, "cannot create a temporary file in " + (root_ / "tmp").string() + ": " +
-                                         std::strerror(errno));
-  return std::unique_ptr<Writer>(new Writer(*this, file, tmp, fd));
+  fs::path tmp = root_ / "tmp";
+  int lock_fd = try_lock(tmp / (file.sha256 + ".lock"));
+  if (lock_fd < 0) return nullptr;
+  std::unique_ptr<Writer> w(new Writer(*this, file));
+  w->lock_fd_ = lock_fd;
+  w->partial_ = tmp / (file.sha256 + ".partial");
+  w->fd_ = ::open(w->partial_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (w->fd_ < 0)
+    throw Error(ErrorCode::internal, "cannot create " + w->partial_.string() + ": " + std::strerror(errno));
+  struct stat st {};
+  ::fstat(w->fd_, &st);
+  auto have = static_cast<std::uint64_t>(st.st_size);
+  if (have > file.size) {  // not a prefix of this file: start over
+    (void)!::ftruncate(w->fd_, 0);
+    have = 0;
+  }
+  // Resume: re-hash what an earlier attempt left, so the final check covers every byte.
+  std::vector<char> buf(1 << 20);
+  std::uint64_t at = 0;
+  while (at < have) {
+    ssize_t n = ::pread(w->fd_, buf.data(), std::min<std::uint64_t>(buf.size(), have - at), static_cast<off_t>(at));
+    if (n <= 0) {
+      (void)!::ftruncate(w->fd_, static_cast<off_t>(at));  // unreadable tail: drop it
+      break;
+    }
+    w->hash_.update(buf.data(), static_cast<std::size_t>(n));
+    at += static_cast<std::uint64_t>(n);
+  }
+  w->resumed_ = w->size_ = at;
+  return w;
 }
 
 fs::path ContentStore::link_view(const bus::ModelMetadata& m) const {
@@ -146,11 +214,70 @@ fs::path ContentStore::link_view(const bus::ModelMetadata& m) const {
   return dir;
 }
 
-std::size_t ContentStore::clean_temporaries() const {
+void ContentStore::write_manifest(const bus::ModelMetadata& m, const std::string& source) const {
+  fs::path file = root_ / "manifests" / m.name / (m.version + ".json");
+  fs::create_directories(file.parent_path());
+  nlohmann::json j = {{"metadata", m.to_json()}, {"source", source}};
+  std::string text = j.dump(2) + "\n";
+  std::string tmp_name = ".";
+  tmp_name.append(file.filename().string()).append(".").append(random_suffix());
+  fs::path tmp = file.parent_path() / tmp_name;
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(ErrorCode::internal, "cannot write manifest " + file.string() + ": " + std::strerror(errno));
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  int e = errno;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), file.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error(ErrorCode::internal, "cannot write manifest " + file.string() + ": " + std::strerror(ok ? errno : e));
+  }
+}
+
+std::optional<bus::ModelMetadata> ContentStore::read_manifest(const std::string& name, const std::string& version) const {
+  std::ifstream in(root_ / "manifests" / name / (version + ".json"));
+  if (!in) return std::nullopt;
+  try {
+    auto j = nlohmann::json::parse(in);
+    return bus::ModelMetadata::from_json(j.at("metadata"));
+  } catch (const std::exception&) {
+    return std::nullopt;  // unreadable manifest: as if not cached
+  }
+}
+
+std::vector<std::string> ContentStore::cached_versions(const std::string& name) const {
+  std::vector<std::pair<bus::SemVer, std::string>> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root_ / "manifests" / name, ec)) {
+    if (e.path().extension() != ".json") continue;
+    std::string v = e.path().stem().string();
+    if (auto sv = bus::SemVer::parse(v)) found.emplace_back(*sv, v);
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first.compare(b.first) > 0; });
+  std::vector<std::string> out;
+  for (auto& [_, v] : found) out.push_back(v);
+  return out;
+}
+
+void ContentStore::touch(const std::string& name, const std::string& version) const {
+  std::error_code ec;
+  fs::last_write_time(root_ / "manifests" / name / (version + ".json"), fs::file_time_type::clock::now(), ec);
+}
+
+std::size_t ContentStore::clean_partials(std::chrono::seconds older_than) const {
   std::size_t n = 0;
   std::error_code ec;
+  auto now = fs::file_time_type::clock::now();
   for (const auto& e : fs::directory_iterator(root_ / "tmp", ec)) {
-    if (e.path().extension() == ".partial" && fs::remove(e.path(), ec)) ++n;
+    if (e.path().extension() != ".partial") continue;
+    auto mtime = fs::last_write_time(e.path(), ec);
+    if (ec || now - mtime < older_than) continue;
+    fs::path lock = e.path();
+    lock.replace_extension(".lock");
+    int fd = try_lock(lock);
+    if (fd < 0) continue;  // being received right now
+    if (fs::remove(e.path(), ec)) ++n;
+    fs::remove(lock, ec);
+    ::close(fd);
   }
   return n;
 }

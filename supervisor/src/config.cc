@@ -273,7 +273,8 @@ DaemonConfig parse_config(const std::string& yaml_text, const std::string& origi
   Reader r{origin};
   r.only_keys(j, "top level", {"runtime_dir", "cache_dir", "data_dir", "plugin_dirs", "heartbeat_interval_ms",
                                "heartbeat_liveness", "request_timeout_ms", "download_stall_timeout_ms",
-                               "stop_timeout_ms", "log_level", "restart", "sources"});
+                               "stop_timeout_ms", "log_level", "restart", "sources", "offline",
+                               "partial_retention_hours"});
   DaemonConfig c;
   std::string uid = std::to_string(::getuid());
   // Each directory: environment variable, then the file, then the XDG default.
@@ -314,6 +315,13 @@ DaemonConfig parse_config(const std::string& yaml_text, const std::string& origi
     c.download_stall_timeout = milliseconds(*v);
   if (auto v = r.integer(j, "stop_timeout_ms", "top level", 10, 600000)) c.stop_timeout = milliseconds(*v);
   if (auto v = r.str(j, "log_level", "top level")) c.log_level = *v;
+  if (auto it = j.find("offline"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) r.fail("top level.offline", "must be true or false");
+    c.offline = it->get<bool>();
+  }
+  if (auto e = env("MODELZOO_OFFLINE"); !e.empty()) c.offline = e == "1" || e == "true" || e == "yes";
+  if (auto v = r.integer(j, "partial_retention_hours", "top level", 0, 100000))
+    c.partial_retention = std::chrono::hours(*v);
   if (auto e = env("MODELZOO_LOG_LEVEL"); !e.empty()) c.log_level = e;
   RestartPolicy defaults;
   r.restart(j, "top level", defaults);

@@ -58,6 +58,8 @@ struct DaemonConfig {
   milliseconds request_timeout{30000};
   milliseconds download_stall_timeout{30000};
   milliseconds stop_timeout{3000};  // per stage of a graceful stop (ask, then SIGTERM)
+  std::chrono::seconds partial_retention{7 * 24 * 3600};  // partials of interrupted pulls kept for resume
+  bool offline = false;  // serve from the cache only; never ask a source
   std::string log_level = "info";
   std::vector<Source> sources;
   std::vector<std::string> warnings;  // broken manifests and other skipped parts

@@ -154,7 +154,12 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
   std::deque<std::function<void()>> deferred;
   std::unique_ptr<core::ContentStore> store;
   struct PullJob;
-  std::map<std::string, std::shared_ptr<PullJob>> pulls;  // by model reference
+  std::map<std::string, std::shared_ptr<PullJob>> pulls;  // by "pull|load <model reference>"
+  struct Timer {
+    Clock::time_point at;
+    std::function<void()> fire;
+  };
+  std::vector<Timer> timers;  // one-shot
 
   explicit Impl(DaemonConfig c) : cfg(std::move(c)) {}
 
@@ -209,6 +214,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     ::sigprocmask(SIG_BLOCK, &set, nullptr);
     signal_fd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     ::signal(SIGPIPE, SIG_IGN);
+    ::signal(SIGXFSZ, SIG_IGN);  // a file-size limit is an EFBIG write error, not death
   }
 
   // ---------------------------------------------------------------- events
@@ -666,6 +672,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
                        {"uptime_ms", ms_between(started_at, Clock::now())},
                        {"runtime_dir", cfg.runtime_dir.string()},
                        {"cache_dir", cfg.cache_dir.string()},
+                       {"offline", cfg.offline},
                        {"plugins", {{"total", instances.size()}, {"ready", ready}, {"failed", failed}}}});
     } else if (method == "plugins") {
       json list = json::array();
@@ -702,9 +709,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
                          {"metadata", best->metadata->to_json()},
                          {"sources", sources}});
       });
-    } else if (method == "pull") {
+    } else if (method == "pull" || method == "load") {
       auto ref = bus::parse_model_ref(require_str(m.body, "model"));
-      start_pull(w, ref);
+      auto offline = m.body.find("offline");
+      start_pull(w, ref, method == "load", offline != m.body.end() && offline->is_boolean() && offline->get<bool>());
     } else if (method == "ping") {
       reply_client(w, {{"pong", true}});
     } else {
@@ -782,36 +790,90 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     }
   }
 
-  // ---------------------------------------------------------------- pull
-  struct PullJob {
-    bus::ModelRef ref;
-    std::vector<ClientWaiter> waiters;
-    std::shared_ptr<core::Resolution> resolution;
-    bus::ModelMetadata md;
-    std::string source;
-    std::vector<bus::FileInfo> todo;
-    std::size_t file_index = 0;
+  // ---------------------------------------------------------------- pull and load
+  // One file of a pull: received from the sources that have it, best first; a source that
+  // fails mid-file hands over to the next at the offset already received and hashed.
+  struct FileTransfer {
+    bus::FileInfo info;
     std::unique_ptr<core::ContentStore::Writer> writer;
-    std::uint64_t total = 0, done_bytes = 0, downloaded = 0;
-    Clock::time_point started = Clock::now(), last_progress, last_event;
+    std::uint64_t call_id = 0;
+    bool done = false;
   };
 
-  void start_pull(const ClientWaiter& w, const bus::ModelRef& ref) {
-    std::string key = ref.str();
+  struct PullJob {
+    bus::ModelRef ref;
+    bool load = false;  // a `load`: also publishes model.load.* and returns the metadata
+    std::vector<ClientWaiter> waiters;
+    std::shared_ptr<core::Resolution> resolution;  // sources with identical files, best first
+    bus::ModelMetadata md;
+    std::string source;  // the source of the most recent chunk (for progress)
+    std::vector<std::shared_ptr<FileTransfer>> files;  // those not cached yet
+    std::size_t next_file = 0, running = 0, finished = 0;
+    std::vector<std::pair<std::string, Error>> failures;
+    std::optional<Error> error;  // the pull failed: stop starting files
+    bool answered = false;
+    std::uint64_t total = 0, cached_bytes = 0, downloaded = 0;
+    Clock::time_point started = Clock::now(), last_progress, last_event;
+  };
+  static constexpr std::size_t kParallelFiles = 4;
+  static constexpr milliseconds kBusyRetry{100};  // another process holds a file: look again
+
+  void start_pull(const ClientWaiter& w, const bus::ModelRef& ref, bool load, bool offline) {
+    std::string key = (load ? "load " : "pull ") + ref.str();
     if (auto it = pulls.find(key); it != pulls.end()) {
       it->second->waiters.push_back(w);  // one transfer, every requester answered
       return;
     }
     auto job = std::make_shared<PullJob>();
     job->ref = ref;
+    job->load = load;
     job->waiters.push_back(w);
     pulls[key] = job;
+    if (load) publish(core::topic::kLoadStarted, {{"model", ref.name}, {"version", ref.version}});
+    if (offline || cfg.offline) {
+      // Offline: the cache alone answers; no plugin is asked anything.
+      if (!serve_from_cache(job, "offline"))
+        finish_pull(job, Error(ErrorCode::unavailable, "offline, and '" + ref.str() + "' is not in the cache"));
+      return;
+    }
     resolve(ref, static_cast<std::uint32_t>(cfg.request_timeout.count()),
-                  [this, job](core::Resolution res) { on_pull_resolved(job, std::move(res)); });
+            [this, job](core::Resolution res) { on_pull_resolved(job, std::move(res)); });
+  }
+
+  // Answers from the cache when it holds the whole model (the newest cached version when
+  // none was asked for). Returns false when it does not.
+  bool serve_from_cache(const std::shared_ptr<PullJob>& job, const std::string& why) {
+    std::vector<std::string> versions =
+        job->ref.version.empty() ? store->cached_versions(job->ref.name) : std::vector<std::string>{job->ref.version};
+    for (const auto& v : versions) {
+      auto md = store->read_manifest(job->ref.name, v);
+      if (!md || !store->complete(*md)) continue;
+      job->md = *md;
+      job->total = md->total_size();
+      spdlog::info("{}:{} served from the cache ({})", md->name, md->version, why);
+      finish_pull(job, std::nullopt, pull_reply(*job, "cache", true));
+      return true;
+    }
+    return false;
   }
 
   void finish_pull(const std::shared_ptr<PullJob>& job, const std::optional<Error>& err, json reply = {}) {
-    pulls.erase(job->ref.str());
+    if (job->answered) return;  // files finishing in a cascade may all reach here
+    job->answered = true;
+    pulls.erase((job->load ? "load " : "pull ") + job->ref.str());
+    auto ms = ms_between(job->started, Clock::now());
+    if (job->load) {
+      if (err)
+        publish(core::topic::kLoadFailed, {{"model", job->ref.name}, {"version", job->md.version.empty() ? job->ref.version : job->md.version},
+                                            {"error", error_json(*err)}, {"duration_ms", ms}});
+      else
+        publish(core::topic::kLoadCompleted, {{"model", job->md.name}, {"version", job->md.version},
+                                              {"path", reply.value("path", std::string())}, {"duration_ms", ms}});
+    }
+    if (!err) {
+      store->touch(job->md.name, job->md.version);
+      if (job->load) reply["metadata"] = job->md.to_json();
+    }
     for (const auto& w : job->waiters) {
       if (err) error_client(w, *err);
       else reply_client(w, reply);
@@ -821,6 +883,8 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
   void on_pull_resolved(const std::shared_ptr<PullJob>& job, core::Resolution res) {
     const core::SourceAnswer* best = res.best();
     if (!best) {
+      // Every source is down or lacks it: a model already in the cache is still served.
+      if (serve_from_cache(job, "no source has it now: " + std::string(res.failure().what()))) return;
       auto err = res.failure();
       publish(core::topic::kDownloadFailed,
               {{"model", job->ref.name}, {"version", job->ref.version}, {"error", error_json(err)}});
@@ -844,51 +908,115 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     }
     job->resolution = same;
     job->total = job->md.total_size();
-    for (const auto& f : job->md.files)
-      if (!store->has_blob(f.sha256)) job->todo.push_back(f);
-      else job->done_bytes += f.size;
-    if (job->todo.empty()) {
-      store->link_view(job->md);
-      return finish_pull(job, std::nullopt, pull_reply(*job, best->plugin.name, true));
+    std::set<std::string> queued;  // a model may list the same content twice
+    for (const auto& f : job->md.files) {
+      if (store->has_blob(f.sha256) || !queued.insert(f.sha256).second) {
+        job->cached_bytes += f.size;
+        continue;
+      }
+      auto t = std::make_shared<FileTransfer>();
+      t->info = f;
+      job->files.push_back(std::move(t));
     }
+    if (job->files.empty()) return complete_pull(job, best->plugin.name, true);
+    job->source = best->plugin.name;
     publish(core::topic::kDownloadStarted, {{"model", job->md.name},
                                             {"version", job->md.version},
                                             {"plugin", best->plugin.name},
-                                            {"files", job->todo.size()},
+                                            {"files", job->files.size()},
                                             {"total_bytes", job->total}});
+    start_files(job);
+  }
+
+  void complete_pull(const std::shared_ptr<PullJob>& job, const std::string& source, bool cached) {
+    try {
+      store->write_manifest(job->md, source);
+      store->link_view(job->md);
+    } catch (const std::exception& e) {
+      return finish_pull(job, Error(ErrorCode::internal, e.what()));
+    }
+    if (!cached) {
+      auto ms = std::max<std::int64_t>(1, ms_between(job->started, Clock::now()));
+      publish(core::topic::kDownloadCompleted,
+              {{"model", job->md.name}, {"version", job->md.version}, {"plugin", source},
+               {"bytes", fetched_bytes(*job)}, {"bytes_transferred", job->downloaded}, {"duration_ms", ms},
+               {"bytes_per_second", fetched_bytes(*job) * 1000 / static_cast<std::uint64_t>(ms)},
+               {"failovers", job->failures.size()}});
+    }
+    finish_pull(job, std::nullopt, pull_reply(*job, source, cached));
+  }
+
+  // Starts files until kParallelFiles are running; finishes the job when all are done.
+  void start_files(const std::shared_ptr<PullJob>& job) {
+    while (!job->error && job->running < kParallelFiles && job->next_file < job->files.size()) {
+      auto t = job->files[job->next_file++];
+      job->running++;
+      start_file(job, t);
+    }
+    if (job->running > 0) return;
+    if (job->error) {
+      std::string msg = job->error->what();
+      publish(core::topic::kDownloadFailed,
+              {{"model", job->md.name}, {"version", job->md.version}, {"error", error_json(*job->error)}});
+      return finish_pull(job, job->error);
+    }
+    if (job->finished == job->files.size()) complete_pull(job, job->source, false);
+  }
+
+  void file_finished(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t,
+                     std::optional<Error> err) {
+    t->writer.reset();  // releases the lock; an unfinished partial stays for resume
+    job->running--;
+    if (err && !job->error) {
+      job->error = *err;
+      // Stop the other files now; their partials are kept for the next attempt.
+      for (const auto& other : job->files)
+        if (other->call_id) {
+          cancel_call(other->call_id);
+          complete_call(other->call_id, {json(), Error(ErrorCode::unavailable, "another file of the pull failed")});
+        }
+    }
+    if (!err) {
+      t->done = true;
+      job->finished++;
+    }
+    start_files(job);
+  }
+
+  void start_file(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t) {
+    if (job->error) return file_finished(job, t, job->error);
+    if (store->has_blob(t->info.sha256)) return file_finished(job, t, std::nullopt);  // another process got it
+    try {
+      t->writer = store->begin(t->info);
+    } catch (const Error& e) {
+      return file_finished(job, t, e);
+    }
+    if (!t->writer) {  // another process is receiving this very file: wait for it
+      timers.push_back({Clock::now() + kBusyRetry, [this, job, t] { start_file(job, t); }});
+      return;
+    }
+    if (t->writer->offset() > 0)
+      spdlog::info("resuming '{}' of {}:{} at byte {}", t->info.name, job->md.name, job->md.version, t->writer->offset());
     core::with_failover(
-        same,
-        [this, job](const core::SourceAnswer& src, std::function<void(std::optional<Error>)> finish) {
-          job->source = src.plugin.name;
-          job->file_index = 0;
-          download_next_file(job, std::move(finish));
+        job->resolution,
+        [this, job, t](const core::SourceAnswer& src, std::function<void(std::optional<Error>)> finish) {
+          if (job->error) return finish(*job->error);
+          download_file(job, t, src.plugin.name, std::move(finish));
         },
-        [this, job](core::FailoverOutcome out) {
-          if (!out.source) {
-            std::string msg = "every source failed for '" + job->md.name + ":" + job->md.version + "':";
-            ErrorCode code = ErrorCode::unavailable;
-            for (const auto& [p, e] : out.failures) msg += " " + p + ": " + e.what() + ";";
-            if (out.failures.size() == 1) code = out.failures[0].second.code();
-            Error err(code, msg);
-            publish(core::topic::kDownloadFailed,
-                    {{"model", job->md.name}, {"version", job->md.version}, {"error", error_json(err)}});
-            return finish_pull(job, err);
-          }
-          store->link_view(job->md);
-          auto ms = std::max<std::int64_t>(1, ms_between(job->started, Clock::now()));
-          publish(core::topic::kDownloadCompleted,
-                  {{"model", job->md.name}, {"version", job->md.version}, {"plugin", job->source},
-                   {"bytes", fetched_bytes(*job)}, {"bytes_transferred", job->downloaded}, {"duration_ms", ms},
-                   {"bytes_per_second", fetched_bytes(*job) * 1000 / static_cast<std::uint64_t>(ms)},
-                   {"failovers", out.failures.size()}});
-          finish_pull(job, std::nullopt, pull_reply(*job, job->source, false));
+        [this, job, t](core::FailoverOutcome out) {
+          for (auto& f : out.failures) job->failures.push_back(f);
+          if (out.source) return file_finished(job, t, std::nullopt);
+          std::string msg = "every source failed for '" + t->info.name + "' of '" + job->md.name + ":" + job->md.version + "':";
+          for (const auto& [p, e] : out.failures) msg += " " + p + ": " + e.what() + ";";
+          ErrorCode code = out.failures.size() == 1 ? out.failures[0].second.code() : ErrorCode::unavailable;
+          file_finished(job, t, Error(code, msg));
         });
   }
 
   // Bytes of the files this pull had to fetch (the transfer may have moved more: failed attempts).
   static std::uint64_t fetched_bytes(const PullJob& job) {
     std::uint64_t n = 0;
-    for (const auto& f : job.todo) n += f.size;
+    for (const auto& f : job.files) n += f->info.size;
     return n;
   }
 
@@ -903,21 +1031,24 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
             {"cached", cached},          {"duration_ms", ms_between(job.started, Clock::now())}};
   }
 
-  void send_progress(PullJob& job, bool force) {
+  void send_progress(PullJob& job, const FileTransfer& t, bool force) {
     auto now = Clock::now();
-    const auto& f = job.todo[job.file_index];
-    std::uint64_t file_bytes = job.writer ? job.writer->size() : 0;
+    bool to_clients = force || now - job.last_progress >= kProgressInterval;
+    bool to_events = force || now - job.last_event >= kProgressEventInterval;
+    if (!to_clients && !to_events) return;
+    std::uint64_t present = job.cached_bytes;
+    for (const auto& f : job.files) present += f->done ? f->info.size : (f->writer ? f->writer->size() : 0);
     auto elapsed = std::max<std::int64_t>(1, ms_between(job.started, now));
     json p = {{"model", job.md.name},
               {"version", job.md.version},
-              {"file", f.name},
-              {"file_bytes", file_bytes},
-              {"file_size", f.size},
-              {"bytes", job.done_bytes + file_bytes},
+              {"file", t.info.name},
+              {"file_bytes", t.writer ? t.writer->size() : 0},
+              {"file_size", t.info.size},
+              {"bytes", present},
               {"total_bytes", job.total},
               {"bytes_per_second", job.downloaded * 1000 / static_cast<std::uint64_t>(elapsed)},
               {"source", job.source}};  // client protocol: "source"; events: "plugin"
-    if (force || now - job.last_progress >= kProgressInterval) {
+    if (to_clients) {
       job.last_progress = now;
       for (const auto& w : job.waiters) {
         Message m = Message::make(MessageType::progress, p);
@@ -925,7 +1056,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
         bus::send_to(client_sock, w.routing_id, m);
       }
     }
-    if (force || now - job.last_event >= kProgressEventInterval) {
+    if (to_events) {
       job.last_event = now;
       p["plugin"] = p["source"];
       p.erase("source");
@@ -933,29 +1064,27 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     }
   }
 
-  void download_next_file(const std::shared_ptr<PullJob>& job, std::function<void(std::optional<Error>)> finish) {
-    if (job->file_index >= job->todo.size()) return finish(std::nullopt);
-    const bus::FileInfo& f = job->todo[job->file_index];
-    if (store->has_blob(f.sha256)) {  // an identical file of this model came in already
-      job->done_bytes += f.size;
-      job->file_index++;
-      return download_next_file(job, std::move(finish));
+  // Streams one file from `plugin`, from the writer's offset, under credit flow control.
+  void download_file(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t,
+                     const std::string& plugin, std::function<void(std::optional<Error>)> finish) {
+    if (!t->writer) {
+      try {
+        t->writer = store->begin(t->info);
+      } catch (const Error& e) {
+        return finish(e);
+      }
+      if (!t->writer) return finish(Error(ErrorCode::unavailable, "'" + t->info.name + "' is being received by another process"));
     }
-    try {
-      job->writer = store->begin(f);
-    } catch (const Error& e) {
-      return finish(e);
-    }
-    send_progress(*job, true);
-    json body = {{"name", job->md.name}, {"version", job->md.version}, {"file", f.name},
-                 {"offset", 0},          {"credit", kDownloadCredit},  {"chunk_size", kDownloadChunk}};
-    auto call_id = std::make_shared<std::uint64_t>(0);
+    job->source = plugin;
+    send_progress(*job, *t, true);
+    json body = {{"name", job->md.name}, {"version", job->md.version}, {"file", t->info.name},
+                 {"offset", t->writer->size()}, {"credit", kDownloadCredit}, {"chunk_size", kDownloadChunk}};
     auto credit = std::make_shared<std::uint32_t>(kDownloadCredit);  // chunks the plugin may still send
-    std::string plugin = job->source;
+    auto call_id = std::make_shared<std::uint64_t>(0);
     *call_id = call_stream(
         plugin, "download", body, static_cast<std::uint32_t>(cfg.download_stall_timeout.count()),
-        [this, job, call_id, credit, plugin](Message& m) -> std::optional<Error> {
-          const bus::FileInfo& file = job->todo[job->file_index];
+        [this, job, t, credit, call_id, plugin](Message& m) -> std::optional<Error> {
+          const bus::FileInfo& file = t->info;
           // Flow control is enforced, not trusted: memory per transfer stays bounded.
           if (*credit == 0) return Error(ErrorCode::internal, "sent a chunk of '" + file.name + "' without credit");
           if (m.data.size() > kDownloadChunk || m.data.size() == 0)
@@ -964,45 +1093,57 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
           --*credit;
           auto offset = bus::get_uint(m.body, "offset");
           if (!offset) return Error(ErrorCode::internal, "sent a chunk of '" + file.name + "' without an offset");
-          if (*offset != job->writer->size())
+          if (*offset != t->writer->size())
             return Error(ErrorCode::internal, "sent '" + file.name + "' out of order (offset " + std::to_string(*offset) +
-                                                  ", expected " + std::to_string(job->writer->size()) + ")");
-          if (job->writer->size() + m.data.size() > file.size)
+                                                  ", expected " + std::to_string(t->writer->size()) + ")");
+          if (t->writer->size() + m.data.size() > file.size)
             return Error(ErrorCode::internal, "sent more bytes of '" + file.name + "' than its metadata declares (" +
                                                   std::to_string(file.size) + ")");
           try {
-            job->writer->write(m.data.data(), m.data.size());
+            t->writer->write(m.data.data(), m.data.size());
           } catch (const Error& e) {
             return e;
           }
           job->downloaded += m.data.size();
           ++*credit;
           send_credit(*call_id, plugin, 1);
-          send_progress(*job, false);
+          send_progress(*job, *t, false);
           return std::nullopt;
         },
-        [this, job, finish](core::CallResult r) {
-          if (!r.ok()) {
-            job->writer.reset();  // removes the temporary
-            return finish(Error(r.error->code(), r.error->what()));
-          }
+        [this, job, t, finish](core::CallResult r) {
+          t->call_id = 0;
+          if (!r.ok()) return finish(Error(r.error->code(), r.error->what()));
+          if (t->writer->size() != t->info.size)
+            return finish(Error(ErrorCode::internal, "ended '" + t->info.name + "' after " +
+                                                         std::to_string(t->writer->size()) + " of " +
+                                                         std::to_string(t->info.size) + " bytes"));
           try {
-            job->writer->commit();
+            t->writer->commit();
           } catch (const Error& e) {
-            spdlog::warn("pull {}:{} from {}: {}", job->md.name, job->md.version, job->source, e.what());
-            job->writer.reset();
+            spdlog::warn("pull {}:{}: {}", job->md.name, job->md.version, e.what());
+            t->writer.reset();  // the partial is gone: a next source starts this file from zero
             return finish(e);
           }
-          job->done_bytes += job->todo[job->file_index].size;
-          job->writer.reset();
-          job->file_index++;
-          download_next_file(job, finish);
+          finish(std::nullopt);
         });
+    t->call_id = *call_id;
   }
 
   // ---------------------------------------------------------------- timers
   void on_timers() {
     auto now = Clock::now();
+    if (!timers.empty()) {
+      std::vector<Timer> due;
+      for (auto it = timers.begin(); it != timers.end();) {
+        if (it->at <= now) {
+          due.push_back(std::move(*it));
+          it = timers.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      for (auto& t : due) t.fire();
+    }
     if (now >= next_heartbeat) {
       next_heartbeat = now + cfg.heartbeat_interval;
       for (auto& in : instances) {
@@ -1041,6 +1182,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     for (const auto& in : instances)
       if (in->state == State::backoff) next = std::min(next, in->next_start);
     for (const auto& [_, c] : calls) next = std::min(next, c.deadline);
+    for (const auto& t : timers) next = std::min(next, t.at);
     auto d = duration_cast<milliseconds>(next - now) + milliseconds(1);
     return std::clamp(d, milliseconds(0), milliseconds(200));
   }
@@ -1136,7 +1278,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     setup_signals();
     bind_sockets();
     store = std::make_unique<core::ContentStore>(cfg.cache_dir);
-    if (auto n = store->clean_temporaries()) spdlog::info("removed {} temporary file(s) of interrupted pulls", n);
+    if (auto n = store->clean_partials(cfg.partial_retention))
+      spdlog::info("removed {} partial file(s) of pulls interrupted more than {} h ago", n,
+                   duration_cast<std::chrono::hours>(cfg.partial_retention).count());
+    if (cfg.offline) spdlog::info("offline: models are served from the cache only; no source is asked");
     for (const auto& w : cfg.warnings) spdlog::warn("{}", w);
     spdlog::info("modelzood {} (pid {}) runtime {} cache {}", MODELZOO_VERSION, ::getpid(), cfg.runtime_dir.string(),
                  cfg.cache_dir.string());

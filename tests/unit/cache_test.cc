@@ -135,8 +135,8 @@ TEST_F(Cache, ConstructorNamesTheDirectoryItCannotCreate) {
 TEST_F(Cache, CommitPublishesAReadOnlyBlobAndLeavesNoTemporary) {
   ContentStore store(root_);
   auto w = store.begin(FileInfo{"weights.bin", 3, kAbcSha});
-  ASSERT_EQ(entries(root_ / "tmp").size(), 1u);  // the transfer in progress
-  EXPECT_THAT(entries(root_ / "tmp")[0], testing::EndsWith(".partial"));
+  // The transfer in progress: its partial and the lock file naming who receives it.
+  EXPECT_EQ(entries(root_ / "tmp"), (std::vector<std::string>{kAbcSha + ".lock", kAbcSha + ".partial"}));
   EXPECT_FALSE(store.has_blob(kAbcSha));
   w->write("a", 1);
   w->write("bc", 2);
@@ -220,32 +220,49 @@ TEST_F(Cache, FailedCommitRemovesTheTemporaryAtOnce) {
   EXPECT_TRUE(entries(root_ / "tmp").empty());
 }
 
-TEST_F(Cache, DestroyingAnUncommittedWriterRemovesItsTemporary) {
+TEST_F(Cache, AnInterruptedWriterLeavesItsPartialAndTheNextOneResumesIt) {
   ContentStore store(root_);
   {
     auto w = store.begin(FileInfo{"weights.bin", 3, kAbcSha});
-    w->write("abc", 3);
-    ASSERT_EQ(entries(root_ / "tmp").size(), 1u);
-  }
-  EXPECT_TRUE(entries(root_ / "tmp").empty());
+    ASSERT_TRUE(w);
+    EXPECT_EQ(w->offset(), 0u);
+    w->write("ab", 2);
+  }  // interrupted: the partial stays for the next attempt
+  EXPECT_EQ(read(root_ / "tmp" / (kAbcSha + ".partial")), "ab");
   EXPECT_FALSE(store.has_blob(kAbcSha));
-  {
-    auto w = store.begin(FileInfo{"never-written", 10, kAbcSha});
-  }
+  auto w = store.begin(FileInfo{"weights.bin", 3, kAbcSha});
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->offset(), 2u);  // continues after what was received
+  EXPECT_EQ(w->size(), 2u);
+  w->write("c", 1);
+  w->commit();  // the resumed bytes were re-hashed: the whole file verifies
+  EXPECT_EQ(read(store.blob_path(kAbcSha)), "abc");
   EXPECT_TRUE(entries(root_ / "tmp").empty());
 }
 
-TEST_F(Cache, ConcurrentWritersOfTheSameFileUseDistinctTemporaries) {
+TEST_F(Cache, APartialLongerThanTheFileIsStartedOver) {
+  ContentStore store(root_);
+  std::ofstream(root_ / "tmp" / (kAbcSha + ".partial")) << "abcdef";
+  auto w = store.begin(FileInfo{"weights.bin", 3, kAbcSha});
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->offset(), 0u);
+  w->write("abc", 3);
+  EXPECT_NO_THROW(w->commit());
+}
+
+TEST_F(Cache, ASecondWriterOfTheSameFileIsRefusedWhileTheFirstHoldsIt) {
   ContentStore store(root_);
   auto a = store.begin(FileInfo{"f", 3, kAbcSha});
+  ASSERT_TRUE(a);
+  EXPECT_EQ(store.begin(FileInfo{"f", 3, kAbcSha}), nullptr);  // OFD locks exclude within a process too
+  a->write("a", 1);
+  a.reset();
   auto b = store.begin(FileInfo{"f", 3, kAbcSha});
-  EXPECT_EQ(entries(root_ / "tmp").size(), 2u);
-  a->write("abc", 3);
-  b->write("abc", 3);
-  a->commit();
-  b->commit();  // same content: replacing the blob is harmless
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->offset(), 1u);
+  b->write("bc", 2);
+  b->commit();
   EXPECT_EQ(read(store.blob_path(kAbcSha)), "abc");
-  EXPECT_TRUE(entries(root_ / "tmp").empty());
 }
 
 ModelMetadata model(std::vector<FileInfo> files) {
@@ -334,21 +351,45 @@ TEST_F(Cache, CompleteIsFalseWhenABlobIsMissingOrWrong) {
   EXPECT_TRUE(store.complete(no_files));
 }
 
-TEST_F(Cache, CleanTemporariesRemovesPartials) {
+TEST_F(Cache, CleanPartialsRemovesOnlyOldPartialsNobodyHolds) {
   ContentStore store(root_);
-  std::ofstream(root_ / "tmp" / (kAbcSha + ".0123456789abcdef.partial")) << "ab";
-  std::ofstream(root_ / "tmp" / "other.partial") << "";
+  auto old = fs::file_time_type::clock::now() - std::chrono::hours(2);
+  fs::path stale = root_ / "tmp" / (std::string(64, '1') + ".partial");
+  std::ofstream(stale) << "ab";
+  fs::last_write_time(stale, old);
+  fs::path fresh = root_ / "tmp" / (std::string(64, '2') + ".partial");
+  std::ofstream(fresh) << "ab";
+  auto held = store.begin(FileInfo{"h", 3, kAbcSha});
+  held->write("a", 1);
+  fs::last_write_time(root_ / "tmp" / (kAbcSha + ".partial"), old);
   std::ofstream(root_ / "tmp" / "keep.txt") << "x";
-  put(store, "f", "abc");
-  EXPECT_EQ(store.clean_temporaries(), 2u);
-  EXPECT_EQ(entries(root_ / "tmp"), std::vector<std::string>{"keep.txt"});
-  EXPECT_TRUE(store.has_blob(kAbcSha));  // blobs untouched
-  EXPECT_EQ(store.clean_temporaries(), 0u);
-  {
-    auto abandoned = store.begin(FileInfo{"x", 1, kAbcSha});
-    EXPECT_EQ(store.clean_temporaries(), 1u);
-  }
-  EXPECT_EQ(entries(root_ / "tmp"), std::vector<std::string>{"keep.txt"});
+  EXPECT_EQ(store.clean_partials(std::chrono::hours(1)), 1u);
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(fresh));                                       // recent: may be resumed
+  EXPECT_TRUE(fs::exists(root_ / "tmp" / (kAbcSha + ".partial")));      // being received now
+  EXPECT_TRUE(fs::exists(root_ / "tmp" / "keep.txt"));
+  held.reset();
+  EXPECT_EQ(store.clean_partials(std::chrono::hours(1)), 1u);
+  EXPECT_EQ(store.clean_partials(std::chrono::seconds(0)), 1u);         // the fresh one
+}
+
+TEST_F(Cache, ManifestsRecordCachedVersionsNewestFirst) {
+  ContentStore store(root_);
+  auto m = model({FileInfo{"a", 3, kAbcSha}});
+  EXPECT_FALSE(store.read_manifest(m.name, m.version));
+  store.write_manifest(m, "src");
+  auto back = store.read_manifest(m.name, m.version);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->files[0].sha256, kAbcSha);
+  auto newer = m;
+  newer.version = "1.10.0";
+  store.write_manifest(newer, "src");
+  auto pre = m;
+  pre.version = "1.10.0-rc.1";
+  store.write_manifest(pre, "src");
+  EXPECT_EQ(store.cached_versions(m.name), (std::vector<std::string>{"1.10.0", "1.10.0-rc.1", "1.0.0"}));
+  std::ofstream(root_ / "manifests" / m.name / "9.9.9.json") << "{not json";
+  EXPECT_FALSE(store.read_manifest(m.name, "9.9.9"));  // unreadable: as if not cached
 }
 
 }  // namespace

@@ -1,15 +1,22 @@
 // The content-addressed model cache (docs/architecture.md, "Cache").
 //
-//   <root>/blobs/sha256/<64 hex>          file contents, named by their hash, read-only
-//   <root>/tmp/<hex>.<random>.partial     transfers in progress (same filesystem as blobs)
-//   <root>/models/<name>/<version>/<file> the view users open: relative symlinks to blobs
+//   <root>/blobs/sha256/<64 hex>            file contents, named by their hash, read-only
+//   <root>/manifests/<name>/<version>.json  metadata of each cached model version
+//   <root>/models/<name>/<version>/<file>   the view users open: relative symlinks to blobs
+//   <root>/tmp/<64 hex>.partial             a file being received, kept for resume
+//   <root>/tmp/<64 hex>.lock                who is receiving it (an OFD lock on this file)
 //
 // A blob appears only by rename() after its size and sha256 were checked and its data
-// fsync'ed, so a reader never sees a partial or corrupt file under blobs/ or models/.
+// fsync'ed, so nothing partial or corrupt is ever visible under blobs/ or models/. The lock
+// only avoids duplicate work between processes sharing the cache (two daemons, the CLI);
+// correctness never depends on it: if locking silently fails (some network filesystems),
+// two writers may spoil a partial, and the hash check then refuses to publish it.
 // Thread-compatible: one ContentStore per thread, or external locking.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
+#include <vector>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,38 +43,62 @@ class ContentStore {
   // True when every file of `m` is present as a blob and linked in the view.
   bool complete(const bus::ModelMetadata& m) const;
 
-  // Receives one file. Data is hashed as it is written; commit() verifies and publishes it.
-  // Destroying an uncommitted writer removes its temporary file.
+  // Receives one file into tmp/<sha256>.partial, hashing as it goes. Resumes: bytes
+  // already in the partial (from an interrupted transfer) are re-hashed and kept, and
+  // offset() says where the transfer continues. Destroying an uncommitted writer keeps the
+  // partial for the next attempt; discard() removes it.
   class Writer {
    public:
     ~Writer();
-    // Appends bytes. Throws bus::Error(internal) naming the file on a write error (e.g. ENOSPC).
+    Writer(const Writer&) = delete;
+    Writer& operator=(const Writer&) = delete;
+    // Where the sender must continue: the bytes already present.
+    std::uint64_t offset() const { return resumed_; }
+    // Appends bytes. Throws bus::Error(internal) naming the file on a write error (ENOSPC,
+    // EFBIG); the partial is cut back to the last complete write.
     void write(const void* data, std::size_t size);
-    std::uint64_t size() const { return written_; }
+    std::uint64_t size() const { return size_; }
     // fsyncs, checks size and sha256 against the expected file and renames the blob into
-    // place. Throws bus::Error(internal) naming the file and both values on a mismatch
-    // (the temporary is removed). Returns the blob path.
+    // place. On a mismatch throws bus::Error(internal) naming the file and both values, and
+    // removes the partial (it cannot be resumed). Returns the blob path.
     std::filesystem::path commit();
+    // Removes the partial now.
+    void discard();
 
    private:
     friend class ContentStore;
-    void discard();  // closes and removes the temporary (idempotent)
-    Writer(const ContentStore& store, bus::FileInfo expected, std::filesystem::path tmp, int fd);
+    Writer(const ContentStore& store, bus::FileInfo expected);
+    void close_files();
+    void remove_lock_file();
     const ContentStore& store_;
     bus::FileInfo expected_;
-    std::filesystem::path tmp_;
-    int fd_;
-    std::uint64_t written_ = 0;
+    std::filesystem::path partial_;
+    int fd_ = -1;
+    int lock_fd_ = -1;
+    std::uint64_t resumed_ = 0;
+    std::uint64_t size_ = 0;
     Sha256 hash_;
     bool done_ = false;
   };
+  // Starts (or resumes) receiving `file`. Returns nullptr when another writer -- in this
+  // process or another -- holds it: wait for the blob to appear, then try again. Throws
+  // bus::Error(internal) when the partial cannot be created or read.
   std::unique_ptr<Writer> begin(const bus::FileInfo& file) const;
+
+  // The metadata of cached model versions.
+  void write_manifest(const bus::ModelMetadata& m, const std::string& source) const;
+  std::optional<bus::ModelMetadata> read_manifest(const std::string& name, const std::string& version) const;
+  // Versions of `name` whose manifest exists, newest first.
+  std::vector<std::string> cached_versions(const std::string& name) const;
+  // Records a use (pull, load) of a cached version: its manifest's mtime is its last use.
+  void touch(const std::string& name, const std::string& version) const;
 
   // Links every file of `m` (whose blobs must exist) into its view; returns the view dir.
   std::filesystem::path link_view(const bus::ModelMetadata& m) const;
 
-  // Removes temporaries left by dead transfers. Returns how many were removed.
-  std::size_t clean_temporaries() const;
+  // Removes partials nobody is receiving that were last written more than `older_than`
+  // ago (and their lock files). Returns how many partials were removed.
+  std::size_t clean_partials(std::chrono::seconds older_than) const;
 
  private:
   std::filesystem::path root_;
