@@ -82,11 +82,17 @@ nlohmann::json Client::call(const std::string& method, nlohmann::json body, std:
     }
     std::optional<bus::Received> r;
     try {
-      r = bus::receive_for(impl_->sock, false, std::chrono::duration_cast<std::chrono::milliseconds>(until - now));
+      // Wake at least once a second: ZeroMQ hides a dead peer, so look at the socket.
+      auto wait = std::min<std::chrono::milliseconds>(std::chrono::duration_cast<std::chrono::milliseconds>(until - now),
+                                                      std::chrono::seconds(1));
+      r = bus::receive_for(impl_->sock, false, wait);
     } catch (const bus::ProtocolError& e) {
       throw bus::Error(bus::ErrorCode::internal, std::string("invalid message from the daemon: ") + e.what());
     }
-    if (!r) continue;
+    if (!r) {
+      check_listening(runtime_dir_ + "/client.sock");  // throws DaemonUnavailable when it died
+      continue;
+    }
     auto& m = r->message;
     if (m.id != id && !(m.type == bus::MessageType::error && m.id == 0)) continue;  // an older call's late answer
     switch (m.type) {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <bit>
 #include <cctype>
+#include <chrono>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -82,7 +83,8 @@ File parse_file(const json& j, const std::string& where_model, std::size_t index
   if (auto why = bus::check_file_name(*name)) bad(where + ": invalid 'name': " + *why);
   f.name = *name;
   where = where_model + " file '" + f.name + "'";
-  check_keys(j, {"name", "content", "size", "seed", "declared_sha256"}, where);
+  check_keys(j, {"name", "content", "size", "seed", "declared_sha256", "serve_size"}, where);
+  f.serve_size = opt_uint(j, "serve_size", where);
 
   auto content = opt_string(j, "content", where);
   auto size = opt_uint(j, "size", where);
@@ -247,6 +249,8 @@ Config parse_config(const json& config) {
   c.fail_download_after_bytes = opt_uint(config, "fail_download_after_bytes", where);
   c.crash_on_download = opt_bool(config, "crash_on_download", where).value_or(false);
   c.metadata_delay_ms = opt_uint(config, "metadata_delay_ms", where).value_or(0);
+  c.throttle_bytes_per_second = opt_uint(config, "throttle_bytes_per_second", where);
+  if (c.throttle_bytes_per_second == 0u) bad(where + ": 'throttle_bytes_per_second' must be positive");
   auto models = config.find("models");
   if (models == config.end() || models->is_null()) return c;
   if (!models->is_array()) bad("'models' must be a list, not " + describe_type(*models));
@@ -302,12 +306,13 @@ void Models::download(const sdk::DownloadRequest& req, sdk::ChunkSink& sink) con
   if (!f)
     throw Error(ErrorCode::not_found, "memory: model '" + req.name + "' version '" + m.meta.version +
                                           "' has no file '" + req.file + "'");
-  if (req.offset > f->size)
+  const std::uint64_t served = f->serve_size.value_or(f->size);  // the serve_size knob lies about it
+  if (req.offset > served)
     throw Error(ErrorCode::bad_request, "memory: offset " + std::to_string(req.offset) + " is past the end of '" +
-                                            req.file + "' (" + std::to_string(f->size) + " bytes)");
-  std::uint64_t end = f->size;
+                                            req.file + "' (" + std::to_string(served) + " bytes)");
+  std::uint64_t end = served;
   bool fail = false;
-  if (config_.fail_download_after_bytes && *config_.fail_download_after_bytes < f->size - req.offset) {
+  if (config_.fail_download_after_bytes && *config_.fail_download_after_bytes < served - req.offset) {
     end = req.offset + *config_.fail_download_after_bytes;
     fail = true;
   }
@@ -315,15 +320,25 @@ void Models::download(const sdk::DownloadRequest& req, sdk::ChunkSink& sink) con
   if (chunk == 0) chunk = 1u << 20;
   std::size_t buf_size = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, end - req.offset));
   std::unique_ptr<unsigned char[]> buf(new unsigned char[std::max<std::size_t>(buf_size, 1)]);
+  auto started = std::chrono::steady_clock::now();
   for (std::uint64_t off = req.offset; off < end;) {
     std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, end - off));
     if (f->generated) {
-      f->read(off, buf.get(), n);
+      generate(f->seed, off, buf.get(), n);  // also past `size` when serve_size says so
       sink.write(buf.get(), n);
-    } else {
+    } else if (off + n <= f->content.size()) {
       sink.write(f->content.data() + off, n);
+    } else {  // serve_size beyond the content: zeros
+      std::memset(buf.get(), 0, n);
+      std::size_t have = off < f->content.size() ? f->content.size() - off : 0;
+      std::memcpy(buf.get(), f->content.data() + off, have);
+      sink.write(buf.get(), n);
     }
     off += n;
+    if (config_.throttle_bytes_per_second) {
+      auto due = started + std::chrono::microseconds((off - req.offset) * 1000000 / *config_.throttle_bytes_per_second);
+      std::this_thread::sleep_until(due);
+    }
   }
   if (fail)
     throw Error(ErrorCode::unavailable,

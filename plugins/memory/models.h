@@ -26,6 +26,7 @@ struct File {
   std::uint64_t seed = 0;   // when generated
   std::string sha256;       // real hash of the bytes
   std::string advertised;   // what metadata reports: declared_sha256 or sha256
+  std::optional<std::uint64_t> serve_size;  // test knob: a download serves this many bytes
 
   // Copies bytes [offset, offset + n) into out. The range must lie inside the file.
   void read(std::uint64_t offset, void* out, std::size_t n) const;
@@ -41,6 +42,7 @@ struct Config {
   std::optional<std::uint64_t> fail_download_after_bytes;
   bool crash_on_download = false;
   std::uint64_t metadata_delay_ms = 0;
+  std::optional<std::uint64_t> throttle_bytes_per_second;  // test knob: slow downloads down
 };
 
 // Parses and checks the configuration and computes every file's sha256.

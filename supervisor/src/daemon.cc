@@ -1076,6 +1076,17 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
       if (!t->writer) return finish(Error(ErrorCode::unavailable, "'" + t->info.name + "' is being received by another process"));
     }
     job->source = plugin;
+    if (t->writer->size() == t->info.size) {
+      // An earlier attempt received every byte but never committed (it died first).
+      try {
+        t->writer->commit();
+        return finish(std::nullopt);
+      } catch (const Error& e) {
+        spdlog::warn("pull {}:{}: complete partial refused: {}", job->md.name, job->md.version, e.what());
+        t->writer = store->begin(t->info);  // discarded: start the file over from this source
+        if (!t->writer) return finish(Error(ErrorCode::unavailable, "'" + t->info.name + "' is being received by another process"));
+      }
+    }
     send_progress(*job, *t, true);
     json body = {{"name", job->md.name}, {"version", job->md.version}, {"file", t->info.name},
                  {"offset", t->writer->size()}, {"credit", kDownloadCredit}, {"chunk_size", kDownloadChunk}};

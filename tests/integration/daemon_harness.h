@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -85,12 +87,22 @@ class Daemon {
     }
     env_store.push_back("MODELZOO_RUNTIME_DIR=" + runtime_dir().string());
     env_store.push_back("MODELZOO_CACHE_DIR=" + cache_dir().string());
+    for (const auto& e : extra_env) env_store.push_back(e);
     env_store.push_back("MODELZOO_DATA_DIR=" + (dir_ / "data").string());
     std::vector<char*> envp;
     for (auto& v : env_store) envp.push_back(v.data());
     envp.push_back(nullptr);
     std::vector<char*> argv = {exe.data(), const_cast<char*>("--config"), cfg.data(), nullptr};
+    // A file-size limit for the daemon (disk-full tests): set here, inherited, restored.
+    rlimit saved{};
+    ::getrlimit(RLIMIT_FSIZE, &saved);
+    if (file_size_limit) {
+      rlimit lim = saved;
+      lim.rlim_cur = *file_size_limit;
+      ::setrlimit(RLIMIT_FSIZE, &lim);
+    }
     int rc = ::posix_spawn(&pid_, exe.c_str(), &fa, nullptr, argv.data(), envp.data());
+    ::setrlimit(RLIMIT_FSIZE, &saved);
     posix_spawn_file_actions_destroy(&fa);
     ASSERT_EQ(rc, 0) << "cannot start " << exe;
     ASSERT_TRUE(wait_until([&] {
@@ -150,10 +162,16 @@ class Daemon {
     pid_ = -1;
   }
 
+  // Set before start(): extra "NAME=value" environment entries, another cache directory
+  // (two daemons sharing one), and a file-size limit.
+  std::vector<std::string> extra_env;
+  std::optional<fs::path> shared_cache;
+  std::optional<rlim_t> file_size_limit;
+
   pid_t pid() const { return pid_; }
   const fs::path& dir() const { return dir_; }
   fs::path runtime_dir() const { return dir_ / "run"; }
-  fs::path cache_dir() const { return dir_ / "cache"; }
+  fs::path cache_dir() const { return shared_cache ? *shared_cache : dir_ / "cache"; }
   fs::path log_path() const { return dir_ / "daemon.log"; }
   std::string log() const {
     std::ifstream in(log_path());

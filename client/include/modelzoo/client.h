@@ -40,8 +40,9 @@ class Client {
   const std::string& runtime_dir() const { return runtime_dir_; }
 
   // Calls `method` with `body` and returns the reply body. Progress messages, if any, go to
-  // `on_progress`. Throws bus::Error carrying the daemon's typed error, and
-  // bus::Error(timeout) when no reply comes within `timeout` (or no progress for 60 s).
+  // `on_progress`. Throws bus::Error carrying the daemon's typed error,
+  // bus::Error(timeout) when no reply comes within `timeout` (or no progress for 60 s), and
+  // DaemonUnavailable within about a second when the daemon dies meanwhile.
   nlohmann::json call(const std::string& method, nlohmann::json body = nlohmann::json::object(),
                       std::chrono::milliseconds timeout = std::chrono::seconds(30),
                       const std::function<void(const nlohmann::json&)>& on_progress = {});
