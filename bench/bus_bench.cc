@@ -3,12 +3,15 @@
 // ratios mean much). Not a test: it prints a table and a final JSON line and exits 0
 // unless something broke (1) or the command line is wrong (2). See bench/README.md.
 //
-//   1. Round trip: raw DEALER->ROUTER echo over ipc:// vs `show` through modelzood (plus,
-//      to place the overhead, a daemon-only `ping`, a `metadata` call straight to the
+//   1. Round trip: `show` through modelzood vs two raw ZeroMQ baselines: a DEALER->ROUTER
+//      echo over ipc:// (one hop, two processes) and a raw broker with the topology of a
+//      `show` (client -> broker -> worker -> broker -> client: two hops, three processes).
+//      Plus, to place the overhead, a daemon-only `ping`, a `metadata` call straight to the
 //      memory plugin with the bench acting as its daemon, and an in-process replay of the
-//      daemon's message work for one `show`).
-//   2. Throughput with 64 requests in flight on one socket: raw echo vs pipelined `show`
-//      (and `ping`, and the direct plugin), with the CPU time each process spent per request.
+//      daemon's message work for one `show`.
+//   2. Throughput with 64 requests in flight on one socket: both baselines vs pipelined
+//      `show` (and `ping`, and the direct plugin), with the CPU time each process spent per
+//      request.
 //   3. Recovery: SIGKILL the plugin, time until a `show` succeeds again.
 #include <fcntl.h>
 #include <signal.h>
@@ -39,6 +42,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -171,7 +175,7 @@ double cpu_seconds(pid_t pid) {
 
 // ------------------------------------------------------------------ child processes
 // Every child we start, so that a failure or ^C never leaves one behind.
-std::atomic<pid_t> g_children[3] = {0, 0, 0};
+std::atomic<pid_t> g_children[8] = {};
 
 void track(pid_t pid) {
   for (auto& c : g_children) {
@@ -320,52 +324,56 @@ std::string tail_of(const fs::path& p, std::size_t lines) {
   return out;
 }
 
-// ------------------------------------------------------------------ raw baseline
-// The echo server: a child process (fork, no exec) with its own, fresh ZeroMQ context. It
-// sends every message back to whoever sent it, untouched and undecoded.
-[[noreturn]] void echo_server(const std::string& endpoint, int ready_fd, pid_t parent) {
+// ------------------------------------------------------------------ raw baselines
+// The raw baselines run in children forked (no exec) before this process has any ZeroMQ
+// context or thread; each child makes its own, fresh context.
+
+// First thing in such a child: die with the bench, forget the bench's children, and take
+// the default action on the signals whose handler (inherited through fork) is the bench's.
+void forked_child_setup(pid_t parent) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != parent) ::_exit(1);
-  int code = 0;
-  try {
-    zmq::context_t ctx(1);
-    zmq::socket_t s(ctx, zmq::socket_type::router);
-    s.set(zmq::sockopt::linger, 0);
-    s.set(zmq::sockopt::sndhwm, 100000);
-    s.set(zmq::sockopt::rcvhwm, 100000);
-    s.bind(endpoint);
-    char ok = 1;
-    (void)!::write(ready_fd, &ok, 1);
-    ::close(ready_fd);
-    while (true) {
-      zmq::message_t id, body;
-      if (!s.recv(id)) continue;
-      if (!id.more()) continue;
-      (void)s.recv(body);
-      while (body.more()) {  // one body frame expected; drop extras
-        zmq::message_t extra;
-        (void)s.recv(extra);
-        if (!extra.more()) break;
-      }
-      if (body.size() == 0) break;  // stop request
-      s.send(id, zmq::send_flags::sndmore);
-      s.send(body, zmq::send_flags::none);
-    }
-  } catch (...) {
-    code = 1;
-  }
-  ::_exit(code);
+  for (auto& c : g_children) c.store(0);
+  struct sigaction sa {};
+  sa.sa_handler = SIG_DFL;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
 }
 
-pid_t start_echo_server(const std::string& endpoint) {
+void set_raw_options(zmq::socket_t& s) {
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::sndhwm, 100000);
+  s.set(zmq::sockopt::rcvhwm, 100000);
+}
+
+// Receives the rest of a multipart message and drops it.
+void drop_more(zmq::socket_t& s, const zmq::message_t& last) {
+  bool more = last.more();
+  while (more) {
+    zmq::message_t extra;
+    (void)s.recv(extra);
+    more = extra.more();
+  }
+}
+
+// Forks a child that runs `body(ready_fd)` and must write one byte to ready_fd once it is
+// ready (sockets bound). Returns its pid once it is.
+pid_t start_forked(const std::string& what, const std::function<void(int)>& body) {
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) throw Failure(std::string("pipe: ") + std::strerror(errno));
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) throw Failure(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
+    forked_child_setup(parent);
     ::close(p[0]);
-    echo_server(endpoint, p[1], parent);
+    int code = 0;
+    try {
+      body(p[1]);
+    } catch (...) {
+      code = 1;
+    }
+    ::_exit(code);
   }
   track(pid);
   ::close(p[1]);
@@ -376,10 +384,177 @@ pid_t start_echo_server(const std::string& endpoint) {
   ::close(p[0]);
   if (n != 1) {
     wait_exit(pid, milliseconds(1000));
-    throw Failure("the echo server did not start (bind " + endpoint + " failed?)");
+    throw Failure("the " + what + " did not start (bind failed?)");
   }
   return pid;
 }
+
+void signal_ready(int ready_fd) {
+  char ok = 1;
+  (void)!::write(ready_fd, &ok, 1);
+  ::close(ready_fd);
+}
+
+// The echo server (1 hop): sends every message back to whoever sent it, untouched and
+// undecoded.
+pid_t start_echo_server(const std::string& endpoint) {
+  return start_forked("echo server", [&](int ready_fd) {
+    zmq::context_t ctx(1);
+    zmq::socket_t s(ctx, zmq::socket_type::router);
+    set_raw_options(s);
+    s.bind(endpoint);
+    signal_ready(ready_fd);
+    while (true) {
+      zmq::message_t id, body;
+      if (!s.recv(id)) continue;
+      if (!id.more()) continue;
+      (void)s.recv(body);
+      drop_more(s, body);  // one body frame expected
+      s.send(id, zmq::send_flags::sndmore);
+      s.send(body, zmq::send_flags::none);
+    }
+  });
+}
+
+// The raw broker: the topology of a `show` with none of modelzoo's work. Three processes:
+// the bench's DEALER -> broker (a ROUTER facing clients, a ROUTER facing the worker) ->
+// worker (a DEALER) -> broker -> the bench. Like the daemon, the broker keeps a table of
+// pending requests: it numbers each client request, remembers the client's routing id
+// under that number, and sends [number][body] to the worker; the worker's reply carries the
+// number back, and the broker sends the reply to the client it looks up. Nothing is
+// decoded. The worker answers every request with the bytes of a real `show` reply envelope
+// (given by the bench once it has one), as the plugin answers `metadata`.
+struct RawBroker {
+  std::string front, back;  // endpoints: the clients', the worker's
+  pid_t broker_pid = 0, worker_pid = 0;
+  int reply_fd = -1;  // the worker reads the bytes of its reply from here, then starts
+
+  void start(const fs::path& dir) {
+    front = "ipc://" + (dir / "broker-front.sock").string();
+    back = "ipc://" + (dir / "broker-back.sock").string();
+    broker_pid = start_forked("raw broker", [this](int ready_fd) { broker_main(ready_fd); });
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw Failure(std::string("pipe: ") + std::strerror(errno));
+    reply_fd = p[1];
+    worker_pid = start_forked("raw worker", [this, p](int ready_fd) {
+      ::close(p[1]);
+      signal_ready(ready_fd);  // started; it connects once it knows its reply
+      worker_main(p[0]);
+    });
+    ::close(p[0]);
+  }
+
+  // Hands the worker its reply; the broker can be used from then on.
+  void set_reply(const std::string& bytes) {
+    auto len = static_cast<std::uint32_t>(bytes.size());
+    std::string msg(reinterpret_cast<const char*>(&len), sizeof len);
+    msg += bytes;
+    for (std::size_t off = 0; off < msg.size();) {
+      ssize_t n = ::write(reply_fd, msg.data() + off, msg.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) throw Failure(std::string("cannot hand the raw worker its reply: ") + std::strerror(errno));
+      off += static_cast<std::size_t>(n);
+    }
+    ::close(reply_fd);
+    reply_fd = -1;
+  }
+
+  ~RawBroker() {
+    if (reply_fd >= 0) ::close(reply_fd);
+    if (worker_pid > 0) stop_process(worker_pid, SIGTERM, milliseconds(2000));
+    if (broker_pid > 0) stop_process(broker_pid, SIGTERM, milliseconds(2000));
+  }
+
+ private:
+  [[noreturn]] void broker_main(int ready_fd) {
+    zmq::context_t ctx(1);
+    zmq::socket_t fs_(ctx, zmq::socket_type::router), bs(ctx, zmq::socket_type::router);
+    set_raw_options(fs_);
+    set_raw_options(bs);
+    fs_.bind(front);
+    bs.bind(back);
+    signal_ready(ready_fd);
+    // The worker says hello first: from then on, its routing id is where requests go.
+    zmq::message_t worker, hello;
+    (void)bs.recv(worker);
+    if (worker.more()) {
+      (void)bs.recv(hello);
+      drop_more(bs, hello);
+    }
+    std::unordered_map<std::uint64_t, zmq::message_t> pending;  // number -> client routing id
+    std::uint64_t next = 0;
+    zmq::pollitem_t items[] = {{fs_.handle(), 0, ZMQ_POLLIN, 0}, {bs.handle(), 0, ZMQ_POLLIN, 0}};
+    while (true) {
+      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+      if (items[0].revents & ZMQ_POLLIN) {
+        // A client's [routing id][body] -> the worker: [worker id][number][body].
+        for (int k = 0; k < 256; ++k) {
+          zmq::message_t id, body;
+          if (!fs_.recv(id, zmq::recv_flags::dontwait)) break;
+          if (!id.more()) continue;
+          (void)fs_.recv(body);
+          drop_more(fs_, body);
+          std::uint64_t n = ++next;
+          zmq::message_t to(worker.data(), worker.size());
+          bs.send(to, zmq::send_flags::sndmore);
+          bs.send(zmq::buffer(&n, sizeof n), zmq::send_flags::sndmore);
+          bs.send(body, zmq::send_flags::none);
+          pending.emplace(n, std::move(id));
+        }
+      }
+      if (items[1].revents & ZMQ_POLLIN) {
+        // The worker's [worker id][number][reply] -> that client: [routing id][reply].
+        for (int k = 0; k < 256; ++k) {
+          zmq::message_t from, num, reply;
+          if (!bs.recv(from, zmq::recv_flags::dontwait)) break;
+          if (!from.more()) continue;
+          (void)bs.recv(num);
+          if (!num.more()) continue;
+          (void)bs.recv(reply);
+          drop_more(bs, reply);
+          std::uint64_t n = 0;
+          if (num.size() != sizeof n) continue;
+          std::memcpy(&n, num.data(), sizeof n);
+          auto it = pending.find(n);
+          if (it == pending.end()) continue;
+          fs_.send(it->second, zmq::send_flags::sndmore);
+          fs_.send(reply, zmq::send_flags::none);
+          pending.erase(it);
+        }
+      }
+    }
+  }
+
+  [[noreturn]] void worker_main(int in_fd) {
+    auto read_all = [&](void* buf, std::size_t size) {
+      for (std::size_t off = 0; off < size;) {
+        ssize_t n = ::read(in_fd, static_cast<char*>(buf) + off, size - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) ::_exit(0);  // the bench never got that far
+        off += static_cast<std::size_t>(n);
+      }
+    };
+    std::uint32_t len = 0;
+    read_all(&len, sizeof len);
+    std::string reply(len, '\0');
+    read_all(reply.data(), len);
+    ::close(in_fd);
+    zmq::context_t ctx(1);
+    zmq::socket_t s(ctx, zmq::socket_type::dealer);
+    set_raw_options(s);
+    s.connect(back);
+    s.send(zmq::str_buffer("hello"), zmq::send_flags::none);
+    while (true) {
+      zmq::message_t num, body;
+      if (!s.recv(num)) continue;
+      if (!num.more()) continue;
+      (void)s.recv(body);
+      drop_more(s, body);
+      s.send(num, zmq::send_flags::sndmore);
+      s.send(zmq::buffer(reply), zmq::send_flags::none);
+    }
+  }
+};
 
 // A msgpack body of about kRawBodyBytes: a `show`-like request envelope with padding.
 std::string raw_payload() {
@@ -390,11 +565,16 @@ std::string raw_payload() {
   }
 }
 
+// The bench's side of both raw baselines: a DEALER that sends the same ~100-byte body and
+// expects a reply of `reply_size` bytes.
 struct RawClient {
   zmq::socket_t sock;
   std::string payload = raw_payload();
+  std::size_t reply_size;
+  std::string what;
 
-  RawClient(zmq::context_t& ctx, const std::string& endpoint) : sock(ctx, zmq::socket_type::dealer) {
+  RawClient(zmq::context_t& ctx, const std::string& endpoint, std::size_t reply_bytes, std::string name)
+      : sock(ctx, zmq::socket_type::dealer), reply_size(reply_bytes ? reply_bytes : payload.size()), what(std::move(name)) {
     sock.set(zmq::sockopt::linger, 0);
     sock.set(zmq::sockopt::sndhwm, 100000);
     sock.set(zmq::sockopt::rcvhwm, 100000);
@@ -402,12 +582,12 @@ struct RawClient {
     sock.connect(endpoint);
   }
   void send_one() {
-    if (!sock.send(zmq::buffer(payload), zmq::send_flags::dontwait)) throw Failure("raw: send queue full");
+    if (!sock.send(zmq::buffer(payload), zmq::send_flags::dontwait)) throw Failure(what + ": send queue full");
   }
   void recv_one() {
     zmq::message_t r;
-    if (!sock.recv(r)) throw Failure("raw: no echo within 5 s (echo server gone?)");
-    if (r.size() != payload.size()) throw Failure("raw: echo of the wrong size");
+    if (!sock.recv(r)) throw Failure(what + ": no reply within 5 s (child process gone?)");
+    if (r.size() != reply_size) throw Failure(what + ": reply of the wrong size");
   }
   void round_trip() {
     send_one();
@@ -841,19 +1021,22 @@ int run(const Options& o) {
   Daemon daemon;
   bool daemon_log_wanted = true;
   try {
-    // The echo server is forked before this process has any ZeroMQ context (or thread).
+    // The echo server, the raw broker and its worker are forked before this process has any
+    // ZeroMQ context (or thread).
     const std::string raw_endpoint = "ipc://" + (tmp.path / "raw.sock").string();
     pid_t echo_pid = start_echo_server(raw_endpoint);
     struct EchoGuard {
       pid_t pid;
       ~EchoGuard() { stop_process(pid, SIGTERM, milliseconds(2000)); }
     } echo_guard{echo_pid};
+    RawBroker broker;
+    broker.start(tmp.path);
 
     note("starting modelzood (" + daemon_exe.string() + "), log " + (tmp.path / "modelzood.log").string());
     daemon.start(daemon_exe, tmp.path);
 
     zmq::context_t ctx(1);
-    RawClient raw(ctx, raw_endpoint);
+    RawClient raw(ctx, raw_endpoint, 0, "raw echo");
     raw.round_trip();  // connected
     DirectPlugin direct(ctx, tmp.path, plugin_exe, daemon.plugin_config());
     modelzoo::Client client(daemon.runtime.string());
@@ -862,11 +1045,16 @@ int run(const Options& o) {
     if (show_reply.value("best", "") != kSource) throw Failure("show answered from an unexpected source: " + show_reply.dump());
     std::string show_reply_bytes = bus::encode_envelope(bus::Message::make_reply(1, show_reply));
     const double codec_us = codec_us_per_show(show_reply, o.n);
+    // The raw worker answers with the bytes of a real show reply.
+    broker.set_reply(show_reply_bytes);
+    RawClient rawb(ctx, broker.front, show_reply_bytes.size(), "raw broker");
+    rawb.round_trip();  // connected, the worker too
 
     // 1. Round trip.
     note("1/3 round trip: " + std::to_string(o.n) + " per variant after " + std::to_string(o.warmup) + " warm-up");
     std::vector<Variant> vs;
-    vs.push_back({"raw", "raw zmq DEALER->ROUTER echo (baseline)", [&] { raw.round_trip(); }, {}});
+    vs.push_back({"raw", "raw zmq DEALER->ROUTER echo (1 hop)", [&] { raw.round_trip(); }, {}});
+    vs.push_back({"raw_broker", "raw zmq broker -> worker (2 hops)", [&] { rawb.round_trip(); }, {}});
     vs.push_back({"plugin_direct", "plugin `metadata`, no daemon (1 hop)", [&] { direct.round_trip(); }, {}});
     vs.push_back({"daemon_ping", "modelzood `ping`, no plugin (1 hop)",
                   [&] { client.call("ping", json::object(), kReplyTimeout); }, {}});
@@ -875,6 +1063,7 @@ int run(const Options& o) {
     std::map<std::string, Stats> rt;
     for (auto& v : vs) rt[v.key] = summarize(v.us);
     const Stats& r = rt["raw"];
+    const Stats& b = rt["raw_broker"];
     const Stats& s = rt["show"];
 
     // 2. Throughput.
@@ -883,16 +1072,20 @@ int run(const Options& o) {
     PipelinedClient piped_ping(ctx, daemon.runtime, "ping", json::object());
     std::map<std::string, int> show_errors, ping_errors, direct_errors;
     const pid_t daemon_plugin_pid = find_plugin(client).value("pid", 0);
-    std::vector<Pipe> ps(4);
-    ps[0] = {"raw", "raw zmq echo (baseline)", [&] { raw.send_one(); }, [&] { raw.recv_one(); return true; },
-             {{"bench", 0}, {"echo_server", echo_pid}}, 0, 0, 0, {}};
-    ps[1] = {"plugin_direct", "plugin `metadata`, no daemon", [&] { direct.send_one(); },
-             [&] { return direct.recv_one(&direct_errors); }, {{"bench", 0}, {"plugin", direct.pid}}, 0, 0, 0, {}};
-    ps[2] = {"daemon_ping", "modelzood `ping`, no plugin", [&] { piped_ping.send_one(); },
-             [&] { return piped_ping.recv_one(ping_errors); }, {{"bench", 0}, {"modelzood", daemon.pid}}, 0, 0, 0, {}};
-    ps[3] = {"show", "modelzoo `show`, pipelined on one socket", [&] { piped.send_one(); },
-             [&] { return piped.recv_one(show_errors); },
-             {{"bench", 0}, {"modelzood", daemon.pid}, {"plugin", daemon_plugin_pid}}, 0, 0, 0, {}};
+    std::vector<Pipe> ps;
+    ps.push_back({"raw", "raw zmq echo (1 hop)", [&] { raw.send_one(); }, [&] { raw.recv_one(); return true; },
+                  {{"bench", 0}, {"echo_server", echo_pid}}, 0, 0, 0, {}});
+    ps.push_back({"raw_broker", "raw zmq broker -> worker (2 hops)", [&] { rawb.send_one(); },
+                  [&] { rawb.recv_one(); return true; },
+                  {{"bench", 0}, {"broker", broker.broker_pid}, {"worker", broker.worker_pid}}, 0, 0, 0, {}});
+    ps.push_back({"plugin_direct", "plugin `metadata`, no daemon", [&] { direct.send_one(); },
+                  [&] { return direct.recv_one(&direct_errors); }, {{"bench", 0}, {"plugin", direct.pid}}, 0, 0, 0, {}});
+    ps.push_back({"daemon_ping", "modelzood `ping`, no plugin", [&] { piped_ping.send_one(); },
+                  [&] { return piped_ping.recv_one(ping_errors); }, {{"bench", 0}, {"modelzood", daemon.pid}}, 0, 0, 0,
+                  {}});
+    ps.push_back({"show", "modelzoo `show`, pipelined on one socket", [&] { piped.send_one(); },
+                  [&] { return piped.recv_one(show_errors); },
+                  {{"bench", 0}, {"modelzood", daemon.pid}, {"plugin", daemon_plugin_pid}}, 0, 0, 0, {}});
     run_throughput(ps, o);
     // CPU microseconds per completed request, per process.
     auto cpu_per_req = [](const Pipe& p) {
@@ -902,7 +1095,12 @@ int run(const Options& o) {
     };
     std::map<std::string, double> rps;
     for (auto& p : ps) rps[p.key] = p.seconds > 0 ? static_cast<double>(p.ok) / p.seconds : 0;
-    std::uint64_t show_failed = ps[3].failed;
+    auto pipe = [&](const std::string& key) -> const Pipe& {
+      for (const auto& p : ps)
+        if (p.key == key) return p;
+      throw std::logic_error("no throughput variant " + key);
+    };
+    std::uint64_t show_failed = pipe("show").failed;
 
     // 3. Recovery.
     note("3/3 recovery: " + std::to_string(o.kills) + " x SIGKILL of the plugin");
@@ -932,6 +1130,7 @@ int run(const Options& o) {
           {"show_reply_bytes", show_reply_bytes.size()},
           {"daemon_codec_us_per_show", round_to(codec_us, 2)},
           {"raw", stats_json(r, "us")},
+          {"raw_broker", stats_json(b, "us")},
           {"plugin_direct", stats_json(rt["plugin_direct"], "us")},
           {"daemon_ping", stats_json(rt["daemon_ping"], "us")},
           {"modelzoo_show", stats_json(s, "us")},
@@ -939,22 +1138,28 @@ int run(const Options& o) {
           {"ratio_p99", round_to(ratio(s.p99, r.p99), 2)},
           {"ratio_p50_vs_2x_raw", round_to(ratio(s.p50, 2 * r.p50), 2)},
           {"ratio_p99_vs_2x_raw", round_to(ratio(s.p99, 2 * r.p99), 2)},
+          {"ratio_p50_vs_raw_broker", round_to(ratio(s.p50, b.p50), 2)},
+          {"ratio_p99_vs_raw_broker", round_to(ratio(s.p99, b.p99), 2)},
+          {"raw_broker_vs_raw_p50", round_to(ratio(b.p50, r.p50), 2)},
           {"target_ratio_p50", 2.0},
           {"target_met", ratio(s.p50, r.p50) <= 2.0}}},
         {"throughput",
          {{"inflight", o.inflight},
           {"seconds_per_variant", o.throughput_s},
           {"raw_rps", std::lround(rps["raw"])},
+          {"raw_broker_rps", std::lround(rps["raw_broker"])},
           {"plugin_direct_rps", std::lround(rps["plugin_direct"])},
           {"daemon_ping_rps", std::lround(rps["daemon_ping"])},
           {"modelzoo_show_rps", std::lround(rps["show"])},
           {"modelzoo_show_errors", show_failed},
           {"cpu_us_per_request",
-           {{"raw", cpu_per_req(ps[0])},
-            {"plugin_direct", cpu_per_req(ps[1])},
-            {"daemon_ping", cpu_per_req(ps[2])},
-            {"modelzoo_show", cpu_per_req(ps[3])}}},
-          {"ratio", round_to(ratio(rps["show"], rps["raw"]), 3)}}},
+           {{"raw", cpu_per_req(pipe("raw"))},
+            {"raw_broker", cpu_per_req(pipe("raw_broker"))},
+            {"plugin_direct", cpu_per_req(pipe("plugin_direct"))},
+            {"daemon_ping", cpu_per_req(pipe("daemon_ping"))},
+            {"modelzoo_show", cpu_per_req(pipe("show"))}}},
+          {"ratio", round_to(ratio(rps["show"], rps["raw"]), 3)},
+          {"ratio_vs_raw_broker", round_to(ratio(rps["show"], rps["raw_broker"]), 3)}}},
         {"recovery",
          {{"kills", o.kills},
           {"stable_after_ms", kStableAfterMs},
@@ -985,33 +1190,43 @@ int run(const Options& o) {
       t << "1. Round trip over ipc://, " << o.n << " each after " << o.warmup << " warm-up, interleaved in blocks of "
         << o.block << " (us)\n";
       char hdr[256];
-      std::snprintf(hdr, sizeof hdr, "  %-42s %9s %9s %9s  %s\n", "", "p50", "p99", "mean", "vs raw p50 / p99");
+      std::snprintf(hdr, sizeof hdr, "  %-42s %9s %9s %9s  %-14s %s\n", "", "p50", "p99", "mean", "vs raw p50/p99",
+                    "vs broker p50/p99");
       t << hdr;
       for (auto& v : vs) {
         const Stats& x = rt[v.key];
-        row(v.label, x, v.key == "raw" ? "1.00 / 1.00" : fmt(ratio(x.p50, r.p50), 2) + " / " + fmt(ratio(x.p99, r.p99), 2));
+        std::string vs_raw = fmt(ratio(x.p50, r.p50), 2) + " / " + fmt(ratio(x.p99, r.p99), 2);
+        std::string vs_broker = fmt(ratio(x.p50, b.p50), 2) + " / " + fmt(ratio(x.p99, b.p99), 2);
+        char extra[128];
+        std::snprintf(extra, sizeof extra, "%-14s %s", vs_raw.c_str(), vs_broker.c_str());
+        row(v.label, x, extra);
       }
-      t << "  raw body " << raw.payload.size() << " B; show request "
-        << bus::encode_envelope(bus::Message::make_request(1, "show", show_body, 30000)).size() << " B, reply "
-        << show_reply_bytes.size() << " B\n";
+      t << "  raw body " << raw.payload.size() << " B (echoed; the raw worker answers " << show_reply_bytes.size()
+        << " B); show request " << bus::encode_envelope(bus::Message::make_request(1, "show", show_body, 30000)).size()
+        << " B, reply " << show_reply_bytes.size() << " B\n";
       t << "  the daemon's message work for one show, replayed in-process without I/O: " << fmt(codec_us, 1)
         << " us\n";
-      t << "  show / raw:       p50 " << fmt(ratio(s.p50, r.p50), 2) << "  p99 " << fmt(ratio(s.p99, r.p99), 2)
-        << "   (target p50 <= 2.00: " << (ratio(s.p50, r.p50) <= 2.0 ? "met" : "MISSED") << ")\n";
-      t << "  show / (2 x raw): p50 " << fmt(ratio(s.p50, 2 * r.p50), 2) << "  p99 " << fmt(ratio(s.p99, 2 * r.p99), 2)
+      t << "  show / raw broker: p50 " << fmt(ratio(s.p50, b.p50), 2) << "  p99 " << fmt(ratio(s.p99, b.p99), 2)
+        << "   (same topology: 3 processes, 2 hops; 1.00 = no overhead)\n";
+      t << "  show / raw:        p50 " << fmt(ratio(s.p50, r.p50), 2) << "  p99 " << fmt(ratio(s.p99, r.p99), 2)
+        << "   (issue target p50 <= 2.00: " << (ratio(s.p50, r.p50) <= 2.0 ? "met" : "MISSED")
+        << "; the raw broker alone is " << fmt(ratio(b.p50, r.p50), 2) << " x raw)\n";
+      t << "  show / (2 x raw):  p50 " << fmt(ratio(s.p50, 2 * r.p50), 2) << "  p99 " << fmt(ratio(s.p99, 2 * r.p99), 2)
         << "   (a show is two bus hops: client->daemon, daemon->plugin)\n\n";
 
       t << "2. Throughput, " << o.inflight << " requests in flight on one socket, " << fmt(o.throughput_s, 1)
         << " s each in " << fmt(o.slice_s, 1) << " s slices (req/s)\n";
-      std::snprintf(hdr, sizeof hdr, "  %-42s %9s  %-6s %s\n", "", "req/s", "vs raw", "CPU us per request");
+      std::snprintf(hdr, sizeof hdr, "  %-42s %9s  %-6s %-9s %s\n", "", "req/s", "vs raw", "vs broker",
+                    "CPU us per request");
       t << hdr;
       for (auto& p : ps) {
         std::string cpu;
         const json per_req = cpu_per_req(p);
         for (const auto& [name, us] : per_req.items()) cpu += (cpu.empty() ? "" : ", ") + name + " " + fmt(us.get<double>(), 1);
         char buf[512];
-        std::snprintf(buf, sizeof buf, "  %-42s %9ld  %-6s %s\n", p.label.c_str(), std::lround(rps[p.key]),
-                      p.key == "raw" ? "1.000" : fmt(ratio(rps[p.key], rps["raw"]), 3).c_str(), cpu.c_str());
+        std::snprintf(buf, sizeof buf, "  %-42s %9ld  %-6s %-9s %s\n", p.label.c_str(), std::lround(rps[p.key]),
+                      fmt(ratio(rps[p.key], rps["raw"]), 3).c_str(), fmt(ratio(rps[p.key], rps["raw_broker"]), 3).c_str(),
+                      cpu.c_str());
         t << buf;
       }
       t << "  show errors: " << errors_text(show_errors) << "; ping errors: " << errors_text(ping_errors) << "\n\n";
