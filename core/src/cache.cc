@@ -114,16 +114,29 @@ void ContentStore::Writer::remove_lock_file() {
 }
 
 void ContentStore::Writer::write(const void* data, std::size_t size) {
+  std::uint64_t at = size_;
+  store(at, data, size);
+  append(data, size);
+}
+
+std::uint64_t ContentStore::Writer::append(const void* data, std::size_t size) {
+  std::uint64_t at = size_;
+  hash_.update(data, size);
+  size_ += size;
+  return at;
+}
+
+void ContentStore::Writer::store(std::uint64_t offset, const void* data, std::size_t size) const {
   auto p = static_cast<const char*>(data);
   std::size_t left = size;
-  std::uint64_t at = size_;
+  std::uint64_t at = offset;
   while (left > 0) {
     ssize_t n = ::pwrite(fd_, p, left, static_cast<off_t>(at));
     if (n < 0) {
       if (errno == EINTR) continue;
       int e = errno;
-      // Keep the partial consistent with what was hashed: cut off this write's remains.
-      (void)!::ftruncate(fd_, static_cast<off_t>(size_));
+      // Keep the partial a consistent prefix: cut off this write's remains.
+      (void)!::ftruncate(fd_, static_cast<off_t>(offset));
       throw Error(ErrorCode::internal, "cannot write '" + expected_.name + "' to the cache (" + partial_.string() +
                                            "): " + std::strerror(e));
     }
@@ -131,8 +144,6 @@ void ContentStore::Writer::write(const void* data, std::size_t size) {
     at += static_cast<std::uint64_t>(n);
     left -= static_cast<std::size_t>(n);
   }
-  hash_.update(data, size);
-  size_ += size;
 }
 
 fs::path ContentStore::Writer::commit() {

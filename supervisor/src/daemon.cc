@@ -25,6 +25,7 @@
 #include "modelzoo/core/events.h"
 #include "modelzoo/core/plugin_manager.h"
 #include "modelzoo/core/resolver.h"
+#include "disk_writer.h"
 #include "process.h"
 #include "restart_policy.h"
 
@@ -160,6 +161,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     std::function<void()> fire;
   };
   std::vector<Timer> timers;  // one-shot
+
+  // Declared after every member that owns a cache Writer (calls, pulls, timers), so it
+  // stops -- finishing its queued writes -- before those writers are destroyed.
+  std::unique_ptr<DiskWriter> disk = std::make_unique<DiskWriter>();
 
   explicit Impl(DaemonConfig c) : cfg(std::move(c)) {}
 
@@ -795,10 +800,17 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
   // fails mid-file hands over to the next at the offset already received and hashed.
   struct FileTransfer {
     bus::FileInfo info;
+    std::uint64_t tag = 0;  // names it to the disk thread
     std::unique_ptr<core::ContentStore::Writer> writer;
     std::uint64_t call_id = 0;
+    std::string plugin;     // the source of call_id
     bool done = false;
+    int pending = 0;        // chunks handed to the disk thread and not yet written
+    std::optional<Error> disk_error;
+    std::function<void()> when_drained;  // runs once pending reaches 0
   };
+  std::map<std::uint64_t, std::weak_ptr<FileTransfer>> transfers;  // by tag
+  std::uint64_t next_transfer_tag = 1;
 
   struct PullJob {
     bus::ModelRef ref;
@@ -916,6 +928,8 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
       }
       auto t = std::make_shared<FileTransfer>();
       t->info = f;
+      t->tag = next_transfer_tag++;
+      transfers[t->tag] = t;
       job->files.push_back(std::move(t));
     }
     if (job->files.empty()) return complete_pull(job, best->plugin.name, true);
@@ -965,6 +979,11 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
 
   void file_finished(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t,
                      std::optional<Error> err) {
+    if (t->pending > 0) {  // the disk thread still writes through this writer: wait
+      t->when_drained = [this, job, t, err] { file_finished(job, t, err); };
+      return;
+    }
+    transfers.erase(t->tag);
     t->writer.reset();  // releases the lock; an unfinished partial stays for resume
     job->running--;
     if (err && !job->error) {
@@ -1006,6 +1025,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
         [this, job, t](core::FailoverOutcome out) {
           for (auto& f : out.failures) job->failures.push_back(f);
           if (out.source) return file_finished(job, t, std::nullopt);
+          if (t->disk_error) return file_finished(job, t, *t->disk_error);  // not the sources' fault
           std::string msg = "every source failed for '" + t->info.name + "' of '" + job->md.name + ":" + job->md.version + "':";
           for (const auto& [p, e] : out.failures) msg += " " + p + ": " + e.what() + ";";
           ErrorCode code = out.failures.size() == 1 ? out.failures[0].second.code() : ErrorCode::unavailable;
@@ -1110,34 +1130,68 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
           if (t->writer->size() + m.data.size() > file.size)
             return Error(ErrorCode::internal, "sent more bytes of '" + file.name + "' than its metadata declares (" +
                                                   std::to_string(file.size) + ")");
-          try {
-            t->writer->write(m.data.data(), m.data.size());
-          } catch (const Error& e) {
-            return e;
-          }
+          if (t->disk_error) return *t->disk_error;
+          // Hash here, in order; the disk thread stores it; credit returns once it is on disk.
+          std::uint64_t at = t->writer->append(m.data.data(), m.data.size());
+          t->pending++;
           job->downloaded += m.data.size();
           ++*credit;
-          send_credit(*call_id, plugin, 1);
+          disk->submit(t->tag, *call_id, t->writer.get(), at, std::move(m.data));
           send_progress(*job, *t, false);
           return std::nullopt;
         },
         [this, job, t, finish](core::CallResult r) {
           t->call_id = 0;
-          if (!r.ok()) return finish(Error(r.error->code(), r.error->what()));
-          if (t->writer->size() != t->info.size)
-            return finish(Error(ErrorCode::internal, "ended '" + t->info.name + "' after " +
-                                                         std::to_string(t->writer->size()) + " of " +
-                                                         std::to_string(t->info.size) + " bytes"));
-          try {
-            t->writer->commit();
-          } catch (const Error& e) {
-            spdlog::warn("pull {}:{}: {}", job->md.name, job->md.version, e.what());
-            t->writer.reset();  // the partial is gone: a next source starts this file from zero
-            return finish(e);
+          if (!r.ok()) return finish(t->disk_error ? *t->disk_error : Error(r.error->code(), r.error->what()));
+          if (t->pending > 0) {  // commit only what is on disk
+            t->when_drained = [this, job, t, finish] { end_of_file(job, t, finish); };
+            return;
           }
-          finish(std::nullopt);
+          end_of_file(job, t, finish);
         });
     t->call_id = *call_id;
+    t->plugin = plugin;
+  }
+
+  void end_of_file(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t,
+                   const std::function<void(std::optional<Error>)>& finish) {
+    if (t->disk_error) return finish(*t->disk_error);
+    if (t->writer->size() != t->info.size)
+      return finish(Error(ErrorCode::internal, "ended '" + t->info.name + "' after " +
+                                                   std::to_string(t->writer->size()) + " of " +
+                                                   std::to_string(t->info.size) + " bytes"));
+    try {
+      t->writer->commit();
+    } catch (const Error& e) {
+      spdlog::warn("pull {}:{}: {}", job->md.name, job->md.version, e.what());
+      t->writer.reset();  // the partial is gone: a next source starts this file from zero
+      return finish(e);
+    }
+    finish(std::nullopt);
+  }
+
+  // Finished disk writes: return credit to the plugin that sent the chunk, or fail the file.
+  void on_disk_writes() {
+    for (auto& d : disk->take()) {
+      auto it = transfers.find(d.transfer);
+      auto t = it == transfers.end() ? nullptr : it->second.lock();
+      if (!t) continue;
+      t->pending--;
+      if (d.error && !t->disk_error) {
+        spdlog::error("pull: {}", d.error->what());
+        t->disk_error = d.error;
+        for (auto& [key, job] : pulls)  // a disk problem is no source's fault: stop the pull
+          for (const auto& f : job->files)
+            if (f == t && !job->error) job->error = d.error;
+        if (t->call_id) {
+          cancel_call(t->call_id);
+          complete_call(t->call_id, {json(), *d.error});
+        }
+      } else if (!d.error && d.call == t->call_id) {
+        send_credit(d.call, t->plugin, 1);
+      }
+      if (t->pending == 0 && t->when_drained) std::exchange(t->when_drained, nullptr)();
+    }
   }
 
   // ---------------------------------------------------------------- timers
@@ -1204,8 +1258,9 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
       std::vector<zmq::pollitem_t> items = {{plugin_sock.handle(), 0, ZMQ_POLLIN, 0},
                                             {client_sock.handle(), 0, ZMQ_POLLIN, 0},
                                             {event_sock.handle(), 0, ZMQ_POLLIN, 0},
-                                            {nullptr, signal_fd, ZMQ_POLLIN, 0}};
-      std::vector<std::pair<Instance*, int>> fds;  // (instance, fd) for the items after the first four
+                                            {nullptr, signal_fd, ZMQ_POLLIN, 0},
+                                            {nullptr, disk->fd(), ZMQ_POLLIN, 0}};
+      std::vector<std::pair<Instance*, int>> fds;  // (instance, fd) for the items after the first five
       for (auto& in : instances) {
         if (!in->process) continue;
         for (int fd : {in->process->pidfd(), in->process->stdout_fd(), in->process->stderr_fd()}) {
@@ -1217,8 +1272,9 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
       auto timeout = deferred.empty() ? next_wakeup() : milliseconds(0);
       zmq::poll(items.data(), items.size(), timeout);
       if (items[3].revents & ZMQ_POLLIN) on_signal();
+      if (items[4].revents & ZMQ_POLLIN) on_disk_writes();
       for (std::size_t i = 0; i < fds.size(); ++i) {
-        if (!(items[4 + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) continue;
+        if (!(items[5 + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) continue;
         auto [in, fd] = fds[i];
         if (!in->process) continue;  // exited earlier in this round
         if (fd == in->process->pidfd()) on_process_exit(*in);

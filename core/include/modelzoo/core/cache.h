@@ -57,6 +57,15 @@ class ContentStore {
     // Appends bytes. Throws bus::Error(internal) naming the file on a write error (ENOSPC,
     // EFBIG); the partial is cut back to the last complete write.
     void write(const void* data, std::size_t size);
+
+    // write() in two halves, so hashing and disk writes can run on different threads:
+    // append() hashes the bytes and returns the offset they belong at (call in order, from
+    // one thread); store() writes them there (from any one other thread, in append order).
+    // A store() failure leaves the writer unusable: destroy it; the partial is cut back to
+    // the failed offset so a later writer resumes from consistent bytes. commit() only
+    // after every store() has returned.
+    std::uint64_t append(const void* data, std::size_t size);
+    void store(std::uint64_t offset, const void* data, std::size_t size) const;
     std::uint64_t size() const { return size_; }
     // fsyncs, checks size and sha256 against the expected file and renames the blob into
     // place. On a mismatch throws bus::Error(internal) naming the file and both values, and
