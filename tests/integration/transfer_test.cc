@@ -81,6 +81,33 @@ TEST(Transfer, PluginKilledMidTransferFailsOverAtTheReceivedOffset) {
   d.wait_plugin("slow");  // and it was restarted
 }
 
+TEST(Transfer, FilesOfAModelMoveAtOnce) {
+  std::string cfg = config_with(
+      "  - name: mem\n    plugin: memory\n    config:\n      throttle_bytes_per_second: 8388608\n      models:\n"
+      "        - name: multi/model\n          version: 1.0.0\n          files:\n"
+      "            - {name: a.bin, size: 4194304, seed: 1}\n"
+      "            - {name: b.bin, size: 4194304, seed: 2}\n"
+      "            - {name: c.bin, size: 4194304, seed: 3}\n");
+  Daemon d(cfg);
+  d.wait_plugin("mem");
+  std::vector<std::string> order;  // the file named by each progress message, in order
+  auto reply = d.client().pull("multi/model", [&](const nlohmann::json& p) { order.push_back(p["file"]); });
+  EXPECT_EQ(reply["bytes_downloaded"], 3 * 4 * kMiB);
+  // One after another, a file never reappears once the next has started; at once, they alternate.
+  bool returned = false;
+  for (std::size_t i = 0; i < order.size() && !returned; ++i)
+    for (std::size_t j = i + 1; j < order.size() && !returned; ++j)
+      if (order[j] != order[i])
+        for (std::size_t k = j + 1; k < order.size(); ++k)
+          if (order[k] == order[i]) {
+            returned = true;
+            break;
+          }
+  EXPECT_TRUE(returned) << "progress never went back to an earlier file: files were transferred one at a time";
+  for (const auto& f : reply["files"])
+    EXPECT_EQ(sha256_of_file(f["path"].get<std::string>()), f["sha256"].get<std::string>());
+}
+
 TEST(Transfer, DaemonKilledMidTransferResumesAfterRestart) {
   Daemon d(config_with(memory_source("slow", 0, "big/model", "      throttle_bytes_per_second: 16777216\n", 32 * kMiB)));
   d.wait_plugin("slow");
