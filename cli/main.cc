@@ -1,8 +1,12 @@
 // `modelzoo`: the command-line client of modelzood.
 //
-// Exit codes: 0 success, 1 the daemon answered with an error (or anything else failed),
-// 2 usage error, 3 daemon unavailable. With --json every reply goes to stdout as JSON,
-// and errors too, as {"error":{"code":..,"message":..}} (besides the line on stderr).
+// Exit codes: 0 success, 1 the daemon answered with an error (or anything else failed, or
+// `cache verify` found a corrupt blob), 2 usage error, 3 daemon unavailable. With --json
+// every reply goes to stdout as JSON, and errors too, as {"error":{"code":..,"message":..}}
+// (besides the line on stderr).
+//
+// The `cache` commands do not go through the daemon: they run core/cache_admin.h here, on
+// the cache directory (the daemon is asked only where that is).
 
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -13,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <optional>
@@ -25,7 +30,9 @@
 
 #include "format.h"
 #include "modelzoo/bus/message.h"
+#include "modelzoo/bus/names.h"
 #include "modelzoo/client.h"
+#include "modelzoo/core/cache_admin.h"
 #include "views.h"
 
 #ifndef MODELZOO_VERSION
@@ -42,11 +49,14 @@ enum ExitCode : int { kOk = 0, kFailed = 1, kUsage = 2, kDaemonUnavailable = 3 }
 struct Options {
   bool json = false;
   std::string runtime_dir;  // as given; resolved by runtime_dir()
-  std::string ref;          // show, pull: NAME[:VERSION]
+  std::string ref;          // show, pull, load, cache rm: NAME[:VERSION]
   std::string plugin_name;  // plugins reset
   std::vector<std::string> prefixes;         // events
   std::optional<std::uint64_t> event_count;  // events --count
   std::optional<double> event_timeout_s;     // events --timeout
+  std::string cache_dir;                     // cache --cache-dir
+  bool remove_corrupt = false;               // cache verify --remove-corrupt
+  bool prune_all = false;                    // cache prune --all
 
   // --runtime-dir wins; else default_runtime_dir() ($MODELZOO_RUNTIME_DIR, XDG, /tmp).
   std::string resolved_runtime_dir() const {
@@ -103,9 +113,13 @@ class ProgressBar {
 
   void update(const json& progress_message) {
     if (!enabled_ || !throttle_.due(RedrawThrottle::Clock::now())) return;
-    // "\x1b[K" erases what a longer previous line left to the right.
-    write("\r" + render_progress_line(pull_progress_from_json(progress_message), terminal_width()) + "\x1b[K");
-    drawn_ = true;
+    draw(pull_progress_from_json(progress_message));
+  }
+
+  // For progress computed here (cache verify); `force` draws even when not due (the end).
+  void update(const PullProgress& progress, bool force = false) {
+    if (!enabled_ || !(throttle_.due(RedrawThrottle::Clock::now()) || force)) return;
+    draw(progress);
   }
 
   void clear() {
@@ -115,6 +129,12 @@ class ProgressBar {
   }
 
  private:
+  void draw(const PullProgress& progress) {
+    // "\x1b[K" erases what a longer previous line left to the right.
+    write("\r" + render_progress_line(progress, terminal_width()) + "\x1b[K");
+    drawn_ = true;
+  }
+
   // One write per redraw: stderr is unbuffered and partial lines would flicker.
   static void write(const std::string& text) {
     std::fwrite(text.data(), 1, text.size(), stderr);
@@ -163,22 +183,99 @@ int run_show(const Options& options) {
   return kOk;
 }
 
-int run_pull(const Options& options) {
+// pull and load: a progress bar on a terminal, the summary on stderr, the path on stdout.
+int run_transfer(const Options& options, bool load) {
   modelzoo::Client client(options.resolved_runtime_dir());
   const bool draw_bar = !options.json && isatty(STDERR_FILENO) == 1;
   json reply;
   {
     ProgressBar bar(draw_bar);
-    reply = client.pull(options.ref, [&bar](const json& progress) { bar.update(progress); });
+    auto on_progress = [&bar](const json& progress) { bar.update(progress); };
+    reply = load ? client.load(options.ref, on_progress) : client.pull(options.ref, on_progress);
   }
   if (options.json) {
     print_json(reply);
     return kOk;
   }
   // Only the path goes to stdout, so that `dir=$(modelzoo pull x)` works.
-  std::cerr << render_pull_summary(reply);
+  std::cerr << (load ? render_load_summary(reply) : render_pull_summary(reply));
   const json& path = reply.is_object() && reply.contains("path") ? reply["path"] : json();
   std::cout << (path.is_string() ? path.get<std::string>() : dump_json(path)) << '\n' << std::flush;
+  return kOk;
+}
+
+int run_pull(const Options& options) { return run_transfer(options, false); }
+int run_load(const Options& options) { return run_transfer(options, true); }
+
+// ---- cache ---------------------------------------------------------------------------
+// Run here, in this process, on the cache directory: a long verify never blocks the daemon,
+// and they work while no daemon runs.
+
+// --cache-dir wins; else the running daemon's cache_dir (from `status`); else the daemon's
+// default ($MODELZOO_CACHE_DIR, $XDG_CACHE_HOME/modelzoo, ~/.cache/modelzoo).
+std::filesystem::path resolve_cache_dir(const Options& options) {
+  if (!options.cache_dir.empty()) return options.cache_dir;
+  try {
+    modelzoo::Client client(options.resolved_runtime_dir());
+    const json status = client.call("status", json::object(), std::chrono::seconds(5));
+    if (const auto it = status.find("cache_dir"); it != status.end() && it->is_string() && !it->empty()) {
+      return it->get<std::string>();
+    }
+  } catch (const modelzoo::DaemonUnavailable&) {
+    // No daemon: its default directory.
+  } catch (const modelzoo::bus::Error& e) {
+    // A daemon that does not answer may use another directory than the default: do not guess.
+    std::string message = "cannot ask the daemon for its cache directory (";
+    message.append(e.what()).append("); name it with --cache-dir DIR");
+    throw modelzoo::bus::Error(e.code(), message);
+  }
+  return modelzoo::core::default_cache_dir();
+}
+
+int run_cache_ls(const Options& options) {
+  const auto root = resolve_cache_dir(options);
+  print_reply(options, modelzoo::core::to_json(modelzoo::core::list_cache(root)), render_cache_list);
+  return kOk;
+}
+
+int run_cache_verify(const Options& options) {
+  const auto root = resolve_cache_dir(options);
+  modelzoo::core::VerifyOptions verify_options;
+  verify_options.remove_corrupt = options.remove_corrupt;
+  const bool draw_bar = !options.json && isatty(STDERR_FILENO) == 1;
+  modelzoo::core::VerifyReport report;
+  {
+    ProgressBar bar(draw_bar);
+    const auto started = std::chrono::steady_clock::now();
+    verify_options.on_progress = [&](std::uint64_t done, std::uint64_t total) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      PullProgress progress;
+      progress.bytes = done;
+      progress.total_bytes = total;
+      progress.bytes_per_second = seconds > 0 ? static_cast<double>(done) / seconds : 0;
+      progress.file = "verifying";
+      bar.update(progress);
+    };
+    report = modelzoo::core::verify_cache(root, verify_options);
+  }
+  print_reply(options, modelzoo::core::to_json(report), render_cache_verify);
+  return report.ok() ? kOk : kFailed;
+}
+
+int run_cache_rm(const Options& options) {
+  const auto ref = modelzoo::bus::parse_model_ref(options.ref);  // bad_request on a bad name
+  const auto root = resolve_cache_dir(options);
+  print_reply(options, modelzoo::core::to_json(modelzoo::core::remove_cached(root, ref.name, ref.version)),
+              render_cache_remove);
+  return kOk;
+}
+
+int run_cache_prune(const Options& options) {
+  const auto root = resolve_cache_dir(options);
+  modelzoo::core::PruneOptions prune_options;
+  if (options.prune_all) prune_options.partial_age = std::chrono::seconds(0);
+  print_reply(options, modelzoo::core::to_json(modelzoo::core::prune_cache(root, prune_options)),
+              render_cache_prune);
   return kOk;
 }
 
@@ -265,8 +362,9 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", std::string("modelzoo ") + MODELZOO_VERSION);
   app.require_subcommand(1);
   app.footer(
-      "--json and --runtime-dir may also follow the subcommand.\n"
-      "Exit status: 0 success, 1 the daemon reported an error, 2 usage error, 3 daemon not running.");
+      "--json and --runtime-dir may also follow the subcommand, --cache-dir the cache subcommand.\n"
+      "Exit status: 0 success, 1 the daemon reported an error (or `cache verify` found a corrupt blob),\n"
+      "2 usage error, 3 daemon not running.");
   // Subcommands created after this inherit it, so the global options may follow them
   // (`modelzoo status --json`).
   app.fallthrough();
@@ -299,6 +397,31 @@ int run(int argc, char** argv) {
   CLI::App* pull = app.add_subcommand("pull", "Download a model into the cache; prints its local path");
   pull->add_option("MODEL", options.ref, "NAME[:VERSION]")->required();
   commands.emplace_back(pull, run_pull);
+
+  CLI::App* load = app.add_subcommand("load", "Pull a model if needed and record its use; prints its local path");
+  load->add_option("MODEL", options.ref, "NAME[:VERSION]")->required();
+  commands.emplace_back(load, run_load);
+
+  CLI::App* cache = app.add_subcommand("cache", "Inspect and clean the model cache (works without a daemon)");
+  cache->require_subcommand(1);
+  cache->add_option("--cache-dir", options.cache_dir,
+                    "The cache directory (default: the running daemon's, else $MODELZOO_CACHE_DIR, "
+                    "else $XDG_CACHE_HOME/modelzoo, else ~/.cache/modelzoo)");
+  CLI::App* cache_ls = cache->add_subcommand("ls", "List cached models, unreferenced blobs and partial downloads");
+  commands.emplace_back(cache_ls, run_cache_ls);
+  CLI::App* cache_verify =
+      cache->add_subcommand("verify", "Re-hash every blob; exits 1 when any is corrupt, naming the models using it");
+  cache_verify->add_flag("--remove-corrupt", options.remove_corrupt,
+                         "Delete corrupt blobs so that the next pull fetches them again");
+  commands.emplace_back(cache_verify, run_cache_verify);
+  CLI::App* cache_rm =
+      cache->add_subcommand("rm", "Remove a cached model (all versions unless one is given) and its unshared blobs");
+  cache_rm->add_option("MODEL", options.ref, "NAME[:VERSION]")->required();
+  commands.emplace_back(cache_rm, run_cache_rm);
+  CLI::App* cache_prune = cache->add_subcommand(
+      "prune", "Delete unreferenced blobs (older than 10 minutes), old idle partial downloads, empty directories");
+  cache_prune->add_flag("--all", options.prune_all, "Delete idle partial downloads of any age (default: 7 days old)");
+  commands.emplace_back(cache_prune, run_cache_prune);
 
   CLI::App* events = app.add_subcommand("events", "Follow the daemon's events until interrupted");
   events->add_option("PREFIX", options.prefixes, "Topic prefixes to follow (default: all)");

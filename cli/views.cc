@@ -187,9 +187,12 @@ std::string render_show(const json& reply) {
   return out;
 }
 
-std::string render_pull_summary(const json& reply) {
-  std::string line = "pulled " + text(reply, "name") + ":" + text(reply, "version") + " from " +
-                     text(reply, "source");
+namespace {
+
+std::string transfer_summary(const json& reply, const std::string& verb) {
+  std::string line = verb;
+  line.append(" ").append(text(reply, "name")).append(":").append(text(reply, "version")).append(" from ");
+  line.append(text(reply, "source"));
   const std::size_t files = array_field(reply, "files").size();
   line += ": " + std::to_string(files) + (files == 1 ? " file" : " files");
   const json& cached = field(reply, "cached");
@@ -200,6 +203,178 @@ std::string render_pull_summary(const json& reply) {
             human_duration(static_cast<std::int64_t>(count(reply, "duration_ms")));
   }
   return line + "\n";
+}
+
+// "N thing" / "N things".
+std::string counted(std::uint64_t n, const std::string& singular, const std::string& plural) {
+  std::string out = std::to_string(n);
+  out.append(" ").append(n == 1 ? singular : plural);
+  return out;
+}
+
+bool flag(const json& obj, const char* key) {
+  const json& value = field(obj, key);
+  return value.is_boolean() && value.get<bool>();
+}
+
+std::string ago(const json& obj, const char* key) {
+  if (!field(obj, key).is_number()) return "-";
+  return human_duration(static_cast<std::int64_t>(count(obj, key))) + " ago";
+}
+
+// "demo/a:1.0.0 (weights.bin), demo/b:2.0.0 (w.bin)", or "no model".
+std::string owners_text(const json& owners) {
+  std::string out;
+  for (const json& owner : owners) {
+    if (!out.empty()) out += ", ";
+    out.append(text(owner, "name")).append(":").append(text(owner, "version"));
+    out.append(" (").append(text(owner, "file")).append(")");
+  }
+  return out.empty() ? "no model" : out;
+}
+
+std::string problem_lines(const json& report) {
+  std::string out;
+  for (const json& problem : array_field(report, "problems")) {
+    out.append("problem: ").append(text(problem, "path")).append(": ").append(text(problem, "reason")).append("\n");
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string render_pull_summary(const json& reply) { return transfer_summary(reply, "pulled"); }
+
+std::string render_load_summary(const json& reply) { return transfer_summary(reply, "loaded"); }
+
+std::string render_cache_list(const json& listing) {
+  const std::string dir = text(listing, "cache_dir");
+  const json& exists = field(listing, "exists");
+  if (exists.is_boolean() && !exists.get<bool>()) return "no cache at " + dir + "\n";
+  std::string out = "cache: " + dir + "\n";
+  const json& models = array_field(listing, "models");
+  std::uint64_t model_bytes = 0;
+  std::vector<Row> rows;
+  for (const json& model : models) {
+    rows.push_back({text(model, "name"), text(model, "version"), human_size(count(model, "size")),
+                    ago(model, "last_used_ms_ago"), text(model, "source"),
+                    flag(model, "complete") ? "complete" : "incomplete"});
+    model_bytes += count(model, "size");
+  }
+  if (rows.empty()) {
+    out += "no cached models\n";
+  } else {
+    out += render_table({"MODEL", "VERSION", "SIZE", "LAST USED", "SOURCE", "STATUS"}, rows);
+    out += counted(models.size(), "model version", "model versions") + ", " + human_size(model_bytes);
+    // Versions sharing files share blobs: say what the blobs take when that differs.
+    const json& totals = field(listing, "totals");
+    if (field(totals, "blobs").is_number() && count(totals, "blobs") != model_bytes) {
+      out += " (" + human_size(count(totals, "blobs")) + " of blobs on disk)";
+    }
+    out += "\n";
+  }
+  const json& orphans = array_field(listing, "orphans");
+  if (!orphans.empty()) {
+    std::uint64_t bytes = 0;
+    std::vector<Row> orphan_rows;
+    for (const json& orphan : orphans) {
+      bytes += count(orphan, "size");
+      orphan_rows.push_back({text(orphan, "sha256"), human_size(count(orphan, "size"))});
+    }
+    out += "\n" + counted(orphans.size(), "unreferenced blob", "unreferenced blobs") + ", " + human_size(bytes) +
+           " (`modelzoo cache prune` deletes them)\n";
+    out += render_table({"SHA256", "SIZE"}, orphan_rows);
+  }
+  const json& partials = array_field(listing, "partials");
+  if (!partials.empty()) {
+    std::vector<Row> partial_rows;
+    for (const json& partial : partials) {
+      partial_rows.push_back({text(partial, "sha256"), human_size(count(partial, "size")),
+                              human_duration(static_cast<std::int64_t>(count(partial, "age_ms"))),
+                              flag(partial, "receiving") ? "receiving" : "idle"});
+    }
+    out += "\n" + counted(partials.size(), "partial download", "partial downloads") + "\n";
+    out += render_table({"SHA256", "SIZE", "AGE", "STATE"}, partial_rows);
+  }
+  const std::string problems = problem_lines(listing);
+  if (!problems.empty()) out += "\n" + problems;
+  return out;
+}
+
+std::string render_cache_verify(const json& report) {
+  std::string out;
+  const json& corrupt = array_field(report, "corrupt");
+  for (const json& blob : corrupt) {
+    out.append("corrupt: ").append(text(blob, "sha256")).append(": ");
+    const json& error = field(blob, "error");
+    if (field(blob, "actual").is_string()) out.append("content hashes to ").append(text(blob, "actual"));
+    if (error.is_string()) {
+      if (field(blob, "actual").is_string()) out.append("; ");
+      out.append(error.get<std::string>());
+    }
+    out.append("; owned by ").append(owners_text(array_field(blob, "owners")));
+    if (flag(blob, "removed")) out.append("; removed, the next pull fetches it again");
+    out.append("\n");
+  }
+  for (const json& blob : array_field(report, "missing")) {
+    out.append("missing: ").append(text(blob, "sha256")).append(": owned by ");
+    out.append(owners_text(array_field(blob, "owners"))).append("; the next pull fetches it\n");
+  }
+  out += problem_lines(report);
+  out += "verified " + counted(count(report, "blobs"), "blob", "blobs") + ", " + human_size(count(report, "bytes")) +
+         ": ";
+  out += corrupt.empty() ? std::string("all intact") : counted(corrupt.size(), "corrupt blob", "corrupt blobs");
+  return out + "\n";
+}
+
+std::string render_cache_remove(const json& report) {
+  std::string out = "removed " + text(report, "name") + " " + join(array_field(report, "versions"), ", ");
+  out += ": freed " + human_size(count(report, "bytes_freed")) + " (" +
+         counted(count(report, "blobs_removed"), "blob", "blobs") + " deleted";
+  if (const std::uint64_t kept = count(report, "blobs_kept"); kept > 0) {
+    out += ", " + counted(kept, "blob", "blobs") + " kept: other models use " + (kept == 1 ? "it" : "them");
+  }
+  return out + ")\n";
+}
+
+std::string render_cache_prune(const json& report) {
+  // What was removed, only the kinds of which something was.
+  std::vector<std::string> parts;
+  if (const std::uint64_t n = count(report, "blobs_removed"); n > 0) {
+    parts.push_back(counted(n, "unreferenced blob", "unreferenced blobs") + " (" +
+                    human_size(count(report, "blob_bytes_freed")) + ")");
+  }
+  if (const std::uint64_t n = count(report, "partials_removed"); n > 0) {
+    parts.push_back(counted(n, "partial download", "partial downloads") + " (" +
+                    human_size(count(report, "partial_bytes_freed")) + ")");
+  }
+  if (const std::uint64_t n = count(report, "locks_removed"); n > 0) {
+    parts.push_back(counted(n, "stray lock file", "stray lock files"));
+  }
+  if (const std::uint64_t n = count(report, "dirs_removed"); n > 0) {
+    parts.push_back(counted(n, "empty directory", "empty directories"));
+  }
+  std::string out;
+  if (parts.empty()) {
+    out = "nothing to delete\n";
+  } else {
+    out = "removed ";
+    for (std::size_t i = 0; i < parts.size(); ++i) out.append(i == 0 ? "" : ", ").append(parts[i]);
+    out += "; freed " + human_size(count(report, "bytes_freed")) + "\n";
+  }
+  if (const std::uint64_t n = count(report, "blobs_kept_recent"); n > 0) {
+    out += "kept " + counted(n, "unreferenced blob", "unreferenced blobs") +
+           " written in the last 10 minutes (a pull may still be finishing)\n";
+  }
+  if (const std::uint64_t n = count(report, "blobs_kept_receiving"); n > 0) {
+    out += "kept " + counted(n, "unreferenced blob", "unreferenced blobs") +
+           ": a download is in progress and may need them\n";
+  }
+  if (const std::uint64_t n = count(report, "partials_kept"); n > 0) {
+    out += "kept " + counted(n, "partial download", "partial downloads") +
+           " (being received, or recent enough to resume; --all removes idle ones of any age)\n";
+  }
+  return out;
 }
 
 }  // namespace modelzoo::cli

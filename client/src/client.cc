@@ -112,6 +112,11 @@ nlohmann::json Client::pull(const std::string& ref, const std::function<void(con
   return call("pull", {{"model", ref}}, timeout, on_progress);
 }
 
+nlohmann::json Client::load(const std::string& ref, const std::function<void(const nlohmann::json&)>& on_progress,
+                            std::chrono::milliseconds timeout) {
+  return call("load", {{"model", ref}}, timeout, on_progress);
+}
+
 struct EventSubscriber::Impl {
   zmq::context_t ctx{1};
   zmq::socket_t sock{ctx, zmq::socket_type::sub};

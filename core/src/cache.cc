@@ -160,6 +160,7 @@ fs::path ContentStore::Writer::commit() {
     throw fail("file '" + expected_.name + "' has sha256 " + got + ", metadata says " + expected_.sha256);
   if (::fsync(fd_) != 0) throw fail("cannot sync '" + expected_.name + "': " + std::strerror(errno));
   ::fchmod(fd_, 0444);
+  ::futimens(fd_, nullptr);  // a blob's mtime is its arrival (cache prune's grace period counts from it)
   fs::path dst = store_.blob_path(expected_.sha256);
   if (::rename(partial_.c_str(), dst.c_str()) != 0)
     throw fail("cannot move '" + expected_.name + "' into the cache: " + std::strerror(errno));

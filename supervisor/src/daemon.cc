@@ -934,6 +934,13 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     }
     if (job->files.empty()) return complete_pull(job, best->plugin.name, true);
     job->source = best->plugin.name;
+    try {
+      // The manifest first: every blob this pull commits is referenced from the moment it
+      // appears, so a concurrent `modelzoo cache prune` never takes it for an orphan.
+      store->write_manifest(job->md, job->source);
+    } catch (const Error& e) {
+      return finish_pull(job, e);
+    }
     publish(core::topic::kDownloadStarted, {{"model", job->md.name},
                                             {"version", job->md.version},
                                             {"plugin", best->plugin.name},

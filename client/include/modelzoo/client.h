@@ -54,6 +54,9 @@ class Client {
   nlohmann::json show(const std::string& ref) { return call("show", {{"model", ref}}); }
   nlohmann::json pull(const std::string& ref, const std::function<void(const nlohmann::json&)>& on_progress = {},
                       std::chrono::milliseconds timeout = std::chrono::hours(24));
+  // As pull, and the reply also carries the model's "metadata".
+  nlohmann::json load(const std::string& ref, const std::function<void(const nlohmann::json&)>& on_progress = {},
+                      std::chrono::milliseconds timeout = std::chrono::hours(24));
   nlohmann::json reset_plugin(const std::string& name) { return call("plugin.reset", {{"name", name}}); }
 
  private:
