@@ -11,22 +11,6 @@
 namespace modelzoo::testing {
 namespace {
 
-struct Run {
-  int status;
-  std::string out;
-};
-
-// Runs a shell command; stderr joins stdout unless the command redirects it itself.
-Run run(const std::string& cmd) {
-  Run r{0, {}};
-  FILE* p = ::popen((cmd.find("2>") == std::string::npos ? cmd + " 2>&1" : cmd).c_str(), "r");
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  r.status = ::pclose(p);
-  return r;
-}
-
 int exit_code(const Run& r) { return WIFEXITED(r.status) ? WEXITSTATUS(r.status) : -1; }
 
 nlohmann::json parse(const Run& r) {

@@ -6,22 +6,6 @@
 namespace modelzoo::testing {
 namespace {
 
-struct Run {
-  int status;
-  std::string out;
-};
-
-Run run(const std::string& cmd) {
-  Run r{0, {}};
-  // stderr joins stdout unless the command redirects it itself.
-  FILE* p = ::popen((cmd.find("2>") == std::string::npos ? cmd + " 2>&1" : cmd).c_str(), "r");
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  r.status = ::pclose(p);
-  return r;
-}
-
 TEST(Cli, NoDaemonGivesOneClearLineAndExitCode3) {
   auto r = run((bin_dir() / "modelzoo").string() + " --runtime-dir /tmp/modelzoo-no-such-dir status");
   EXPECT_EQ(WEXITSTATUS(r.status), 3);

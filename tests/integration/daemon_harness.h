@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -49,6 +50,22 @@ inline bool process_alive(pid_t pid) {
   std::getline(stat, line);
   auto close = line.rfind(')');
   return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
+// A shell command's exit status and output; stderr joins stdout unless the command
+// redirects it itself.
+struct Run {
+  int status;
+  std::string out;
+};
+inline Run run(const std::string& cmd) {
+  Run r{0, {}};
+  FILE* p = ::popen((cmd.find("2>") == std::string::npos ? cmd + " 2>&1" : cmd).c_str(), "r");
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  r.status = ::pclose(p);
+  return r;
 }
 
 class Daemon {

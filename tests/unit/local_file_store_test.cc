@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "local-file/store.h"
+#include "vector_sink.h"
 
 namespace {
 
@@ -23,21 +24,6 @@ using nlohmann::json;
 
 const std::string kAbcSha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 const std::string kEmptySha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-class VectorSink : public modelzoo::sdk::ChunkSink {
- public:
-  explicit VectorSink(std::size_t chunk = 4096) : chunk_(chunk) {}
-  void write(const void* data, std::size_t size) override {
-    bytes.append(static_cast<const char*>(data), size);
-    writes.push_back(size);
-  }
-  std::size_t chunk_size() const override { return chunk_; }
-  std::string bytes;
-  std::vector<std::size_t> writes;
-
- private:
-  std::size_t chunk_;
-};
 
 class LocalFileStore : public ::testing::Test {
  protected:

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "modelzoo/bus/sha256.h"
+#include "vector_sink.h"
 #include "memory/models.h"
 
 namespace {
@@ -17,22 +18,6 @@ namespace mem = modelzoo::plugins::memory;
 
 const std::string kAbcSha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 const std::string kEmptySha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-class VectorSink : public modelzoo::sdk::ChunkSink {
- public:
-  explicit VectorSink(std::size_t chunk) : chunk_(chunk) {}
-  void write(const void* data, std::size_t size) override {
-    auto* p = static_cast<const char*>(data);
-    bytes.append(p, size);
-    writes.push_back(size);
-  }
-  std::size_t chunk_size() const override { return chunk_; }
-  std::string bytes;
-  std::vector<std::size_t> writes;
-
- private:
-  std::size_t chunk_;
-};
 
 std::string gen(std::uint64_t seed, std::uint64_t offset, std::size_t n) {
   std::string s(n, '\0');
