@@ -114,17 +114,18 @@ void ContentStore::Writer::remove_lock_file() {
 }
 
 void ContentStore::Writer::write(const void* data, std::size_t size) {
-  std::uint64_t at = size_;
-  store(at, data, size);
-  append(data, size);
+  store(size_, data, size);  // first: on failure nothing was counted or hashed
+  absorb(data, size);
+  reserve(size);
 }
 
-std::uint64_t ContentStore::Writer::append(const void* data, std::size_t size) {
+std::uint64_t ContentStore::Writer::reserve(std::size_t size) {
   std::uint64_t at = size_;
-  hash_.update(data, size);
   size_ += size;
   return at;
 }
+
+void ContentStore::Writer::absorb(const void* data, std::size_t size) { hash_.update(data, size); }
 
 void ContentStore::Writer::store(std::uint64_t offset, const void* data, std::size_t size) const {
   auto p = static_cast<const char*>(data);
@@ -143,6 +144,13 @@ void ContentStore::Writer::store(std::uint64_t offset, const void* data, std::si
     p += n;
     at += static_cast<std::uint64_t>(n);
     left -= static_cast<std::size_t>(n);
+  }
+  // Start writeback of each completed 32 MiB stretch now, without waiting for it, so the
+  // fsync at commit finds little left to flush (it was ~0.4 s of a 1 GiB pull otherwise).
+  constexpr std::uint64_t kStretch = 32u << 20;
+  if (at / kStretch != offset / kStretch) {
+    std::uint64_t end = at / kStretch * kStretch;
+    ::sync_file_range(fd_, static_cast<off_t>(end - kStretch), static_cast<off_t>(kStretch), SYNC_FILE_RANGE_WRITE);
   }
 }
 

@@ -42,7 +42,7 @@ using std::chrono::milliseconds;
 
 namespace {
 
-constexpr std::uint32_t kDownloadCredit = 8;          // chunks in flight per download
+constexpr std::uint32_t kDownloadCredit = 16;          // chunks in flight per download
 constexpr std::size_t kDownloadChunk = 1u << 20;      // bytes per chunk
 constexpr milliseconds kProgressInterval{100};        // to the requesting client
 constexpr milliseconds kProgressEventInterval{250};   // on the event socket
@@ -1138,8 +1138,8 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
             return Error(ErrorCode::internal, "sent more bytes of '" + file.name + "' than its metadata declares (" +
                                                   std::to_string(file.size) + ")");
           if (t->disk_error) return *t->disk_error;
-          // Hash here, in order; the disk thread stores it; credit returns once it is on disk.
-          std::uint64_t at = t->writer->append(m.data.data(), m.data.size());
+          // The disk threads hash and store it, in order; credit returns once both are done.
+          std::uint64_t at = t->writer->reserve(m.data.size());
           t->pending++;
           job->downloaded += m.data.size();
           ++*credit;

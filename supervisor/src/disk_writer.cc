@@ -12,7 +12,8 @@ namespace modelzoo::supervisor {
 DiskWriter::DiskWriter() {
   event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (event_fd_ < 0) throw std::runtime_error("eventfd failed");
-  thread_ = std::thread([this] { run(); });
+  hasher_ = std::thread([this] { run(true); });
+  writer_ = std::thread([this] { run(false); });
 }
 
 DiskWriter::~DiskWriter() {
@@ -21,17 +22,25 @@ DiskWriter::~DiskWriter() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  hasher_.join();
+  writer_.join();
   ::close(event_fd_);
 }
 
-void DiskWriter::submit(std::uint64_t transfer, std::uint64_t call, const core::ContentStore::Writer* writer,
+void DiskWriter::submit(std::uint64_t transfer, std::uint64_t call, core::ContentStore::Writer* writer,
                         std::uint64_t offset, zmq::message_t data) {
+  auto job = std::make_shared<Job>();
+  job->transfer = transfer;
+  job->call = call;
+  job->writer = writer;
+  job->offset = offset;
+  job->data = std::move(data);
   {
     std::lock_guard lk(mu_);
-    jobs_.push_back({transfer, call, writer, offset, std::move(data)});
+    to_hash_.push_back(job);
+    to_write_.push_back(std::move(job));
   }
-  cv_.notify_one();
+  cv_.notify_all();
 }
 
 std::vector<DiskWriter::Done> DiskWriter::take() {
@@ -41,29 +50,38 @@ std::vector<DiskWriter::Done> DiskWriter::take() {
   return std::exchange(done_, {});
 }
 
-void DiskWriter::run() {
+void DiskWriter::finished(const std::shared_ptr<Job>& job, std::optional<bus::Error> error) {
+  std::lock_guard lk(mu_);
+  if (error && !job->error) job->error = std::move(error);
+  if (--job->remaining > 0) return;
+  done_.push_back({job->transfer, job->call, job->data.size(), job->error});
+  std::uint64_t one = 1;
+  (void)!::write(event_fd_, &one, sizeof one);
+}
+
+void DiskWriter::run(bool hashing) {
   // Signals are the event loop's business (signalfd): never let one land on this thread,
   // whose default action for SIGTERM would end the whole daemon.
   sigset_t all;
   sigfillset(&all);
   ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  auto& queue = hashing ? to_hash_ : to_write_;
   std::unique_lock lk(mu_);
   while (true) {
-    cv_.wait(lk, [&] { return stop_ || !jobs_.empty(); });
-    if (jobs_.empty()) return;  // stopping, and everything queued is written
-    Job job = std::move(jobs_.front());
-    jobs_.pop_front();
+    cv_.wait(lk, [&] { return stop_ || !queue.empty(); });
+    if (queue.empty()) return;  // stopping, and everything queued is done
+    auto job = std::move(queue.front());
+    queue.pop_front();
     lk.unlock();
-    Done d{job.transfer, job.call, job.data.size(), std::nullopt};
+    std::optional<bus::Error> error;
     try {
-      job.writer->store(job.offset, job.data.data(), job.data.size());
+      if (hashing) job->writer->absorb(job->data.data(), job->data.size());
+      else job->writer->store(job->offset, job->data.data(), job->data.size());
     } catch (const bus::Error& e) {
-      d.error = e;
+      error = e;
     }
+    finished(job, std::move(error));
     lk.lock();
-    done_.push_back(std::move(d));
-    std::uint64_t one = 1;
-    (void)!::write(event_fd_, &one, sizeof one);
   }
 }
 

@@ -1,11 +1,13 @@
-// Stores received chunks into cache partials on a thread of its own, so the event loop
-// (which hashes each chunk, in order, as it arrives) and the disk work at the same time.
-// The loop learns of finished writes through fd(), which it polls.
+// Hashes and stores received chunks into cache partials on two threads of its own -- one
+// hashing, one writing, each in submission order -- so that receiving (the event loop),
+// hashing and disk writes all proceed at once. The loop learns of finished chunks through
+// fd(), which it polls.
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -36,29 +38,34 @@ class DiskWriter {
   // Readable (POLLIN) while finished writes wait in take().
   int fd() const { return event_fd_; }
 
-  // Queues `data` to be stored at `offset` through `writer`, which must stay alive until
-  // take() has returned this write. Writes run in submission order.
-  void submit(std::uint64_t transfer, std::uint64_t call, const core::ContentStore::Writer* writer,
-              std::uint64_t offset, zmq::message_t data);
-  // The writes finished since the last call.
+  // Queues `data` to be hashed into `writer` and stored at `offset` through it; `writer`
+  // must stay alive until take() has returned this chunk. Chunks are hashed and written in
+  // submission order.
+  void submit(std::uint64_t transfer, std::uint64_t call, core::ContentStore::Writer* writer, std::uint64_t offset,
+              zmq::message_t data);
+  // The chunks finished (hashed and written, or failed) since the last call.
   std::vector<Done> take();
 
  private:
+  // One chunk, shared by the two threads; done when both have finished with it.
   struct Job {
     std::uint64_t transfer, call;
-    const core::ContentStore::Writer* writer;
+    core::ContentStore::Writer* writer;
     std::uint64_t offset;
     zmq::message_t data;
+    int remaining = 2;  // guarded by mu_
+    std::optional<bus::Error> error;  // guarded by mu_
   };
-  void run();
+  void run(bool hashing);
+  void finished(const std::shared_ptr<Job>& job, std::optional<bus::Error> error);
 
   int event_fd_ = -1;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> jobs_;
+  std::deque<std::shared_ptr<Job>> to_hash_, to_write_;
   std::vector<Done> done_;
   bool stop_ = false;
-  std::thread thread_;
+  std::thread hasher_, writer_;
 };
 
 }  // namespace modelzoo::supervisor

@@ -58,13 +58,15 @@ class ContentStore {
     // EFBIG); the partial is cut back to the last complete write.
     void write(const void* data, std::size_t size);
 
-    // write() in two halves, so hashing and disk writes can run on different threads:
-    // append() hashes the bytes and returns the offset they belong at (call in order, from
-    // one thread); store() writes them there (from any one other thread, in append order).
-    // A store() failure leaves the writer unusable: destroy it; the partial is cut back to
-    // the failed offset so a later writer resumes from consistent bytes. commit() only
-    // after every store() has returned.
-    std::uint64_t append(const void* data, std::size_t size);
+    // write() in three parts, so that receiving, hashing and writing can each run on a
+    // thread of its own: reserve() returns the offset the next `size` bytes belong at (one
+    // thread, in order); absorb() hashes them (one thread, in reserve order); store()
+    // writes them at their offset (one thread, in reserve order). A store() failure leaves
+    // the writer unusable: destroy it; the partial is cut back to the failed offset so a
+    // later writer resumes from consistent bytes. commit() only after every absorb() and
+    // store() has returned.
+    std::uint64_t reserve(std::size_t size);
+    void absorb(const void* data, std::size_t size);
     void store(std::uint64_t offset, const void* data, std::size_t size) const;
     std::uint64_t size() const { return size_; }
     // fsyncs, checks size and sha256 against the expected file and renames the blob into
