@@ -17,7 +17,6 @@
 // interleaved, in alternating order, so that both see the same background noise.
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/vfs.h>
@@ -25,19 +24,14 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <climits>
 #include <cmath>
-#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <optional>
 #include <random>
@@ -52,10 +46,11 @@
 #include "modelzoo/bus/message.h"
 #include "modelzoo/client.h"
 
-extern char** environ;
+#include "bench_support.h"
 
 namespace {
 
+using namespace modelzoo::bench;
 namespace fs = std::filesystem;
 namespace bus = modelzoo::bus;
 using Clock = std::chrono::steady_clock;
@@ -73,14 +68,6 @@ constexpr double kTargetRssMiB = 64.0;       // peak RSS of the daemon and of th
 constexpr milliseconds kShowTimeout{300000};  // the first show hashes the whole file
 constexpr milliseconds kPullTimeout{1800000};
 
-// Something broke (not "slow": the bench never judges speed).
-class Failure : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-// A failure already printed, with the daemon's log.
-struct Reported {};
-
 struct Options {
   bool quick = false;
   bool json_only = false;
@@ -90,224 +77,9 @@ struct Options {
   bool size_given = false;
 };
 
-// ------------------------------------------------------------------ output
-bool g_quiet = false;  // --json: only the JSON line on stdout
-
-void note(const std::string& s) {
-  if (!g_quiet) std::cerr << s << std::endl;
-}
-
-std::string fmt(double v, int prec = 1) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", prec, v);
-  return buf;
-}
-
-double round_to(double v, int digits) {
-  double f = std::pow(10.0, digits);
-  return std::round(v * f) / f;
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-// The 1-minute load average: how busy the machine was (other work skews every figure).
-double loadavg() {
-  std::ifstream in("/proc/loadavg");
-  double l = -1;
-  in >> l;
-  return l;
-}
-
-fs::path self_dir() {
-  char exe[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return fs::current_path();
-  return fs::path(std::string(exe, static_cast<std::size_t>(n))).parent_path();
-}
-
-// ------------------------------------------------------------------ /proc
-// CPU time (user + system, all threads) used so far by `pid`, from /proc/PID/stat, in clock
-// ticks (10 ms).
-double cpu_seconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(in, line);
-  auto close = line.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(line.substr(close + 2));
-  std::vector<std::string> f;
-  for (std::string t; rest >> t && f.size() < 13;) f.push_back(t);
-  if (f.size() < 13) return 0;
-  // After the command: field 3 (state) is f[0], so utime (14) is f[11], stime (15) f[12].
-  return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
-// A "Vm...:  N kB" field of /proc/PID/status, in MiB.
-double proc_status_mib(pid_t pid, const std::string& field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string prefix = field;
-  prefix.append(":");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind(prefix, 0) == 0) return std::stod(line.substr(prefix.size())) / 1024.0;
-  throw Failure("no " + field + " in /proc/" + std::to_string(pid) + "/status (process gone?)");
-}
-
-// ------------------------------------------------------------------ child processes
-// Every child we start, so that a failure or ^C never leaves one behind.
-std::atomic<pid_t> g_children[4] = {};
-
-void track(pid_t pid) {
-  for (auto& c : g_children) {
-    pid_t expected = 0;
-    if (c.compare_exchange_strong(expected, pid)) return;
-  }
-}
-void untrack(pid_t pid) {
-  for (auto& c : g_children) {
-    pid_t expected = pid;
-    c.compare_exchange_strong(expected, 0);
-  }
-}
-
-// ^C (or SIGTERM, SIGHUP): kill the children at once and let the bench fail its way out
-// normally, which removes the temp dirs. A second signal exits on the spot.
-volatile std::sig_atomic_t g_interrupted = 0;
-void on_fatal_signal(int sig) {
-  for (auto& c : g_children)
-    if (pid_t p = c.load(); p > 0) ::kill(p, SIGKILL);
-  if (g_interrupted) ::_exit(128 + sig);
-  g_interrupted = sig;
-}
-void check_interrupted() {
-  if (g_interrupted) throw Failure("interrupted by signal " + std::to_string(static_cast<int>(g_interrupted)));
-}
-
-// Waits at most `timeout` for `pid` to exit; returns its wait status.
-std::optional<int> wait_exit(pid_t pid, milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  while (true) {
-    int status = 0;
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) {
-      untrack(pid);
-      return status;
-    }
-    if (r < 0 && errno != EINTR) {
-      untrack(pid);
-      return std::nullopt;
-    }
-    if (Clock::now() >= deadline) return std::nullopt;
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-}
-
-// Sends `sig`, waits up to `timeout`, then SIGKILLs. Returns the wait status if it exited by itself.
-std::optional<int> stop_process(pid_t pid, int sig, milliseconds timeout) {
-  if (pid <= 0) return std::nullopt;
-  ::kill(pid, sig);
-  if (auto st = wait_exit(pid, timeout)) return st;
-  ::kill(pid, SIGKILL);
-  wait_exit(pid, milliseconds(5000));
-  return std::nullopt;
-}
-
-std::string describe_status(int st) {
-  if (WIFEXITED(st)) return "exit " + std::to_string(WEXITSTATUS(st));
-  if (WIFSIGNALED(st)) {
-    std::string s = "signal ";
-    s.append(std::to_string(WTERMSIG(st))).append(" (").append(::strsignal(WTERMSIG(st))).append(")");
-    return s;
-  }
-  return "status " + std::to_string(st);
-}
-
-// The environment of the bench minus every MODELZOO_* variable (they would override the
-// configuration we write).
-std::vector<std::string> child_env() {
-  std::vector<std::string> env;
-  for (char** e = environ; e && *e; ++e)
-    if (std::strncmp(*e, "MODELZOO_", 9) != 0) env.emplace_back(*e);
-  return env;
-}
-
-// fork/exec with stdin from /dev/null and stdout+stderr appended to `log`. The child dies
-// with the bench (PR_SET_PDEATHSIG), so even a crash of the bench leaves nothing running.
-pid_t spawn(const std::vector<std::string>& argv, const fs::path& log) {
-  std::vector<std::string> env = child_env();
-  std::vector<char*> av, ev;
-  for (const auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
-  av.push_back(nullptr);
-  for (const auto& e : env) ev.push_back(const_cast<char*>(e.c_str()));
-  ev.push_back(nullptr);
-  int logfd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  int nullfd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  int errpipe[2];
-  if (logfd < 0 || nullfd < 0 || ::pipe2(errpipe, O_CLOEXEC) != 0)
-    throw Failure("cannot prepare to start " + argv[0] + ": " + std::strerror(errno));
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) throw Failure(std::string("fork: ") + std::strerror(errno));
-  if (pid == 0) {
-    // Only async-signal-safe calls from here to exec.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::dup2(nullfd, 0);
-    ::dup2(logfd, 1);
-    ::dup2(logfd, 2);
-    ::execve(av[0], av.data(), ev.data());
-    int e = errno;
-    (void)!::write(errpipe[1], &e, sizeof e);
-    ::_exit(127);
-  }
-  track(pid);
-  ::close(errpipe[1]);
-  ::close(logfd);
-  ::close(nullfd);
-  int child_errno = 0;
-  ssize_t n;
-  while ((n = ::read(errpipe[0], &child_errno, sizeof child_errno)) < 0 && errno == EINTR) {
-  }
-  ::close(errpipe[0]);
-  if (n == sizeof child_errno) {
-    wait_exit(pid, milliseconds(1000));
-    throw Failure("cannot execute " + argv[0] + ": " + std::strerror(child_errno));
-  }
-  return pid;
-}
-
 // ------------------------------------------------------------------ files
-struct TempDir {
-  fs::path path;
-  TempDir(const fs::path& parent, const char* prefix) {
-    std::string tmpl = (parent / prefix).string();
-    tmpl.append(".XXXXXX");
-    if (!::mkdtemp(tmpl.data())) throw Failure("mkdtemp " + tmpl + ": " + std::strerror(errno));
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 class Fd {
  public:
@@ -324,22 +96,6 @@ class Fd {
  private:
   int fd_;
 };
-
-void write_file(const fs::path& p, const std::string& text) {
-  std::ofstream out(p);
-  out << text;
-  if (!out) throw Failure("cannot write " + p.string());
-}
-
-std::string tail_of(const fs::path& p, std::size_t lines) {
-  std::ifstream in(p);
-  std::vector<std::string> all;
-  for (std::string l; std::getline(in, l);) all.push_back(l);
-  std::string out;
-  for (std::size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i)
-    out.append("  | ").append(all[i]).append("\n");
-  return out;
-}
 
 void fsync_path(const fs::path& p, bool directory) {
   Fd fd(p, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
@@ -468,41 +224,11 @@ struct Daemon {
     wait_ready();
   }
 
-  void check_alive() {
-    int status = 0;
-    if (pid > 0 && ::waitpid(pid, &status, WNOHANG) == pid) {
-      untrack(pid);
-      pid = 0;
-      throw Failure("modelzood exited unexpectedly (" + describe_status(status) + ")");
-    }
-  }
+  void check_alive() { check_daemon_alive(pid); }
 
   // Polls `plugins` until the source is ready, with a deadline; remembers the plugin's pid.
   void wait_ready() {
-    auto deadline = Clock::now() + milliseconds(15000);
-    std::string last = "no answer";
-    while (Clock::now() < deadline) {
-      check_interrupted();
-      check_alive();
-      try {
-        modelzoo::Client c(runtime.string());
-        json p = c.call("plugins", json::object(), milliseconds(500));
-        for (const auto& pl : p.at("plugins"))
-          if (pl.value("name", "") == kSource) {
-            last = "state " + pl.value("state", std::string("?"));
-            if (pl.value("state", "") == "ready" && pl.value("pid", 0) > 0) {
-              plugin_pid = pl.value("pid", 0);
-              return;
-            }
-          }
-      } catch (const modelzoo::DaemonUnavailable& e) {
-        last = e.what();
-      } catch (const bus::Error& e) {
-        last = e.what();
-      }
-      std::this_thread::sleep_for(milliseconds(5));
-    }
-    throw Failure("source '" + std::string(kSource) + "' not ready within 15 s (" + last + ")");
+    plugin_pid = wait_source_ready(runtime, kSource, true, [this] { check_alive(); }).value("pid", 0);
   }
 
   // SIGTERM and wait; the daemon must exit 0.
@@ -845,19 +571,11 @@ int run(const Options& o) {
     } catch (const Failure& f) {
       why = std::string(f.what()).append(": ").append(why);
     }
-    if (g_interrupted) std::cerr << "modelzoo-pull-bench: interrupted by signal " << g_interrupted << "\n";
-    else std::cerr << "modelzoo-pull-bench: " << why << "\n";
+    print_failure("modelzoo-pull-bench", why);
     daemon.kill_all();
-    if (!g_interrupted && !daemon.log.empty() && fs::exists(daemon.log)) {
-      // Keep the daemon's log: the temp dir goes away with us.
-      fs::path keep = fs::temp_directory_path() /
-                      std::string("modelzoo-pull-bench-").append(std::to_string(::getpid())).append("-modelzood.log");
-      std::error_code ec;
-      fs::copy_file(daemon.log, keep, fs::copy_options::overwrite_existing, ec);
-      std::cerr << "modelzoo-pull-bench: modelzood log kept at " << (ec ? daemon.log : keep).string()
-                << "; its end:\n"
-                << tail_of(daemon.log, 20);
-    }
+    // Keep the daemon's log: the temp dir goes away with us.
+    if (!interrupted() && !daemon.log.empty() && fs::exists(daemon.log))
+      keep_daemon_log("modelzoo-pull-bench", daemon.log);
     throw Reported{};
   }
 }
@@ -909,21 +627,5 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  g_quiet = o.json_only;
-
-  struct sigaction sa {};
-  sa.sa_handler = on_fatal_signal;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
-
-  try {
-    return run(o);
-  } catch (const Reported&) {
-  } catch (const std::exception& e) {
-    std::cerr << "modelzoo-pull-bench: " << e.what() << "\n";
-  }
-  for (auto& c : g_children)
-    if (pid_t p = c.load(); p > 0) stop_process(p, SIGKILL, milliseconds(5000));
-  return g_interrupted ? 128 + g_interrupted : 1;
+  return run_bench("modelzoo-pull-bench", o.json_only, [&] { return run(o); });
 }
