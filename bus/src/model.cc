@@ -35,7 +35,11 @@ std::uint64_t ModelMetadata::total_size() const {
 
 nlohmann::json ModelMetadata::to_json() const {
   auto files_j = nlohmann::json::array();
-  for (const auto& f : files) files_j.push_back({{"name", f.name}, {"size", f.size}, {"sha256", f.sha256}});
+  for (const auto& f : files) {
+    nlohmann::json fj = {{"name", f.name}, {"size", f.size}, {"sha256", f.sha256}};
+    if (!f.local_path.empty()) fj["local_path"] = f.local_path;
+    files_j.push_back(std::move(fj));
+  }
   return {{"name", name}, {"version", version}, {"description", description}, {"author", author},
           {"license", license}, {"format", format}, {"tags", tags}, {"files", files_j}};
 }
@@ -74,6 +78,10 @@ ModelMetadata ModelMetadata::from_json(const nlohmann::json& j) {
     fi.sha256 = str_field(f, "sha256", true);
     if (!is_sha256_hex(fi.sha256))
       throw Error(ErrorCode::bad_request, "file '" + fi.name + "' has a sha256 that is not 64 lowercase hex digits");
+    fi.local_path = str_field(f, "local_path", false);
+    if (!fi.local_path.empty() &&
+        (fi.local_path[0] != '/' || fi.local_path.size() > 4096 || fi.local_path.find('\0') != std::string::npos))
+      throw Error(ErrorCode::bad_request, "file '" + fi.name + "' has a local_path that is not an absolute path");
     m.files.push_back(std::move(fi));
   }
   return m;

@@ -127,6 +127,43 @@ std::uint64_t ContentStore::Writer::reserve(std::size_t size) {
 
 void ContentStore::Writer::absorb(const void* data, std::size_t size) { hash_.update(data, size); }
 
+void ContentStore::Writer::copy_from(int src_fd, std::uint64_t offset, std::size_t size) const {
+  std::uint64_t done = 0;
+  while (done < size) {
+    off_t in = static_cast<off_t>(offset + done), out = in;
+    ssize_t n = ::copy_file_range(src_fd, &in, fd_, &out, size - done, 0);
+    if (n > 0) {
+      done += static_cast<std::uint64_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) {
+      // Not possible between these files: copy through a buffer instead.
+      std::vector<char> buf(1 << 20);
+      while (done < size) {
+        ssize_t r = ::pread(src_fd, buf.data(), std::min<std::uint64_t>(buf.size(), size - done),
+                            static_cast<off_t>(offset + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) throw Error(ErrorCode::internal, "cannot read the local copy of '" + expected_.name + "': " +
+                                                         (r == 0 ? std::string("file shrank") : std::strerror(errno)));
+        store(offset + done, buf.data(), static_cast<std::size_t>(r));
+        done += static_cast<std::uint64_t>(r);
+      }
+      break;
+    }
+    int e = n == 0 ? 0 : errno;
+    (void)!::ftruncate(fd_, static_cast<off_t>(offset));
+    throw Error(ErrorCode::internal, "cannot copy '" + expected_.name + "' into the cache (" + partial_.string() +
+                                         "): " + (e ? std::strerror(e) : std::string("source file shrank")));
+  }
+  constexpr std::uint64_t kStretch = 32u << 20;  // as in store(): start writeback early
+  std::uint64_t at = offset + size;
+  if (at / kStretch != offset / kStretch) {
+    std::uint64_t end = at / kStretch * kStretch;
+    ::sync_file_range(fd_, static_cast<off_t>(end - kStretch), static_cast<off_t>(kStretch), SYNC_FILE_RANGE_WRITE);
+  }
+}
+
 void ContentStore::Writer::store(std::uint64_t offset, const void* data, std::size_t size) const {
   auto p = static_cast<const char*>(data);
   std::size_t left = size;

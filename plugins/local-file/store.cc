@@ -350,7 +350,8 @@ sdk::ModelMetadata Store::metadata(const std::string& name, const std::string& v
     try {
       Fd fd(open_checked(f.path, r.root, rel));
       Hashed h = hash_fd(fd.get(), f.path);
-      m.files.push_back({f.name, h.size, std::move(h.sha256)});
+      // Where the daemon may copy it from directly, if its configuration trusts this root.
+      m.files.push_back({f.name, h.size, std::move(h.sha256), f.path.string()});
     } catch (const Error& e) {
       if (e.code() != ErrorCode::not_found && e.code() != ErrorCode::bad_request) throw;
       log("warn", std::string(e.what()) + ", skipped");

@@ -360,7 +360,7 @@ DaemonConfig parse_config(const std::string& yaml_text, const std::string& origi
     for (std::size_t i = 0; i < it->size(); ++i) {
       const json& sj = (*it)[i];
       std::string w = "sources[" + std::to_string(i) + "]";
-      r.only_keys(sj, w, {"name", "plugin", "command", "priority", "handles", "config", "restart", "enabled"});
+      r.only_keys(sj, w, {"name", "plugin", "command", "priority", "handles", "config", "restart", "enabled", "local_read"});
       if (auto en = sj.find("enabled"); en != sj.end() && en->is_boolean() && !en->get<bool>()) continue;
       Source s;
       auto name = r.str(sj, "name", w);
@@ -400,6 +400,20 @@ DaemonConfig parse_config(const std::string& yaml_text, const std::string& origi
       if (auto cfg = sj.find("config"); cfg != sj.end() && !cfg->is_null()) {
         if (!cfg->is_object()) r.fail(w + ".config", "must be a map");
         merge(s.config, *cfg);
+      }
+      if (auto dirs = r.strings(sj, "local_read", w)) {
+        for (const auto& d : *dirs) {
+          json v = d;
+          expand(v, c);
+          if (v.get<std::string>().empty() || v.get<std::string>()[0] != '/')
+            r.fail(w + ".local_read", "'" + d + "' is not an absolute directory");
+          s.local_read.emplace_back(v.get<std::string>());
+        }
+      } else if (plugin && *plugin == "local-file" && s.manifest.dir == exe_dir) {
+        // The built-in local-file plugin serves its root: the daemon may read there itself.
+        json root = s.config.value("root", json());
+        expand(root, c);
+        if (root.is_string() && !root.get<std::string>().empty()) s.local_read.emplace_back(root.get<std::string>());
       }
       add_source(std::move(s));
     }

@@ -46,6 +46,10 @@ struct Source {
   std::optional<std::vector<std::string>> handles;
   nlohmann::json config = nlohmann::json::object();  // the manifest's config, overlaid
   RestartPolicy restart;
+  // Directories in which the daemon may read a file itself when this source names it in a
+  // file's `local_path` (a local copy instead of a stream). Default: none, except the
+  // `root` of a built-in local-file source.
+  std::vector<std::filesystem::path> local_read;
 };
 
 struct DaemonConfig {

@@ -806,6 +806,8 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     std::string plugin;     // the source of call_id
     bool done = false;
     int pending = 0;        // chunks handed to the disk thread and not yet written
+    int local_fd = -1;      // a local copy's source file, open while pieces are pending
+    std::weak_ptr<struct PullJob> job;
     std::optional<Error> disk_error;
     std::function<void()> when_drained;  // runs once pending reaches 0
   };
@@ -929,6 +931,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
       auto t = std::make_shared<FileTransfer>();
       t->info = f;
       t->tag = next_transfer_tag++;
+      t->job = job;
       transfers[t->tag] = t;
       job->files.push_back(std::move(t));
     }
@@ -986,8 +989,9 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
 
   void file_finished(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t,
                      std::optional<Error> err) {
-    if (t->pending > 0) {  // the disk thread still writes through this writer: wait
-      t->when_drained = [this, job, t, err] { file_finished(job, t, err); };
+    if (t->pending > 0) {  // the disk threads still use this writer: wait
+      // A pending local copy already has a continuation, which ends the file itself.
+      if (!t->when_drained) t->when_drained = [this, job, t, err] { file_finished(job, t, err); };
       return;
     }
     transfers.erase(t->tag);
@@ -1023,6 +1027,84 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     }
     if (t->writer->offset() > 0)
       spdlog::info("resuming '{}' of {}:{} at byte {}", t->info.name, job->md.name, job->md.version, t->writer->offset());
+    if (local_copy(job, t)) return;
+    stream_file(job, t);
+  }
+
+  // A file a source names by local_path, inside a directory the configuration trusts for
+  // that source: its canonical path and the source, or nullopt.
+  std::optional<std::pair<fs::path, std::string>> trusted_local_path(const PullJob& job, const FileTransfer& t) {
+    for (const auto& s : job.resolution->sources) {
+      Instance* in = find_instance(s.plugin.name);
+      if (!in || in->source.local_read.empty() || !s.metadata) continue;
+      for (const auto& f : s.metadata->files) {
+        if (f.name != t.info.name || f.local_path.empty()) continue;
+        std::error_code ec;
+        fs::path real = fs::canonical(f.local_path, ec);
+        if (ec) continue;
+        for (const auto& dir : in->source.local_read) {
+          fs::path root = fs::canonical(dir, ec);
+          if (ec) continue;
+          auto rel = real.lexically_relative(root);
+          if (!rel.empty() && *rel.begin() != ".." && rel.is_relative()) return std::make_pair(real, s.plugin.name);
+        }
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Copies the file from a trusted local path inside the kernel while the hashing thread
+  // reads it; the usual size and sha256 check decides. Returns false when there is no such
+  // path (stream instead); on any failure it falls back to streaming by itself.
+  bool local_copy(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t) {
+    auto local = trusted_local_path(*job, *t);
+    if (!local) return false;
+    int fd = ::open(local->first.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st {};
+    if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) != t->info.size) {
+      if (fd >= 0) ::close(fd);
+      spdlog::info("'{}' at {} is not as declared; streaming it instead", t->info.name, local->first.string());
+      return false;
+    }
+    spdlog::info("copying '{}' of {}:{} from {} (local to the daemon)", t->info.name, job->md.name, job->md.version,
+                 local->first.string());
+    job->source = local->second;
+    t->plugin = local->second;
+    t->local_fd = fd;
+    constexpr std::uint64_t kPiece = 8u << 20;
+    for (std::uint64_t off = t->writer->size(); off < t->info.size; off += kPiece) {
+      auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kPiece, t->info.size - off));
+      t->writer->reserve(n);
+      t->pending++;
+      disk->submit_copy(t->tag, t->writer.get(), fd, off, n);
+    }
+    auto done = [this, job, t] {
+      ::close(t->local_fd);
+      t->local_fd = -1;
+      if (job->error) return file_finished(job, t, *job->error);
+      std::string why;
+      if (t->disk_error) {
+        why = t->disk_error->what();
+        t->disk_error.reset();
+        t->writer->discard();
+      } else {
+        try {
+          t->writer->commit();
+          return file_finished(job, t, std::nullopt);
+        } catch (const Error& e) {
+          why = e.what();  // commit removed the partial
+        }
+      }
+      spdlog::warn("local copy of '{}' failed ({}); streaming it instead", t->info.name, why);
+      t->writer.reset();
+      stream_file(job, t);
+    };
+    if (t->pending == 0) done();  // a resumed partial already held every byte
+    else t->when_drained = std::move(done);
+    return true;
+  }
+
+  void stream_file(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t) {
     core::with_failover(
         job->resolution,
         [this, job, t](const core::SourceAnswer& src, std::function<void(std::optional<Error>)> finish) {
@@ -1184,6 +1266,15 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
       auto t = it == transfers.end() ? nullptr : it->second.lock();
       if (!t) continue;
       t->pending--;
+      if (d.call == 0) {  // a piece of a local copy: its continuation decides
+        if (d.error && !t->disk_error) t->disk_error = d.error;
+        if (auto job = t->job.lock(); job && !d.error) {
+          job->downloaded += d.bytes;
+          send_progress(*job, *t, false);
+        }
+        if (t->pending == 0 && t->when_drained) std::exchange(t->when_drained, nullptr)();
+        continue;
+      }
       if (d.error && !t->disk_error) {
         spdlog::error("pull: {}", d.error->what());
         t->disk_error = d.error;

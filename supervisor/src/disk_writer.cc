@@ -5,6 +5,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
 
 namespace modelzoo::supervisor {
@@ -43,6 +45,37 @@ void DiskWriter::submit(std::uint64_t transfer, std::uint64_t call, core::Conten
   cv_.notify_all();
 }
 
+void DiskWriter::submit_copy(std::uint64_t transfer, core::ContentStore::Writer* writer, int src_fd,
+                             std::uint64_t offset, std::size_t size) {
+  auto job = std::make_shared<Job>();
+  job->transfer = transfer;
+  job->call = 0;
+  job->writer = writer;
+  job->offset = offset;
+  job->src_fd = src_fd;
+  job->length = size;
+  {
+    std::lock_guard lk(mu_);
+    to_hash_.push_back(job);
+    to_write_.push_back(std::move(job));
+  }
+  cv_.notify_all();
+}
+
+// Hashes a local copy piece by reading it from the source file.
+static void hash_piece(core::ContentStore::Writer* writer, int fd, std::uint64_t offset, std::size_t size) {
+  std::vector<char> buf(1 << 20);
+  std::size_t done = 0;
+  while (done < size) {
+    ssize_t r = ::pread(fd, buf.data(), std::min(buf.size(), size - done), static_cast<off_t>(offset + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) throw bus::Error(bus::ErrorCode::internal, "cannot read the local file to hash it: " +
+                                                               std::string(r == 0 ? "it shrank" : std::strerror(errno)));
+    writer->absorb(buf.data(), static_cast<std::size_t>(r));
+    done += static_cast<std::size_t>(r);
+  }
+}
+
 std::vector<DiskWriter::Done> DiskWriter::take() {
   std::uint64_t n;
   (void)!::read(event_fd_, &n, sizeof n);  // clears the counter
@@ -54,7 +87,7 @@ void DiskWriter::finished(const std::shared_ptr<Job>& job, std::optional<bus::Er
   std::lock_guard lk(mu_);
   if (error && !job->error) job->error = std::move(error);
   if (--job->remaining > 0) return;
-  done_.push_back({job->transfer, job->call, job->data.size(), job->error});
+  done_.push_back({job->transfer, job->call, job->src_fd >= 0 ? job->length : job->data.size(), job->error});
   std::uint64_t one = 1;
   (void)!::write(event_fd_, &one, sizeof one);
 }
@@ -75,8 +108,14 @@ void DiskWriter::run(bool hashing) {
     lk.unlock();
     std::optional<bus::Error> error;
     try {
-      if (hashing) job->writer->absorb(job->data.data(), job->data.size());
-      else job->writer->store(job->offset, job->data.data(), job->data.size());
+      if (job->src_fd >= 0) {
+        if (hashing) hash_piece(job->writer, job->src_fd, job->offset, job->length);
+        else job->writer->copy_from(job->src_fd, job->offset, job->length);
+      } else if (hashing) {
+        job->writer->absorb(job->data.data(), job->data.size());
+      } else {
+        job->writer->store(job->offset, job->data.data(), job->data.size());
+      }
     } catch (const bus::Error& e) {
       error = e;
     }

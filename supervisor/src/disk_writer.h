@@ -43,6 +43,11 @@ class DiskWriter {
   // submission order.
   void submit(std::uint64_t transfer, std::uint64_t call, core::ContentStore::Writer* writer, std::uint64_t offset,
               zmq::message_t data);
+  // Queues a piece of a local copy: `size` bytes at `offset` of `src_fd` are hashed into
+  // `writer` and copied into its partial at the same offset (in order with other pieces).
+  // `src_fd` must stay open until take() has returned this piece.
+  void submit_copy(std::uint64_t transfer, core::ContentStore::Writer* writer, int src_fd, std::uint64_t offset,
+                   std::size_t size);
   // The chunks finished (hashed and written, or failed) since the last call.
   std::vector<Done> take();
 
@@ -53,6 +58,8 @@ class DiskWriter {
     core::ContentStore::Writer* writer;
     std::uint64_t offset;
     zmq::message_t data;
+    int src_fd = -1;      // a local copy piece: bytes come from here
+    std::size_t length = 0;
     int remaining = 2;  // guarded by mu_
     std::optional<bus::Error> error;  // guarded by mu_
   };

@@ -108,6 +108,61 @@ TEST(Transfer, FilesOfAModelMoveAtOnce) {
     EXPECT_EQ(sha256_of_file(f["path"].get<std::string>()), f["sha256"].get<std::string>());
 }
 
+// A local-file model tree: <dir>/models/acme/llm/1.0.0/w.bin of `size` bytes.
+fs::path make_local_model(const fs::path& dir, std::size_t size, char fill) {
+  fs::path f = dir / "models" / "acme" / "llm" / "1.0.0" / "w.bin";
+  fs::create_directories(f.parent_path());
+  std::ofstream(f, std::ios::binary) << std::string(size, fill);
+  return f;
+}
+
+TEST(Transfer, TrustedLocalFilesAreCopiedByTheDaemonItselfAndVerified) {
+  Daemon d(config_with("  - name: disk\n    plugin: local-file\n    config: {root: '@DIR@/models'}\n"), false);
+  make_local_model(d.dir(), 3 * kMiB + 5, 'x');
+  d.start();
+  d.wait_plugin("disk");
+  auto reply = d.client().pull("acme/llm");
+  EXPECT_EQ(reply["bytes_downloaded"], 3 * kMiB + 5);
+  EXPECT_EQ(sha256_of_file(reply["files"][0]["path"].get<std::string>()), reply["files"][0]["sha256"].get<std::string>());
+  EXPECT_NE(d.log().find("copying 'w.bin' of acme/llm:1.0.0 from " + (d.dir() / "models").string()), std::string::npos)
+      << "the built-in local-file source's root is trusted: the daemon copies, no stream";
+}
+
+TEST(Transfer, LocalPathsOutsideTrustedDirectoriesAreStreamed) {
+  Daemon d(config_with("  - name: disk\n    plugin: local-file\n    config: {root: '@DIR@/models'}\n"
+                       "    local_read: ['@DIR@/elsewhere']\n"),
+           false);
+  make_local_model(d.dir(), kMiB, 'y');
+  fs::create_directories(d.dir() / "elsewhere");
+  d.start();
+  d.wait_plugin("disk");
+  auto reply = d.client().pull("acme/llm");
+  EXPECT_EQ(sha256_of_file(reply["files"][0]["path"].get<std::string>()), reply["files"][0]["sha256"].get<std::string>());
+  EXPECT_EQ(d.log().find("local to the daemon"), std::string::npos) << "an untrusted local_path must not be read";
+}
+
+TEST(Transfer, ALocalFileChangedAfterItsMetadataIsNeverPublished) {
+  Daemon d(config_with("  - name: disk\n    plugin: local-file\n    config: {root: '@DIR@/models'}\n"), false);
+  fs::path f = make_local_model(d.dir(), kMiB, 'a');
+  d.start();
+  d.wait_plugin("disk");
+  auto show = d.client().show("acme/llm");  // the plugin hashes the file now
+  auto mtime = fs::last_write_time(f);
+  std::ofstream(f, std::ios::binary) << std::string(kMiB, 'b');  // same size, same inode, other bytes
+  // Restore the mtime, so the plugin's hash cache (keyed on it) still answers with the old
+  // hash: the metadata now lies about the bytes.
+  fs::last_write_time(f, mtime);
+  try {
+    d.client().pull("acme/llm");
+    FAIL() << "a file that no longer matches its metadata was accepted";
+  } catch (const bus::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has sha256"), std::string::npos) << e.what();
+  }
+  EXPECT_NE(d.log().find("local copy of 'w.bin' failed"), std::string::npos) << "the local copy fell back to streaming";
+  EXPECT_TRUE(files_under(d.cache_dir() / "blobs").empty());
+  EXPECT_TRUE(files_under(d.cache_dir() / "models").empty());
+}
+
 TEST(Transfer, DaemonKilledMidTransferResumesAfterRestart) {
   Daemon d(config_with(memory_source("slow", 0, "big/model", "      throttle_bytes_per_second: 16777216\n", 32 * kMiB)));
   d.wait_plugin("slow");

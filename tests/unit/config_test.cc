@@ -98,6 +98,10 @@ TEST_F(Config, EmbeddedDefault) {
   ASSERT_EQ(local.manifest.command.size(), 1u);
   EXPECT_EQ(local.manifest.command[0], "/opt/modelzoo/bin/modelzoo-plugin-local-file");
   EXPECT_EQ(local.priority, 10);
+  // The built-in local-file source's root is where the daemon may read files itself.
+  ASSERT_EQ(local.local_read.size(), 1u);
+  EXPECT_EQ(local.local_read[0], data_dir_ / "models");
+  EXPECT_TRUE(c.sources[1].local_read.empty());  // memory: nothing to read
   EXPECT_FALSE(local.handles.has_value());
   EXPECT_EQ(local.config, json({{"root", (data_dir_ / "models").string()}}));  // ${data_dir} expanded
   EXPECT_EQ(local.restart.mode, RestartPolicy::Mode::always);
@@ -149,6 +153,20 @@ TEST_F(Config, EmptyFileHasNoSources) {
 }
 
 // ---- errors ---------------------------------------------------------------------------------
+
+TEST_F(Config, LocalReadMustListAbsoluteDirectories) {
+  auto c = parse_config("sources:\n  - {name: d, plugin: local-file, config: {root: /r}, local_read: [/a, /b]}\n", "f.yaml",
+                        "/bin");
+  EXPECT_EQ(c.sources[0].local_read, (std::vector<fs::path>{"/a", "/b"}));
+  auto none = parse_config("sources:\n  - {name: d, plugin: local-file, config: {root: /r}, local_read: []}\n", "f.yaml", "/bin");
+  EXPECT_TRUE(none.sources[0].local_read.empty());  // trust withdrawn: always streamed
+  try {
+    parse_config("sources:\n  - {name: d, plugin: memory, local_read: [rel]}\n", "f.yaml", "/bin");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("sources[0].local_read: 'rel' is not an absolute directory"));
+  }
+}
 
 TEST_F(Config, UnknownTopLevelKey) {
   expect_error("heartbeat_interval_ms: 500\nbogus_setting: 1\n", {"test.yaml", "unknown setting 'bogus_setting'"});

@@ -204,3 +204,16 @@ TEST(Sha256Hex, Shape) {
 }
 
 }  // namespace
+
+TEST(ModelMetadata, LocalPathMustBeAbsoluteAndRoundTrips) {
+  auto j = valid();
+  j["files"][0]["local_path"] = "/srv/models/org/model/1.2.3/weights.bin";
+  auto m = ModelMetadata::from_json(j);
+  EXPECT_EQ(m.files[0].local_path, "/srv/models/org/model/1.2.3/weights.bin");
+  EXPECT_EQ(ModelMetadata::from_json(m.to_json()).files[0].local_path, m.files[0].local_path);
+  EXPECT_FALSE(m.to_json()["files"][1].contains("local_path"));  // absent when there is none
+  j["files"][0]["local_path"] = "relative/weights.bin";
+  expect_bad(j, "local_path that is not an absolute path");
+  j["files"][0]["local_path"] = std::string("/a\0b", 4);
+  expect_bad(j, "local_path that is not an absolute path");
+}

@@ -10,9 +10,17 @@
 namespace modelzoo::bus {
 
 struct FileInfo {
+  FileInfo() = default;
+  FileInfo(std::string n, std::uint64_t sz, std::string sha, std::string local = {})
+      : name(std::move(n)), size(sz), sha256(std::move(sha)), local_path(std::move(local)) {}
+
   std::string name;    // relative path inside the model, checked by check_file_name
   std::uint64_t size = 0;
   std::string sha256;  // 64 lowercase hex digits
+  // Optional: an absolute path where the file can be read on the daemon's host. The daemon
+  // may copy from it instead of streaming, but only inside directories its configuration
+  // trusts for that source, and it verifies size and sha256 either way.
+  std::string local_path;
 };
 
 struct ModelMetadata {

@@ -68,6 +68,9 @@ class ContentStore {
     std::uint64_t reserve(std::size_t size);
     void absorb(const void* data, std::size_t size);
     void store(std::uint64_t offset, const void* data, std::size_t size) const;
+    // Like store(), but the bytes come from `src_fd` at the same offset, copied inside the
+    // kernel (copy_file_range; pread/pwrite where that is not possible).
+    void copy_from(int src_fd, std::uint64_t offset, std::size_t size) const;
     std::uint64_t size() const { return size_; }
     // fsyncs, checks size and sha256 against the expected file and renames the blob into
     // place. On a mismatch throws bus::Error(internal) naming the file and both values, and
