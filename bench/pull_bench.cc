@@ -75,6 +75,7 @@ struct Options {
   fs::path dir;             // where the temp dir goes (default: $TMPDIR or /tmp)
   std::uint64_t size_mib = 1024;
   bool size_given = false;
+  bool stream = false;      // local_read: [] -- the daemon streams the file instead of copying it
 };
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -192,6 +193,7 @@ struct Daemon {
   pid_t pid = 0;
   pid_t plugin_pid = 0;
   fs::path plugin_exe;
+  bool stream = false;  // withdraw the daemon's trust in the root: no local copy
 
   // A new daemon with a fresh cache and data dir in `d` and its sockets in `run_dir`,
   // serving `root`.
@@ -219,6 +221,7 @@ struct Daemon {
     y.append("  - name: ").append(kSource).append("\n");
     y.append("    plugin: local-file\n");
     y.append("    config: {root: ").append(q(root)).append("}\n");
+    if (stream) y.append("    local_read: []\n");
     write_file(config, y);
     pid = spawn({exe.string(), "--config", config.string()}, log);
     wait_ready();
@@ -339,7 +342,8 @@ PullRun timed_pull(Daemon& d, const fs::path& src, std::uint64_t size) {
 
 // ------------------------------------------------------------------ main
 void usage(std::ostream& os) {
-  os << "usage: modelzoo-pull-bench [--quick] [--size-mib N] [--dir DIR] [--json] [--bin-dir DIR]\n"
+  os << "usage: modelzoo-pull-bench [--quick] [--stream] [--size-mib N] [--dir DIR] [--json] [--bin-dir DIR]\n"
+        "  --stream       trust no local path: the plugin streams the file (the path of every remote source)\n"
         "  --quick        a 256 MiB model instead of 1 GiB (for CI)\n"
         "  --size-mib N   a model of N MiB (wins over --quick)\n"
         "  --dir DIR      where the temp dir (model tree, copies, caches) goes; default $TMPDIR or /tmp\n"
@@ -376,6 +380,7 @@ int run(const Options& o) {
        (fstype == "tmpfs" ? ": tmpfs, fsync costs nothing there; use --dir on a disk" : ""));
 
   Daemon daemon;
+  daemon.stream = o.stream;
   try {
     const fs::path root = tmp.path / "root";
     const fs::path src = root / kModel / kVersion / kFile;
@@ -481,6 +486,7 @@ int run(const Options& o) {
         {"bench", "modelzoo-pull-bench"},
         {"time", started},
         {"quick", o.quick},
+        {"path", o.stream ? "stream" : "local copy"},
         {"cpus", std::thread::hardware_concurrency()},
         {"loadavg_1m", {load_before, load_after}},
         {"size_bytes", size},
@@ -518,6 +524,7 @@ int run(const Options& o) {
       std::ostringstream t;
       auto met = [](bool b) { return b ? "met" : "MISSED"; };
       t << "modelzoo-pull-bench  " << started << "  " << o.size_mib << " MiB" << (o.quick ? " (--quick)" : "")
+        << (o.stream ? "  --stream" : "  local copy")
         << "  cpus " << std::thread::hardware_concurrency() << "  load average (1 min) " << fmt(load_before, 2)
         << " before, " << fmt(load_after, 2) << " after\n";
       t << "  " << tmp.path.string() << " (" << fstype << "); MB = 10^6 bytes; cp and pull interleaved, "
@@ -593,6 +600,8 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--quick") {
       o.quick = true;
+    } else if (a == "--stream") {
+      o.stream = true;
     } else if (a == "--json") {
       o.json_only = true;
     } else if (auto v = value(i, a, "--bin-dir")) {
