@@ -21,12 +21,11 @@
 
 #include "modelzoo/bus/names.h"
 #include "modelzoo/bus/socket.h"
-#include "modelzoo/core/cache.h"
 #include "modelzoo/core/events.h"
 #include "modelzoo/core/plugin_manager.h"
 #include "modelzoo/core/resolver.h"
-#include "disk_writer.h"
 #include "process.h"
+#include "pull_engine.h"
 #include "restart_policy.h"
 
 namespace modelzoo::supervisor {
@@ -42,10 +41,6 @@ using std::chrono::milliseconds;
 
 namespace {
 
-constexpr std::uint32_t kDownloadCredit = 16;          // chunks in flight per download
-constexpr std::size_t kDownloadChunk = 1u << 20;      // bytes per chunk
-constexpr milliseconds kProgressInterval{100};        // to the requesting client
-constexpr milliseconds kProgressEventInterval{250};   // on the event socket
 constexpr int kMaxInvalidMessages = 100;              // from one plugin before it is killed
 
 std::int64_t ms_between(Clock::time_point a, Clock::time_point b) { return duration_cast<milliseconds>(b - a).count(); }
@@ -127,15 +122,9 @@ struct PendingCall {
   milliseconds idle{0};  // streaming: the deadline moves by this on every chunk
 };
 
-// A client's request waiting for an asynchronous answer.
-struct ClientWaiter {
-  std::string routing_id;
-  std::uint64_t id;
-};
-
 }  // namespace
 
-struct Daemon::Impl : core::PluginCaller, core::EventSink {
+struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   DaemonConfig cfg;
   zmq::context_t ctx{1};
   zmq::socket_t plugin_sock{ctx, zmq::socket_type::router};
@@ -153,18 +142,15 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
   std::map<std::uint64_t, PendingCall> calls;
   std::uint64_t next_call_id = 1;
   std::deque<std::function<void()>> deferred;
-  std::unique_ptr<core::ContentStore> store;
-  struct PullJob;
-  std::map<std::string, std::shared_ptr<PullJob>> pulls;  // by "pull|load <model reference>"
   struct Timer {
     Clock::time_point at;
     std::function<void()> fire;
   };
   std::vector<Timer> timers;  // one-shot
 
-  // Declared after every member that owns a cache Writer (calls, pulls, timers), so it
-  // stops -- finishing its queued writes -- before those writers are destroyed.
-  std::unique_ptr<DiskWriter> disk = std::make_unique<DiskWriter>();
+  // Declared after `calls` and `timers`, whose callbacks may hold its transfers: it is
+  // destroyed first, so its disk threads finish before any writer they use goes.
+  std::unique_ptr<PullEngine> engine;
 
   explicit Impl(DaemonConfig c) : cfg(std::move(c)) {}
 
@@ -542,7 +528,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
 
   std::uint64_t call_stream(const std::string& plugin, const std::string& method, json body, std::uint32_t timeout_ms,
                             std::function<std::optional<Error>(Message&)> on_chunk,
-                            std::function<void(core::CallResult)> done) {
+                            std::function<void(core::CallResult)> done) override {
     Instance* in = find_instance(plugin);
     if (!in || in->state != State::ready) {
       deferred.push_back([done, plugin] {
@@ -564,7 +550,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     return id;
   }
 
-  void complete_call(std::uint64_t id, core::CallResult r) {
+  void complete_call(std::uint64_t id, core::CallResult r) override {
     auto it = calls.find(id);
     if (it == calls.end()) return;
     auto done = std::move(it->second.done);
@@ -572,7 +558,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     done(std::move(r));
   }
 
-  void cancel_call(std::uint64_t id) {
+  void cancel_call(std::uint64_t id) override {
     auto it = calls.find(id);
     if (it == calls.end()) return;
     if (Instance* in = find_instance(it->second.instance); in && !in->routing_id.empty()) {
@@ -582,7 +568,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     }
   }
 
-  void send_credit(std::uint64_t call_id, const std::string& plugin, std::uint32_t chunks) {
+  void send_credit(std::uint64_t call_id, const std::string& plugin, std::uint32_t chunks) override {
     Instance* in = find_instance(plugin);
     if (!in || in->routing_id.empty()) return;
     Message c = Message::make(MessageType::credit, {{"chunks", chunks}});
@@ -591,14 +577,24 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
   }
 
   // ---------------------------------------------------------------- client requests
-  void reply_client(const ClientWaiter& w, json body) {
+  void reply_client(const ClientWaiter& w, json body) override {
     Message m = Message::make_reply(w.id, std::move(body));
     bus::send_to(client_sock, w.routing_id, m);
   }
-  void error_client(const ClientWaiter& w, const Error& e) {
+  void error_client(const ClientWaiter& w, const Error& e) override {
     Message m = Message::make_error(w.id, e.code(), e.what());
     bus::send_to(client_sock, w.routing_id, m);
   }
+  void progress_client(const ClientWaiter& w, const json& body) override {
+    Message m = Message::make(MessageType::progress, body);
+    m.id = w.id;
+    bus::send_to(client_sock, w.routing_id, m);
+  }
+  std::vector<fs::path> local_read(const std::string& source) override {
+    Instance* in = find_instance(source);
+    return in ? in->source.local_read : std::vector<fs::path>{};
+  }
+  void at(Clock::time_point when, std::function<void()> fire) override { timers.push_back({when, std::move(fire)}); }
 
   void read_client_socket() {
     for (int i = 0; i < 512; ++i) {
@@ -717,7 +713,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
     } else if (method == "pull" || method == "load") {
       auto ref = bus::parse_model_ref(require_str(m.body, "model"));
       auto offline = m.body.find("offline");
-      start_pull(w, ref, method == "load", offline != m.body.end() && offline->is_boolean() && offline->get<bool>());
+      engine->start(w, ref, method == "load", offline != m.body.end() && offline->is_boolean() && offline->get<bool>());
     } else if (method == "ping") {
       reply_client(w, {{"pong", true}});
     } else {
@@ -728,7 +724,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
   // core::resolve over the ready plugins, plus an `unavailable` answer for every source
   // that would handle the name but is not running (starting, in back-off, failed): "no such
   // model" must not be said while a source that may have it is down.
-  void resolve(const bus::ModelRef& ref, std::uint32_t timeout, std::function<void(core::Resolution)> done) {
+  void resolve(const bus::ModelRef& ref, std::uint32_t timeout, std::function<void(core::Resolution)> done) override {
     core::resolve(manager, *this, ref, timeout, [this, done = std::move(done)](core::Resolution res) {
       for (const auto& in : instances) {
         if (in->state == State::ready) continue;
@@ -792,503 +788,6 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
         }
         if (--g->outstanding == 0) finish();
       });
-    }
-  }
-
-  // ---------------------------------------------------------------- pull and load
-  // One file of a pull: received from the sources that have it, best first; a source that
-  // fails mid-file hands over to the next at the offset already received and hashed.
-  struct FileTransfer {
-    bus::FileInfo info;
-    std::uint64_t tag = 0;  // names it to the disk thread
-    std::unique_ptr<core::ContentStore::Writer> writer;
-    std::uint64_t call_id = 0;
-    std::string plugin;     // the source of call_id
-    bool done = false;
-    int pending = 0;        // chunks handed to the disk thread and not yet written
-    int local_fd = -1;      // a local copy's source file, open while pieces are pending
-    std::weak_ptr<struct PullJob> job;
-    std::optional<Error> disk_error;
-    std::function<void()> when_drained;  // runs once pending reaches 0
-  };
-  std::map<std::uint64_t, std::weak_ptr<FileTransfer>> transfers;  // by tag
-  std::uint64_t next_transfer_tag = 1;
-
-  struct PullJob {
-    bus::ModelRef ref;
-    bool load = false;  // a `load`: also publishes model.load.* and returns the metadata
-    std::vector<ClientWaiter> waiters;
-    std::shared_ptr<core::Resolution> resolution;  // sources with identical files, best first
-    bus::ModelMetadata md;
-    std::string source;  // the source of the most recent chunk (for progress)
-    std::vector<std::shared_ptr<FileTransfer>> files;  // those not cached yet
-    std::size_t next_file = 0, running = 0, finished = 0;
-    std::vector<std::pair<std::string, Error>> failures;
-    std::optional<Error> error;  // the pull failed: stop starting files
-    bool answered = false;
-    std::uint64_t total = 0, cached_bytes = 0, downloaded = 0;
-    Clock::time_point started = Clock::now(), last_progress, last_event;
-  };
-  static constexpr std::size_t kParallelFiles = 4;
-  static constexpr milliseconds kBusyRetry{100};  // another process holds a file: look again
-
-  void start_pull(const ClientWaiter& w, const bus::ModelRef& ref, bool load, bool offline) {
-    std::string key = (load ? "load " : "pull ") + ref.str();
-    if (auto it = pulls.find(key); it != pulls.end()) {
-      it->second->waiters.push_back(w);  // one transfer, every requester answered
-      return;
-    }
-    auto job = std::make_shared<PullJob>();
-    job->ref = ref;
-    job->load = load;
-    job->waiters.push_back(w);
-    pulls[key] = job;
-    if (load) publish(core::topic::kLoadStarted, {{"model", ref.name}, {"version", ref.version}});
-    if (offline || cfg.offline) {
-      // Offline: the cache alone answers; no plugin is asked anything.
-      if (!serve_from_cache(job, "offline"))
-        finish_pull(job, Error(ErrorCode::unavailable, "offline, and '" + ref.str() + "' is not in the cache"));
-      return;
-    }
-    resolve(ref, static_cast<std::uint32_t>(cfg.request_timeout.count()),
-            [this, job](core::Resolution res) { on_pull_resolved(job, std::move(res)); });
-  }
-
-  // Answers from the cache when it holds the whole model (the newest cached version when
-  // none was asked for). Returns false when it does not.
-  bool serve_from_cache(const std::shared_ptr<PullJob>& job, const std::string& why) {
-    std::vector<std::string> versions =
-        job->ref.version.empty() ? store->cached_versions(job->ref.name) : std::vector<std::string>{job->ref.version};
-    for (const auto& v : versions) {
-      auto md = store->read_manifest(job->ref.name, v);
-      if (!md || !store->complete(*md)) continue;
-      job->md = *md;
-      job->total = md->total_size();
-      spdlog::info("{}:{} served from the cache ({})", md->name, md->version, why);
-      finish_pull(job, std::nullopt, pull_reply(*job, "cache", true));
-      return true;
-    }
-    return false;
-  }
-
-  void finish_pull(const std::shared_ptr<PullJob>& job, const std::optional<Error>& err, json reply = {}) {
-    if (job->answered) return;  // files finishing in a cascade may all reach here
-    job->answered = true;
-    pulls.erase((job->load ? "load " : "pull ") + job->ref.str());
-    auto ms = ms_between(job->started, Clock::now());
-    if (job->load) {
-      if (err)
-        publish(core::topic::kLoadFailed, {{"model", job->ref.name}, {"version", job->md.version.empty() ? job->ref.version : job->md.version},
-                                            {"error", error_json(*err)}, {"duration_ms", ms}});
-      else
-        publish(core::topic::kLoadCompleted, {{"model", job->md.name}, {"version", job->md.version},
-                                              {"path", reply.value("path", std::string())}, {"duration_ms", ms}});
-    }
-    if (!err) {
-      store->touch(job->md.name, job->md.version);
-      if (job->load) reply["metadata"] = job->md.to_json();
-    }
-    for (const auto& w : job->waiters) {
-      if (err) error_client(w, *err);
-      else reply_client(w, reply);
-    }
-  }
-
-  void on_pull_resolved(const std::shared_ptr<PullJob>& job, core::Resolution res) {
-    const core::SourceAnswer* best = res.best();
-    if (!best) {
-      // Every source is down or lacks it: a model already in the cache is still served.
-      if (serve_from_cache(job, "no source has it now: " + std::string(res.failure().what()))) return;
-      auto err = res.failure();
-      publish(core::topic::kDownloadFailed,
-              {{"model", job->ref.name}, {"version", job->ref.version}, {"error", error_json(err)}});
-      return finish_pull(job, err);
-    }
-    job->md = *best->metadata;
-    // Fail over only to sources that have the very same files.
-    auto same = std::make_shared<core::Resolution>();
-    same->ref = res.ref;
-    for (const auto& s : res.sources) {
-      if (!s.metadata || s.metadata->version != job->md.version || s.metadata->files.size() != job->md.files.size())
-        continue;
-      const auto& caps = s.plugin.capabilities;
-      if (std::find(caps.begin(), caps.end(), "download") == caps.end()) continue;
-      bool identical = true;
-      for (std::size_t i = 0; i < s.metadata->files.size(); ++i) {
-        const auto &a = s.metadata->files[i], &b = job->md.files[i];
-        identical &= a.name == b.name && a.size == b.size && a.sha256 == b.sha256;
-      }
-      if (identical) same->sources.push_back(s);
-    }
-    job->resolution = same;
-    job->total = job->md.total_size();
-    std::set<std::string> queued;  // a model may list the same content twice
-    for (const auto& f : job->md.files) {
-      if (store->has_blob(f.sha256) || !queued.insert(f.sha256).second) {
-        job->cached_bytes += f.size;
-        continue;
-      }
-      auto t = std::make_shared<FileTransfer>();
-      t->info = f;
-      t->tag = next_transfer_tag++;
-      t->job = job;
-      transfers[t->tag] = t;
-      job->files.push_back(std::move(t));
-    }
-    if (job->files.empty()) return complete_pull(job, best->plugin.name, true);
-    job->source = best->plugin.name;
-    try {
-      // The manifest first: every blob this pull commits is referenced from the moment it
-      // appears, so a concurrent `modelzoo cache prune` never takes it for an orphan.
-      store->write_manifest(job->md, job->source);
-    } catch (const Error& e) {
-      return finish_pull(job, e);
-    }
-    publish(core::topic::kDownloadStarted, {{"model", job->md.name},
-                                            {"version", job->md.version},
-                                            {"plugin", best->plugin.name},
-                                            {"files", job->files.size()},
-                                            {"total_bytes", job->total}});
-    start_files(job);
-  }
-
-  void complete_pull(const std::shared_ptr<PullJob>& job, const std::string& source, bool cached) {
-    try {
-      store->write_manifest(job->md, source);
-      store->link_view(job->md);
-    } catch (const std::exception& e) {
-      return finish_pull(job, Error(ErrorCode::internal, e.what()));
-    }
-    if (!cached) {
-      auto ms = std::max<std::int64_t>(1, ms_between(job->started, Clock::now()));
-      publish(core::topic::kDownloadCompleted,
-              {{"model", job->md.name}, {"version", job->md.version}, {"plugin", source},
-               {"bytes", fetched_bytes(*job)}, {"bytes_transferred", job->downloaded}, {"duration_ms", ms},
-               {"bytes_per_second", fetched_bytes(*job) * 1000 / static_cast<std::uint64_t>(ms)},
-               {"failovers", job->failures.size()}});
-    }
-    finish_pull(job, std::nullopt, pull_reply(*job, source, cached));
-  }
-
-  // Starts files until kParallelFiles are running; finishes the job when all are done.
-  void start_files(const std::shared_ptr<PullJob>& job) {
-    while (!job->error && job->running < kParallelFiles && job->next_file < job->files.size()) {
-      auto t = job->files[job->next_file++];
-      job->running++;
-      start_file(job, t);
-    }
-    if (job->running > 0) return;
-    if (job->error) {
-      std::string msg = job->error->what();
-      publish(core::topic::kDownloadFailed,
-              {{"model", job->md.name}, {"version", job->md.version}, {"error", error_json(*job->error)}});
-      return finish_pull(job, job->error);
-    }
-    if (job->finished == job->files.size()) complete_pull(job, job->source, false);
-  }
-
-  void file_finished(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t,
-                     std::optional<Error> err) {
-    if (t->pending > 0) {  // the disk threads still use this writer: wait
-      // A pending local copy already has a continuation, which ends the file itself.
-      if (!t->when_drained) t->when_drained = [this, job, t, err] { file_finished(job, t, err); };
-      return;
-    }
-    transfers.erase(t->tag);
-    t->writer.reset();  // releases the lock; an unfinished partial stays for resume
-    job->running--;
-    if (err && !job->error) {
-      job->error = *err;
-      // Stop the other files now; their partials are kept for the next attempt.
-      for (const auto& other : job->files)
-        if (other->call_id) {
-          cancel_call(other->call_id);
-          complete_call(other->call_id, {json(), Error(ErrorCode::unavailable, "another file of the pull failed")});
-        }
-    }
-    if (!err) {
-      t->done = true;
-      job->finished++;
-    }
-    start_files(job);
-  }
-
-  void start_file(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t) {
-    if (job->error) return file_finished(job, t, job->error);
-    if (store->has_blob(t->info.sha256)) return file_finished(job, t, std::nullopt);  // another process got it
-    try {
-      t->writer = store->begin(t->info);
-    } catch (const Error& e) {
-      return file_finished(job, t, e);
-    }
-    if (!t->writer) {  // another process is receiving this very file: wait for it
-      timers.push_back({Clock::now() + kBusyRetry, [this, job, t] { start_file(job, t); }});
-      return;
-    }
-    if (t->writer->offset() > 0)
-      spdlog::info("resuming '{}' of {}:{} at byte {}", t->info.name, job->md.name, job->md.version, t->writer->offset());
-    if (local_copy(job, t)) return;
-    stream_file(job, t);
-  }
-
-  // A file a source names by local_path, inside a directory the configuration trusts for
-  // that source: its canonical path and the source, or nullopt.
-  std::optional<std::pair<fs::path, std::string>> trusted_local_path(const PullJob& job, const FileTransfer& t) {
-    for (const auto& s : job.resolution->sources) {
-      Instance* in = find_instance(s.plugin.name);
-      if (!in || in->source.local_read.empty() || !s.metadata) continue;
-      for (const auto& f : s.metadata->files) {
-        if (f.name != t.info.name || f.local_path.empty()) continue;
-        std::error_code ec;
-        fs::path real = fs::canonical(f.local_path, ec);
-        if (ec) continue;
-        for (const auto& dir : in->source.local_read) {
-          fs::path root = fs::canonical(dir, ec);
-          if (ec) continue;
-          auto rel = real.lexically_relative(root);
-          if (!rel.empty() && *rel.begin() != ".." && rel.is_relative()) return std::make_pair(real, s.plugin.name);
-        }
-      }
-    }
-    return std::nullopt;
-  }
-
-  // Copies the file from a trusted local path inside the kernel while the hashing thread
-  // reads it; the usual size and sha256 check decides. Returns false when there is no such
-  // path (stream instead); on any failure it falls back to streaming by itself.
-  bool local_copy(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t) {
-    auto local = trusted_local_path(*job, *t);
-    if (!local) return false;
-    int fd = ::open(local->first.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    struct stat st {};
-    if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) != t->info.size) {
-      if (fd >= 0) ::close(fd);
-      spdlog::info("'{}' at {} is not as declared; streaming it instead", t->info.name, local->first.string());
-      return false;
-    }
-    spdlog::info("copying '{}' of {}:{} from {} (local to the daemon)", t->info.name, job->md.name, job->md.version,
-                 local->first.string());
-    job->source = local->second;
-    t->plugin = local->second;
-    t->local_fd = fd;
-    constexpr std::uint64_t kPiece = 8u << 20;
-    for (std::uint64_t off = t->writer->size(); off < t->info.size; off += kPiece) {
-      auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kPiece, t->info.size - off));
-      t->writer->reserve(n);
-      t->pending++;
-      disk->submit_copy(t->tag, t->writer.get(), fd, off, n);
-    }
-    auto done = [this, job, t] {
-      ::close(t->local_fd);
-      t->local_fd = -1;
-      if (job->error) return file_finished(job, t, *job->error);
-      std::string why;
-      if (t->disk_error) {
-        why = t->disk_error->what();
-        t->disk_error.reset();
-        t->writer->discard();
-      } else {
-        try {
-          t->writer->commit();
-          return file_finished(job, t, std::nullopt);
-        } catch (const Error& e) {
-          why = e.what();  // commit removed the partial
-        }
-      }
-      spdlog::warn("local copy of '{}' failed ({}); streaming it instead", t->info.name, why);
-      t->writer.reset();
-      stream_file(job, t);
-    };
-    if (t->pending == 0) done();  // a resumed partial already held every byte
-    else t->when_drained = std::move(done);
-    return true;
-  }
-
-  void stream_file(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t) {
-    core::with_failover(
-        job->resolution,
-        [this, job, t](const core::SourceAnswer& src, std::function<void(std::optional<Error>)> finish) {
-          if (job->error) return finish(*job->error);
-          download_file(job, t, src.plugin.name, std::move(finish));
-        },
-        [this, job, t](core::FailoverOutcome out) {
-          for (auto& f : out.failures) job->failures.push_back(f);
-          if (out.source) return file_finished(job, t, std::nullopt);
-          if (t->disk_error) return file_finished(job, t, *t->disk_error);  // not the sources' fault
-          std::string msg = "every source failed for '" + t->info.name + "' of '" + job->md.name + ":" + job->md.version + "':";
-          for (const auto& [p, e] : out.failures) msg += " " + p + ": " + e.what() + ";";
-          ErrorCode code = out.failures.size() == 1 ? out.failures[0].second.code() : ErrorCode::unavailable;
-          file_finished(job, t, Error(code, msg));
-        });
-  }
-
-  // Bytes of the files this pull had to fetch (the transfer may have moved more: failed attempts).
-  static std::uint64_t fetched_bytes(const PullJob& job) {
-    std::uint64_t n = 0;
-    for (const auto& f : job.files) n += f->info.size;
-    return n;
-  }
-
-  json pull_reply(const PullJob& job, const std::string& source, bool cached) {
-    json files = json::array();
-    fs::path dir = store->view_dir(job.md.name, job.md.version);
-    for (const auto& f : job.md.files)
-      files.push_back({{"name", f.name}, {"size", f.size}, {"sha256", f.sha256}, {"path", (dir / f.name).string()}});
-    return {{"name", job.md.name},       {"version", job.md.version},
-            {"source", source},          {"path", dir.string()},
-            {"files", files},            {"bytes_downloaded", job.downloaded},
-            {"cached", cached},          {"duration_ms", ms_between(job.started, Clock::now())}};
-  }
-
-  void send_progress(PullJob& job, const FileTransfer& t, bool force) {
-    auto now = Clock::now();
-    bool to_clients = force || now - job.last_progress >= kProgressInterval;
-    bool to_events = force || now - job.last_event >= kProgressEventInterval;
-    if (!to_clients && !to_events) return;
-    std::uint64_t present = job.cached_bytes;
-    for (const auto& f : job.files) present += f->done ? f->info.size : (f->writer ? f->writer->size() : 0);
-    auto elapsed = std::max<std::int64_t>(1, ms_between(job.started, now));
-    json p = {{"model", job.md.name},
-              {"version", job.md.version},
-              {"file", t.info.name},
-              {"file_bytes", t.writer ? t.writer->size() : 0},
-              {"file_size", t.info.size},
-              {"bytes", present},
-              {"total_bytes", job.total},
-              {"bytes_per_second", job.downloaded * 1000 / static_cast<std::uint64_t>(elapsed)},
-              {"source", job.source}};  // client protocol: "source"; events: "plugin"
-    if (to_clients) {
-      job.last_progress = now;
-      for (const auto& w : job.waiters) {
-        Message m = Message::make(MessageType::progress, p);
-        m.id = w.id;
-        bus::send_to(client_sock, w.routing_id, m);
-      }
-    }
-    if (to_events) {
-      job.last_event = now;
-      p["plugin"] = p["source"];
-      p.erase("source");
-      publish(core::topic::kDownloadProgress, std::move(p));
-    }
-  }
-
-  // Streams one file from `plugin`, from the writer's offset, under credit flow control.
-  void download_file(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t,
-                     const std::string& plugin, std::function<void(std::optional<Error>)> finish) {
-    if (!t->writer) {
-      try {
-        t->writer = store->begin(t->info);
-      } catch (const Error& e) {
-        return finish(e);
-      }
-      if (!t->writer) return finish(Error(ErrorCode::unavailable, "'" + t->info.name + "' is being received by another process"));
-    }
-    job->source = plugin;
-    if (t->writer->size() == t->info.size) {
-      // An earlier attempt received every byte but never committed (it died first).
-      try {
-        t->writer->commit();
-        return finish(std::nullopt);
-      } catch (const Error& e) {
-        spdlog::warn("pull {}:{}: complete partial refused: {}", job->md.name, job->md.version, e.what());
-        t->writer = store->begin(t->info);  // discarded: start the file over from this source
-        if (!t->writer) return finish(Error(ErrorCode::unavailable, "'" + t->info.name + "' is being received by another process"));
-      }
-    }
-    send_progress(*job, *t, true);
-    json body = {{"name", job->md.name}, {"version", job->md.version}, {"file", t->info.name},
-                 {"offset", t->writer->size()}, {"credit", kDownloadCredit}, {"chunk_size", kDownloadChunk}};
-    auto credit = std::make_shared<std::uint32_t>(kDownloadCredit);  // chunks the plugin may still send
-    auto call_id = std::make_shared<std::uint64_t>(0);
-    *call_id = call_stream(
-        plugin, "download", body, static_cast<std::uint32_t>(cfg.download_stall_timeout.count()),
-        [this, job, t, credit, call_id, plugin](Message& m) -> std::optional<Error> {
-          const bus::FileInfo& file = t->info;
-          // Flow control is enforced, not trusted: memory per transfer stays bounded.
-          if (*credit == 0) return Error(ErrorCode::internal, "sent a chunk of '" + file.name + "' without credit");
-          if (m.data.size() > kDownloadChunk || m.data.size() == 0)
-            return Error(ErrorCode::internal, "sent a chunk of " + std::to_string(m.data.size()) + " bytes of '" +
-                                                  file.name + "' (1 to " + std::to_string(kDownloadChunk) + " allowed)");
-          --*credit;
-          auto offset = bus::get_uint(m.body, "offset");
-          if (!offset) return Error(ErrorCode::internal, "sent a chunk of '" + file.name + "' without an offset");
-          if (*offset != t->writer->size())
-            return Error(ErrorCode::internal, "sent '" + file.name + "' out of order (offset " + std::to_string(*offset) +
-                                                  ", expected " + std::to_string(t->writer->size()) + ")");
-          if (t->writer->size() + m.data.size() > file.size)
-            return Error(ErrorCode::internal, "sent more bytes of '" + file.name + "' than its metadata declares (" +
-                                                  std::to_string(file.size) + ")");
-          if (t->disk_error) return *t->disk_error;
-          // The disk threads hash and store it, in order; credit returns once both are done.
-          std::uint64_t at = t->writer->reserve(m.data.size());
-          t->pending++;
-          job->downloaded += m.data.size();
-          ++*credit;
-          disk->submit(t->tag, *call_id, t->writer.get(), at, std::move(m.data));
-          send_progress(*job, *t, false);
-          return std::nullopt;
-        },
-        [this, job, t, finish](core::CallResult r) {
-          t->call_id = 0;
-          if (!r.ok()) return finish(t->disk_error ? *t->disk_error : Error(r.error->code(), r.error->what()));
-          if (t->pending > 0) {  // commit only what is on disk
-            t->when_drained = [this, job, t, finish] { end_of_file(job, t, finish); };
-            return;
-          }
-          end_of_file(job, t, finish);
-        });
-    t->call_id = *call_id;
-    t->plugin = plugin;
-  }
-
-  void end_of_file(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t,
-                   const std::function<void(std::optional<Error>)>& finish) {
-    if (t->disk_error) return finish(*t->disk_error);
-    if (t->writer->size() != t->info.size)
-      return finish(Error(ErrorCode::internal, "ended '" + t->info.name + "' after " +
-                                                   std::to_string(t->writer->size()) + " of " +
-                                                   std::to_string(t->info.size) + " bytes"));
-    try {
-      t->writer->commit();
-    } catch (const Error& e) {
-      spdlog::warn("pull {}:{}: {}", job->md.name, job->md.version, e.what());
-      t->writer.reset();  // the partial is gone: a next source starts this file from zero
-      return finish(e);
-    }
-    finish(std::nullopt);
-  }
-
-  // Finished disk writes: return credit to the plugin that sent the chunk, or fail the file.
-  void on_disk_writes() {
-    for (auto& d : disk->take()) {
-      auto it = transfers.find(d.transfer);
-      auto t = it == transfers.end() ? nullptr : it->second.lock();
-      if (!t) continue;
-      t->pending--;
-      if (d.call == 0) {  // a piece of a local copy: its continuation decides
-        if (d.error && !t->disk_error) t->disk_error = d.error;
-        if (auto job = t->job.lock(); job && !d.error) {
-          job->downloaded += d.bytes;
-          send_progress(*job, *t, false);
-        }
-        if (t->pending == 0 && t->when_drained) std::exchange(t->when_drained, nullptr)();
-        continue;
-      }
-      if (d.error && !t->disk_error) {
-        spdlog::error("pull: {}", d.error->what());
-        t->disk_error = d.error;
-        for (auto& [key, job] : pulls)  // a disk problem is no source's fault: stop the pull
-          for (const auto& f : job->files)
-            if (f == t && !job->error) job->error = d.error;
-        if (t->call_id) {
-          cancel_call(t->call_id);
-          complete_call(t->call_id, {json(), *d.error});
-        }
-      } else if (!d.error && d.call == t->call_id) {
-        send_credit(d.call, t->plugin, 1);
-      }
-      if (t->pending == 0 && t->when_drained) std::exchange(t->when_drained, nullptr)();
     }
   }
 
@@ -1357,7 +856,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
                                             {client_sock.handle(), 0, ZMQ_POLLIN, 0},
                                             {event_sock.handle(), 0, ZMQ_POLLIN, 0},
                                             {nullptr, signal_fd, ZMQ_POLLIN, 0},
-                                            {nullptr, disk->fd(), ZMQ_POLLIN, 0}};
+                                            {nullptr, engine->disk_fd(), ZMQ_POLLIN, 0}};
       std::vector<std::pair<Instance*, int>> fds;  // (instance, fd) for the items after the first five
       for (auto& in : instances) {
         if (!in->process) continue;
@@ -1370,7 +869,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
       auto timeout = deferred.empty() ? next_wakeup() : milliseconds(0);
       zmq::poll(items.data(), items.size(), timeout);
       if (items[3].revents & ZMQ_POLLIN) on_signal();
-      if (items[4].revents & ZMQ_POLLIN) on_disk_writes();
+      if (items[4].revents & ZMQ_POLLIN) engine->on_disk_writes();
       for (std::size_t i = 0; i < fds.size(); ++i) {
         if (!(items[5 + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) continue;
         auto [in, fd] = fds[i];
@@ -1433,17 +932,15 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink {
       in.process.reset();
       in.state = State::stopped;
     }
-    for (auto& [_, job] : pulls)
-      for (const auto& w : job->waiters) error_client(w, Error(ErrorCode::unavailable, "daemon stopping"));
-    pulls.clear();
+    engine->abort_all(Error(ErrorCode::unavailable, "daemon stopping"));
   }
 
   int run() {
     prepare_runtime_dir();
     setup_signals();
     bind_sockets();
-    store = std::make_unique<core::ContentStore>(cfg.cache_dir);
-    if (auto n = store->clean_partials(cfg.partial_retention))
+    engine = std::make_unique<PullEngine>(cfg, *this, *this);
+    if (auto n = engine->removed_partials())
       spdlog::info("removed {} partial file(s) of pulls interrupted more than {} h ago", n,
                    duration_cast<std::chrono::hours>(cfg.partial_retention).count());
     if (cfg.offline) spdlog::info("offline: models are served from the cache only; no source is asked");
