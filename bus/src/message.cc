@@ -131,6 +131,10 @@ std::uint64_t uint_field(const nlohmann::json& env, const char* key, std::string
 
 }  // namespace
 
+nlohmann::json to_json(const Error& e) {
+  return {{"code", std::string(to_string(e.code()))}, {"message", e.what()}};
+}
+
 std::string get_string(const nlohmann::json& body, const char* key, const std::string& fallback) {
   auto it = body.find(key);
   return it != body.end() && it->is_string() ? it->get<std::string>() : fallback;

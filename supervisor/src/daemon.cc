@@ -53,8 +53,6 @@ std::string random_token() {
   return out;
 }
 
-json error_json(const Error& e) { return {{"code", std::string(bus::to_string(e.code()))}, {"message", e.what()}}; }
-
 // The level word an SDK puts first on a stderr line ("warn something") picks the log level.
 spdlog::level::level_enum level_of(std::string& line) {
   static const std::pair<const char*, spdlog::level::level_enum> levels[] = {
@@ -702,7 +700,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
                              {"priority", s.plugin.priority},
                              {"ok", s.metadata.has_value()},
                              {"version", s.metadata ? json(s.metadata->version) : json(nullptr)},
-                             {"error", s.error ? error_json(*s.error) : json(nullptr)}});
+                             {"error", s.error ? bus::to_json(*s.error) : json(nullptr)}});
         const core::SourceAnswer* best = res.best();
         if (!best) return error_client(w, res.failure());
         reply_client(w, {{"model", res.ref.str()},

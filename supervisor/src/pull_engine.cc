@@ -31,8 +31,6 @@ constexpr milliseconds kProgressEventInterval{250};   // on the event socket
 
 std::int64_t ms_between(Clock::time_point a, Clock::time_point b) { return duration_cast<milliseconds>(b - a).count(); }
 
-json error_json(const Error& e) { return {{"code", std::string(bus::to_string(e.code()))}, {"message", e.what()}}; }
-
 }  // namespace
 
 struct PullEngine::Impl {
@@ -127,7 +125,7 @@ struct PullEngine::Impl {
     if (job->load) {
       if (err)
         events.publish(core::topic::kLoadFailed, {{"model", job->ref.name}, {"version", job->md.version.empty() ? job->ref.version : job->md.version},
-                                            {"error", error_json(*err)}, {"duration_ms", ms}});
+                                            {"error", bus::to_json(*err)}, {"duration_ms", ms}});
       else
         events.publish(core::topic::kLoadCompleted, {{"model", job->md.name}, {"version", job->md.version},
                                               {"path", reply.value("path", std::string())}, {"duration_ms", ms}});
@@ -149,7 +147,7 @@ struct PullEngine::Impl {
       if (serve_from_cache(job, "no source has it now: " + std::string(res.failure().what()))) return;
       auto err = res.failure();
       events.publish(core::topic::kDownloadFailed,
-              {{"model", job->ref.name}, {"version", job->ref.version}, {"error", error_json(err)}});
+              {{"model", job->ref.name}, {"version", job->ref.version}, {"error", bus::to_json(err)}});
       return finish_pull(job, err);
     }
     job->md = *best->metadata;
@@ -229,7 +227,7 @@ struct PullEngine::Impl {
     if (job->error) {
       std::string msg = job->error->what();
       events.publish(core::topic::kDownloadFailed,
-              {{"model", job->md.name}, {"version", job->md.version}, {"error", error_json(*job->error)}});
+              {{"model", job->md.name}, {"version", job->md.version}, {"error", bus::to_json(*job->error)}});
       return finish_pull(job, job->error);
     }
     if (job->finished == job->files.size()) complete_pull(job, job->source, false);

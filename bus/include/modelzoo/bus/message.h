@@ -94,6 +94,9 @@ std::string encode_envelope(const Message& m);
 Message decode(const void* envelope, std::size_t size);
 Message decode(std::vector<zmq::message_t>& frames);  // frames without routing id
 
+// {"code": "<code>", "message": "<text>"}: an error as it appears in replies and events.
+nlohmann::json to_json(const Error& e);
+
 // Reading a field of a body that came from another process, without trusting its type:
 // a missing or mistyped field gives the fallback (never an exception).
 std::string get_string(const nlohmann::json& body, const char* key, const std::string& fallback = {});
