@@ -10,6 +10,8 @@ MODELZOO_PACKAGES=(
   libboost-dev libboost-filesystem-dev  # Boost.Process v1 (uses Boost.Filesystem)
   libspdlog-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev
   libssl-dev                      # SHA-256 with SHA-NI
+  libsodium-dev                   # encrypted models (secretstream), the decrypt extension
+  libzstd-dev                     # .zst models, the decompress extension
   libgtest-dev libgmock-dev       # tests
   python3 python3-zmq python3-msgpack  # Python plugins (the spec's example runs in the tests)
 )
