@@ -14,8 +14,8 @@ namespace {
 constexpr std::array<std::string_view, 12> kTypeNames = {
     "hello", "welcome", "reject", "request", "reply", "error",
     "progress", "chunk", "credit", "cancel", "heartbeat", "goodbye"};
-constexpr std::array<std::string_view, 6> kErrorNames = {
-    "not_found", "unavailable", "timeout", "bad_request", "unauthorized", "internal"};
+constexpr std::array<std::string_view, 7> kErrorNames = {
+    "not_found", "unavailable", "timeout", "bad_request", "unauthorized", "internal", "rejected"};
 
 // Hostile-input bounds handed to msgpack-c: nesting depth and container sizes.
 msgpack::unpack_limit decode_limits() {

@@ -43,7 +43,8 @@ void start_writeback(int fd, std::uint64_t from, std::uint64_t to) {
 }  // namespace
 
 ContentStore::ContentStore(fs::path root) : root_(std::move(root)) {
-  for (const auto& d : {root_ / "blobs" / "sha256", root_ / "tmp", root_ / "models", root_ / "manifests"}) {
+  for (const auto& d : {root_ / "blobs" / "sha256", root_ / "tmp", root_ / "models", root_ / "manifests",
+                        root_ / "staging"}) {
     std::error_code ec;
     fs::create_directories(d, ec);
     if (ec) throw std::runtime_error("cannot create cache directory " + d.string() + ": " + ec.message());
@@ -269,10 +270,12 @@ fs::path ContentStore::link_view(const bus::ModelMetadata& m) const {
   return dir;
 }
 
-void ContentStore::write_manifest(const bus::ModelMetadata& m, const std::string& source) const {
+void ContentStore::write_manifest(const bus::ModelMetadata& m, const std::string& source,
+                                  const nlohmann::json& derived) const {
   fs::path file = root_ / "manifests" / m.name / (m.version + ".json");
   fs::create_directories(file.parent_path());
   nlohmann::json j = {{"metadata", m.to_json()}, {"source", source}};
+  if (!derived.is_null()) j["derived"] = derived;
   std::string text = j.dump(2) + "\n";
   std::string tmp_name = ".";
   tmp_name.append(file.filename().string()).append(".").append(random_suffix());
@@ -297,6 +300,91 @@ std::optional<bus::ModelMetadata> ContentStore::read_manifest(const std::string&
   } catch (const std::exception&) {
     return std::nullopt;  // unreadable manifest: as if not cached
   }
+}
+
+std::optional<nlohmann::json> ContentStore::read_manifest_record(const std::string& name,
+                                                                const std::string& version) const {
+  std::ifstream in(root_ / "manifests" / name / (version + ".json"));
+  if (!in) return std::nullopt;
+  try {
+    auto j = nlohmann::json::parse(in);
+    bus::ModelMetadata::from_json(j.at("metadata"));  // readable as a manifest at all
+    return j;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+ContentStore::Staging::~Staging() {
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+  ::unlink(lock_.c_str());
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+std::unique_ptr<ContentStore::Staging> ContentStore::begin_staging() const {
+  std::string id = random_suffix();
+  std::unique_ptr<Staging> s(new Staging());
+  s->lock_ = root_ / "tmp" / ("staging-" + id + ".lock");
+  s->lock_fd_ = try_lock(s->lock_);
+  if (s->lock_fd_ < 0) throw Error(ErrorCode::internal, "staging lock " + s->lock_.string() + " is taken");
+  s->dir_ = root_ / "staging" / id;
+  std::error_code ec;
+  fs::create_directories(s->dir_, ec);
+  if (ec) throw Error(ErrorCode::internal, "cannot create staging directory " + s->dir_.string() + ": " + ec.message());
+  return s;
+}
+
+bus::FileInfo ContentStore::adopt(const fs::path& file, const std::string& name) const {
+  auto fail = [&](const std::string& why) { return Error(ErrorCode::internal, "cannot commit '" + name + "': " + why); };
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) throw fail(file.string() + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    ::close(fd);
+    throw fail(file.string() + " is not a regular file with a single link");
+  }
+  Sha256 h;
+  std::vector<char> buf(1 << 20);
+  std::uint64_t size = 0;
+  while (true) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      throw fail(std::string("read: ") + std::strerror(e));
+    }
+    if (n == 0) break;
+    h.update(buf.data(), static_cast<std::size_t>(n));
+    size += static_cast<std::uint64_t>(n);
+  }
+  bool synced = ::fsync(fd) == 0;
+  ::fchmod(fd, 0444);
+  ::futimens(fd, nullptr);
+  ::close(fd);
+  if (!synced) throw fail(std::string("fsync: ") + std::strerror(errno));
+  bus::FileInfo info(name, size, h.hex_digest());
+  fs::path dst = blob_path(info.sha256);
+  if (has_blob(info.sha256)) {
+    ::unlink(file.c_str());  // the same content is already there
+  } else if (::rename(file.c_str(), dst.c_str()) != 0) {
+    throw fail("cannot move it into the cache: " + std::string(std::strerror(errno)));
+  }
+  fsync_dir(dst.parent_path());
+  return info;
+}
+
+bool ContentStore::remove_unreferenced_blob(const std::string& sha256) const {
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root_ / "manifests", ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it->path().extension() != ".json") continue;
+    std::ifstream in(it->path());
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text.find(sha256) != std::string::npos) return false;
+  }
+  return ::unlink(blob_path(sha256).c_str()) == 0;
 }
 
 std::vector<std::string> ContentStore::cached_versions(const std::string& name) const {
@@ -332,6 +420,15 @@ std::size_t ContentStore::clean_partials(std::chrono::seconds older_than) const 
     if (fd < 0) continue;  // being received right now
     if (fs::remove(e.path(), ec)) ++n;
     fs::remove(lock, ec);
+    ::close(fd);
+  }
+  // Staging directories of extensions whose daemon died: nobody holds their lock.
+  for (const auto& e : fs::directory_iterator(root_ / "staging", ec)) {
+    fs::path lock = root_ / "tmp" / ("staging-" + e.path().filename().string() + ".lock");
+    int fd = try_lock(lock);
+    if (fd < 0) continue;
+    fs::remove_all(e.path(), ec);
+    ::unlink(lock.c_str());
     ::close(fd);
   }
   return n;

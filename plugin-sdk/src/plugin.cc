@@ -5,6 +5,8 @@
 // main loop through an inproc PUSH/PULL pipe.
 #include "modelzoo/plugin.h"
 
+#include "modelzoo/extension.h"
+
 #include <unistd.h>
 
 #include <chrono>
@@ -131,7 +133,17 @@ class SinkImpl final : public ChunkSink {
 
 class Session {
  public:
-  Session(Registry& r, const PluginInfo& info) : registry_(r), info_(info), ctx_(1) {}
+  // Exactly one of `registry` and `extension` is set. `hello` holds the fields that differ
+  // between kinds (kind, capabilities, priority, handles, points, formats, order).
+  Session(Registry* registry, Extension* extension, std::string name, std::string version, json hello,
+          bool inline_requests)
+      : registry_(registry),
+        extension_(extension),
+        name_(std::move(name)),
+        version_(std::move(version)),
+        hello_(std::move(hello)),
+        inline_requests_(inline_requests),
+        ctx_(1) {}
 
   int run();
   bool stopping() const { return stopping_.load(); }
@@ -147,13 +159,16 @@ class Session {
   void on_message(bus::Message& m);
   void start_download(bus::Message& m);
   void worker();
-  bus::Message handle(const bus::Message& req);
+  bus::Message handle(const bus::Message& req, Clock::time_point deadline);
   void shutdown_threads();
   void configure();
   bool wait_configured();
 
-  Registry& registry_;
-  PluginInfo info_;
+  Registry* registry_;
+  Extension* extension_;
+  std::string name_, version_;
+  json hello_;
+  bool inline_requests_;
   zmq::context_t ctx_;
   std::unique_ptr<zmq::socket_t> dealer_;
   std::unique_ptr<zmq::socket_t> pull_;
@@ -204,14 +219,11 @@ bool Session::handshake() {
       {"protocol", json::array({bus::kProtocolVersion})},
       {"plugin_id", env_or_empty("MODELZOO_PLUGIN_ID")},
       {"token", env_or_empty("MODELZOO_TOKEN")},
-      {"name", info_.name},
-      {"version", info_.version},
+      {"name", name_},
+      {"version", version_},
       {"pid", static_cast<std::int64_t>(::getpid())},
-      {"kind", "registry"},
-      {"capabilities", json::array({"metadata", "exists", "list", "download"})},
-      {"priority", info_.priority},
-      {"handles", info_.handles},
   };
+  hello.update(hello_);
   auto m = bus::Message::make(bus::MessageType::hello, hello);
   bus::send(*dealer_, m);
   auto deadline = Clock::now() + std::chrono::seconds(10);
@@ -248,17 +260,21 @@ bool Session::handshake() {
   return false;
 }
 
-bus::Message Session::handle(const bus::Message& req) {
+bus::Message Session::handle(const bus::Message& req, Clock::time_point deadline) {
   const json& b = req.body;
+  if (extension_) {
+    if (req.method != "hook") throw Error(ErrorCode::bad_request, "unknown method '" + req.method + "'");
+    return bus::Message::make_reply(req.id, extension_->hook(parse_hook_request(b, deadline)).to_json());
+  }
   if (req.method == "metadata") {
-    return bus::Message::make_reply(req.id, registry_.metadata(model_name(b), optional_version(b)).to_json());
+    return bus::Message::make_reply(req.id, registry_->metadata(model_name(b), optional_version(b)).to_json());
   }
   if (req.method == "exists") {
-    return bus::Message::make_reply(req.id, {{"exists", registry_.exists(model_name(b), optional_version(b))}});
+    return bus::Message::make_reply(req.id, {{"exists", registry_->exists(model_name(b), optional_version(b))}});
   }
   if (req.method == "list") {
     auto models = json::array();
-    for (const auto& s : registry_.list()) models.push_back(s.to_json());
+    for (const auto& s : registry_->list()) models.push_back(s.to_json());
     return bus::Message::make_reply(req.id, {{"models", models}});
   }
   throw Error(ErrorCode::bad_request, "unknown method '" + req.method + "'");
@@ -269,7 +285,8 @@ bus::Message Session::handle(const bus::Message& req) {
 void Session::configure() {
   std::string error;
   try {
-    registry_.configure(config_);
+    if (registry_) registry_->configure(config_);
+    else extension_->configure(config_);
   } catch (const std::exception& e) {
     error = e.what()[0] ? e.what() : "configure() failed";
   } catch (...) {
@@ -306,7 +323,7 @@ void Session::worker() {
       out = bus::Message::make_error(t.request.id, ErrorCode::timeout, "deadline passed before the request started");
     } else {
       try {
-        out = handle(t.request);
+        out = handle(t.request, t.deadline);
       } catch (...) {
         out = error_from_exception(t.request.id);
       }
@@ -359,7 +376,7 @@ void Session::start_download(bus::Message& m) {
     bus::Message out;
     try {
       if (!wait_configured()) throw Error(ErrorCode::unavailable, "plugin is stopping");
-      registry_.download(req, sink);
+      registry_->download(req, sink);
       out = bus::Message::make_reply(id, {{"offset", req.offset}, {"size", sink.sent()}});
     } catch (...) {
       out = error_from_exception(id);
@@ -380,17 +397,17 @@ void Session::on_message(bus::Message& m) {
         bus::send(*dealer_, err);
         return;
       }
-      if (m.method == "download") {
+      if (m.method == "download" && registry_) {
         start_download(m);
         return;
       }
       auto deadline = m.timeout_ms ? Clock::now() + std::chrono::milliseconds(m.timeout_ms) : Clock::time_point::max();
       std::unique_lock lk(mu_);
-      if (info_.inline_requests && configured_) {
+      if (inline_requests_ && configured_) {
         lk.unlock();
         bus::Message out;
         try {
-          out = handle(m);
+          out = handle(m, deadline);
         } catch (...) {
           out = error_from_exception(m.id);
         }
@@ -572,17 +589,89 @@ void log(const char* level, const std::string& message) {
   (void)!::write(STDERR_FILENO, line.data(), line.size());
 }
 
-int run(Registry& registry, const PluginInfo& info, int argc, char** argv) {
-  (void)argc;
-  (void)argv;
+namespace {
+void install_signal_handlers() {
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
-  Session s(registry, info);
+}
+}  // namespace
+
+int run(Registry& registry, const PluginInfo& info, int argc, char** argv) {
+  (void)argc;
+  (void)argv;
+  install_signal_handlers();
+  json hello = {{"kind", "registry"},
+                {"capabilities", json::array({"metadata", "exists", "list", "download"})},
+                {"priority", info.priority},
+                {"handles", info.handles}};
+  Session s(&registry, nullptr, info.name, info.version, std::move(hello), info.inline_requests);
   return s.run();
+}
+
+int run(Extension& extension, const ExtensionInfo& info, int argc, char** argv) {
+  (void)argc;
+  (void)argv;
+  install_signal_handlers();
+  json hello = {{"kind", "extension"}, {"capabilities", json::array({"hook"})}, {"points", info.points},
+                {"formats", info.formats}, {"order", info.order}, {"handles", info.handles}};
+  Session s(nullptr, &extension, info.name, info.version, std::move(hello), false);
+  return s.run();
+}
+
+std::string file_format(const std::string& file_name) {
+  auto base = file_name.substr(file_name.rfind('/') == std::string::npos ? 0 : file_name.rfind('/') + 1);
+  auto dot = base.rfind('.');
+  if (dot == std::string::npos || dot == 0 || dot + 1 == base.size()) return {};
+  std::string f = base.substr(dot + 1);
+  for (auto& c : f) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return f;
+}
+
+HookRequest parse_hook_request(const json& body, Clock::time_point deadline) {
+  HookRequest r;
+  r.body = body;
+  r.deadline = deadline;
+  r.point = require_string(body, "point");
+  if (r.point != kPreDownload && r.point != kPostDownload && r.point != kPreLoad && r.point != kPostLoad)
+    throw Error(ErrorCode::bad_request, "unknown extension point '" + r.point.substr(0, 64) + "'");
+  r.name = model_name(body);
+  r.version = optional_version(body);
+  if (auto it = body.find("metadata"); it != body.end() && it->is_object()) r.metadata = *it;
+  if (auto it = body.find("files"); it != body.end()) {
+    if (!it->is_array()) throw Error(ErrorCode::bad_request, "parameter 'files' is not an array");
+    for (const auto& f : *it) {
+      if (!f.is_object()) throw Error(ErrorCode::bad_request, "an entry of 'files' is not a map");
+      HookFile hf;
+      hf.name = require_string(f, "name");
+      if (auto why = bus::check_file_name(hf.name)) throw Error(ErrorCode::bad_request, *why);
+      if (f.contains("path")) hf.path = require_string(f, "path");
+      hf.size = optional_uint(f, "size", 0, 0, UINT64_MAX);
+      if (auto s = f.find("sha256"); s != f.end() && s->is_string()) hf.sha256 = s->get<std::string>();
+      hf.format = file_format(hf.name);
+      r.files.push_back(std::move(hf));
+    }
+  }
+  if (auto it = body.find("output_dir"); it != body.end() && it->is_string()) r.output_dir = it->get<std::string>();
+  return r;
+}
+
+json HookResult::to_json() const {
+  json j = {{"action", action}};
+  if (!message.empty()) j["message"] = message;
+  if (action == "reject") j["reason"] = reason;
+  if (action == "replace") {
+    j["files"] = json::array();
+    for (const auto& f : files) j["files"].push_back({{"name", f.name}, {"path", f.path.string()}});
+  }
+  if (action == "rewrite") {
+    j["name"] = name;
+    j["version"] = version;
+  }
+  return j;
 }
 
 }  // namespace modelzoo::sdk

@@ -46,6 +46,13 @@ sources:
             - name: weights.bin
               size: 16777216
               seed: 1
+  # Extensions (docs/extensions.md). Decompresses files published as .zst after download...
+  - name: decompress
+    plugin: decompress
+  # ...then checks the structure of every safetensors, GGUF and ONNX file before it enters
+  # the cache.
+  - name: validate
+    plugin: format-validator
 )";
 
 std::string env(const char* name) {
@@ -188,18 +195,54 @@ void expand(json& v, const DaemonConfig& c) {
   }
 }
 
+// The plugins built with the daemon, found next to its executable.
+const std::set<std::string> kBuiltinRegistries = {"memory", "local-file"};
+const std::set<std::string> kBuiltinExtensions = {"format-validator", "decrypt", "decompress"};
+
 Manifest builtin(const std::string& name, const fs::path& exe_dir) {
   Manifest m;
   m.name = name;
   m.version = MODELZOO_VERSION;
-  m.command = {(exe_dir / ("modelzoo-plugin-" + name)).string()};
+  bool ext = kBuiltinExtensions.count(name) > 0;
+  m.kind = ext ? "extension" : "registry";
+  m.command = {(exe_dir / ((ext ? "modelzoo-ext-" : "modelzoo-plugin-") + name)).string()};
   m.dir = exe_dir;
   return m;
 }
 
+const std::set<std::string> kPoints = {"pre-download", "post-download", "pre-load", "post-load"};
+
+// Extension settings of a manifest or a source (`where` names it in errors).
+void read_extension_settings(const Reader& r, const json& j, const std::string& where, ExtensionSettings& e) {
+  if (auto o = r.integer(j, "order", where, -1000000, 1000000)) e.order = static_cast<int>(*o);
+  if (auto p = r.strings(j, "points", where)) {
+    if (p->empty()) r.fail(where + ".points", "must name at least one extension point");
+    for (const auto& x : *p)
+      if (!kPoints.count(x))
+        r.fail(where + ".points", "'" + x + "' is not an extension point (pre-download, post-download, pre-load, post-load)");
+    e.points = *p;
+  }
+  if (auto f = r.strings(j, "formats", where)) {
+    for (auto& x : *f) {
+      if (x.empty() || x.size() > 32 || x.find_first_of("./ ") != std::string::npos)
+        r.fail(where + ".formats", "'" + x + "' is not a file format (a file-name suffix without the dot, e.g. gguf)");
+      for (auto& ch : x) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    }
+    e.formats = *f;
+  }
+  if (auto t = r.integer(j, "hook_timeout_ms", where, 10, 86400000)) e.hook_timeout = milliseconds(*t);
+}
+
+bool has_extension_settings(const json& j) {
+  for (const char* k : {"order", "points", "formats", "hook_timeout_ms"})
+    if (j.contains(k)) return true;
+  return false;
+}
+
 Manifest parse_manifest(const json& j, const std::string& origin, const fs::path& dir, const RestartPolicy& defaults) {
   Reader r{origin};
-  r.only_keys(j, "manifest", {"name", "version", "kind", "command", "priority", "handles", "restart", "config"});
+  r.only_keys(j, "manifest", {"name", "version", "kind", "command", "priority", "handles", "restart", "config",
+                              "order", "points", "formats", "hook_timeout_ms"});
   Manifest m;
   m.dir = dir;
   m.restart = defaults;
@@ -212,9 +255,13 @@ Manifest parse_manifest(const json& j, const std::string& origin, const fs::path
     m.version = *v;
   }
   if (auto k = r.str(j, "kind", "manifest")) {
-    if (*k != "registry") r.fail("manifest.kind", "'" + *k + "' is not supported (only 'registry')");
+    if (*k != "registry" && *k != "extension")
+      r.fail("manifest.kind", "'" + *k + "' is not a plugin kind (registry or extension)");
     m.kind = *k;
   }
+  if (m.kind != "extension" && has_extension_settings(j))
+    r.fail("manifest", "order, points, formats and hook_timeout_ms are settings of extensions (kind: extension)");
+  read_extension_settings(r, j, "manifest", m.extension);
   auto cmd = r.strings(j, "command", "manifest");
   if (!cmd || cmd->empty() || (*cmd)[0].empty()) r.fail("manifest.command", "is required (a program and its arguments)");
   m.command = *cmd;
@@ -360,7 +407,8 @@ DaemonConfig parse_config(const std::string& yaml_text, const std::string& origi
     for (std::size_t i = 0; i < it->size(); ++i) {
       const json& sj = (*it)[i];
       std::string w = "sources[" + std::to_string(i) + "]";
-      r.only_keys(sj, w, {"name", "plugin", "command", "priority", "handles", "config", "restart", "enabled", "local_read"});
+      r.only_keys(sj, w, {"name", "plugin", "command", "kind", "priority", "handles", "config", "restart", "enabled",
+                          "local_read", "order", "points", "formats", "hook_timeout_ms"});
       if (auto en = sj.find("enabled"); en != sj.end() && en->is_boolean() && !en->get<bool>()) continue;
       Source s;
       auto name = r.str(sj, "name", w);
@@ -374,11 +422,13 @@ DaemonConfig parse_config(const std::string& yaml_text, const std::string& origi
         if (auto m = manifests.find(*plugin); m != manifests.end()) {
           s.manifest = m->second;
           used_manifests.insert(*plugin);
-        } else if (*plugin == "memory" || *plugin == "local-file") {
+        } else if (kBuiltinRegistries.count(*plugin) || kBuiltinExtensions.count(*plugin)) {
           s.manifest = builtin(*plugin, exe_dir);
           s.manifest.restart = defaults;
         } else {
-          r.fail(w + ".plugin", "no plugin named '" + *plugin + "' (built in: memory, local-file; or a manifest in plugin_dirs)");
+          r.fail(w + ".plugin", "no plugin named '" + *plugin +
+                                    "' (built in: memory, local-file, format-validator, decrypt, decompress; or a "
+                                    "manifest in plugin_dirs)");
         }
       } else if (command) {
         if (command->empty()) r.fail(w + ".command", "is empty");
@@ -386,11 +436,20 @@ DaemonConfig parse_config(const std::string& yaml_text, const std::string& origi
         s.manifest.command = *command;
         s.manifest.restart = defaults;
         s.manifest.dir = fs::path(origin).parent_path();
+        if (auto k = r.str(sj, "kind", w)) {
+          if (*k != "registry" && *k != "extension") r.fail(w + ".kind", "'" + *k + "' is not a plugin kind (registry or extension)");
+          s.manifest.kind = *k;
+        }
       } else {
         r.fail(w, "needs 'plugin' (a plugin name) or 'command' (a program and its arguments)");
       }
+      if (plugin && sj.contains("kind")) r.fail(w + ".kind", "is set by the plugin's manifest; give it only with 'command'");
       s.restart = s.manifest.restart;
       r.restart(sj, w, s.restart);
+      if (s.manifest.kind != "extension" && has_extension_settings(sj))
+        r.fail(w, "order, points, formats and hook_timeout_ms are settings of extensions");
+      s.extension = s.manifest.extension;
+      read_extension_settings(r, sj, w, s.extension);
       if (auto p = r.integer(sj, "priority", w, -1000000, 1000000)) s.priority = static_cast<int>(*p);
       else s.priority = s.manifest.priority;
       s.handles = r.strings(sj, "handles", w);
@@ -432,6 +491,7 @@ DaemonConfig parse_config(const std::string& yaml_text, const std::string& origi
     s.handles = m.handles;
     s.config = m.config;
     s.restart = m.restart;
+    s.extension = m.extension;
     add_source(std::move(s));
   }
   return c;

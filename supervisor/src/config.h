@@ -25,17 +25,28 @@ struct RestartPolicy {
   milliseconds hello_timeout{10000};  // a start without hello in this time is a failure
 };
 
+// How an extension is hooked in (docs/extensions.md). Unset values come from the
+// extension's hello; an extension that has not said hello yet is assumed to serve every
+// point and format (it fails closed: a step it may guard fails while it is down).
+struct ExtensionSettings {
+  std::optional<int> order;                              // ascending; ties by source name
+  std::optional<std::vector<std::string>> points;        // pre-download, post-download, pre-load, post-load
+  std::optional<std::vector<std::string>> formats;       // file suffixes; empty list: any
+  milliseconds hook_timeout{300000};                     // deadline of one hook call
+};
+
 // A plugin as described by its manifest (plugin.yaml) or built in.
 struct Manifest {
   std::string name;
   std::string version = "0.0.0";
-  std::string kind = "registry";
+  std::string kind = "registry";   // or "extension" (docs/extensions.md)
   std::vector<std::string> command;  // argv; a relative command[0] is resolved against `dir`
   std::filesystem::path dir;         // where the manifest lives
   std::optional<int> priority;
   std::optional<std::vector<std::string>> handles;
   RestartPolicy restart;
   nlohmann::json config = nlohmann::json::object();
+  ExtensionSettings extension;       // kind "extension" only
 };
 
 // A source: one running instance of a plugin, with its own name, priority and config.
@@ -46,6 +57,7 @@ struct Source {
   std::optional<std::vector<std::string>> handles;
   nlohmann::json config = nlohmann::json::object();  // the manifest's config, overlaid
   RestartPolicy restart;
+  ExtensionSettings extension;  // the manifest's, overlaid by the source's
   // Directories in which the daemon may read a file itself when this source names it in a
   // file's `local_path` (a local copy instead of a stream). Default: none, except the
   // `root` of a built-in local-file source.

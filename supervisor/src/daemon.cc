@@ -396,8 +396,13 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       return reject(routing, ErrorCode::bad_request,
                     "no common protocol version (daemon speaks " + std::to_string(bus::kProtocolVersion) + ")", h);
     std::string kind = bus::get_string(h, "kind", "registry");
-    if (kind != "registry")
+    if (kind != "registry" && kind != "extension")
       return reject(routing, ErrorCode::bad_request, "unsupported plugin kind '" + kind.substr(0, 64) + "'", h);
+    if (kind != in->source.manifest.kind)
+      return reject(routing, ErrorCode::bad_request,
+                    "plugin kind '" + kind + "' differs from the configured kind '" + in->source.manifest.kind + "'", h);
+    if (kind == "extension")
+      if (auto why = check_extension_hello(h)) return reject(routing, ErrorCode::bad_request, "hello: " + *why, h);
     std::string plugin_name = bus::get_string(h, "name");
     if (auto why = bus::check_plugin_name(plugin_name)) return reject(routing, ErrorCode::bad_request, "hello: " + *why, h);
     std::string version = bus::get_string(h, "version");
@@ -412,7 +417,8 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       rec.priority = in->source.priority ? *in->source.priority : static_cast<int>(std::clamp<std::int64_t>(bus::get_int(h, "priority").value_or(0), -1000000, 1000000));
       if (in->source.handles) rec.handles = *in->source.handles;
       else rec.handles = h.value("handles", std::vector<std::string>{"*"});
-      rec.capabilities = h.value("capabilities", std::vector<std::string>{"metadata", "exists", "list", "download"});
+      rec.capabilities = h.value("capabilities", kind == "extension" ? std::vector<std::string>{"hook"}
+                                                                     : std::vector<std::string>{"metadata", "exists", "list", "download"});
     } catch (const json::exception&) {
       return reject(routing, ErrorCode::bad_request, "hello has mistyped handles or capabilities (lists of strings)", h);
     }
@@ -516,6 +522,64 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
         if (++in.invalid_messages >= kMaxInvalidMessages) kill_instance(in, "sent too many invalid messages");
         return;
     }
+  }
+
+  // The extension fields of a hello (docs/protocol.md, "Extension hooks"); the reason it
+  // is refused, if it is.
+  static std::optional<std::string> check_extension_hello(const json& h) {
+    static const std::set<std::string> points = {"pre-download", "post-download", "pre-load", "post-load"};
+    auto p = h.find("points");
+    if (p == h.end() || !p->is_array() || p->empty() || p->size() > 4)
+      return "an extension must declare 1 to 4 points (pre-download, post-download, pre-load, post-load)";
+    for (const auto& x : *p)
+      if (!x.is_string() || !points.count(x.get<std::string>()))
+        return "'" + (x.is_string() ? x.get<std::string>().substr(0, 64) : x.dump().substr(0, 64)) + "' is not an extension point";
+    if (auto f = h.find("formats"); f != h.end()) {
+      if (!f->is_array() || f->size() > 100) return "formats must be a list of at most 100 strings";
+      for (const auto& x : *f)
+        if (!x.is_string() || x.get<std::string>().empty() || x.get<std::string>().size() > 32)
+          return "formats must be a list of file suffixes of 1 to 32 characters";
+    }
+    if (auto o = h.find("order"); o != h.end() && !o->is_number_integer()) return "order must be an integer";
+    return std::nullopt;
+  }
+
+  // ---------------------------------------------------------------- extensions (HookHost)
+  std::vector<ExtensionView> extensions() override {
+    std::vector<ExtensionView> out;
+    for (const auto& in : instances) {
+      if (in->source.manifest.kind != "extension") continue;
+      const ExtensionSettings& set = in->source.extension;
+      ExtensionView x;
+      x.name = in->source.name;
+      x.ready = in->state == State::ready;
+      x.state = to_string(in->state);
+      if (!in->last_exit.empty()) x.state += ", last exit: " + in->last_exit;
+      x.timeout = set.hook_timeout;
+      auto strings = [&](const char* key) {
+        std::vector<std::string> v;
+        if (auto it = in->hello.find(key); it != in->hello.end() && it->is_array())
+          for (const auto& e : *it)
+            if (e.is_string()) v.push_back(e.get<std::string>());
+        return v;
+      };
+      // The configuration first, then what the extension said in its last hello. One that
+      // never said hello serves every point as far as we know: its steps fail until it runs.
+      x.points = set.points ? *set.points : strings("points");
+      x.formats = set.formats ? *set.formats : strings("formats");
+      for (auto& f : x.formats)
+        for (auto& c : f) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      x.handles = in->source.handles ? *in->source.handles : strings("handles");
+      if (x.handles.empty()) x.handles.push_back("*");
+      x.order = set.order ? *set.order
+                          : static_cast<int>(std::clamp<std::int64_t>(bus::get_int(in->hello, "order").value_or(0), -1000000, 1000000));
+      out.push_back(std::move(x));
+    }
+    return out;
+  }
+
+  void restart_plugin(const std::string& name, const std::string& why) override {
+    if (Instance* in = find_instance(name)) kill_instance(*in, why);
   }
 
   // ---------------------------------------------------------------- calls to plugins
@@ -725,7 +789,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   void resolve(const bus::ModelRef& ref, std::uint32_t timeout, std::function<void(core::Resolution)> done) override {
     core::resolve(manager, *this, ref, timeout, [this, done = std::move(done)](core::Resolution res) {
       for (const auto& in : instances) {
-        if (in->state == State::ready) continue;
+        if (in->state == State::ready || in->source.manifest.kind != "registry") continue;
         // The patterns it declared in its last hello, or the configured ones.
         std::vector<std::string> handles = in->source.handles.value_or(std::vector<std::string>{});
         if (handles.empty()) {
@@ -854,8 +918,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
                                             {client_sock.handle(), 0, ZMQ_POLLIN, 0},
                                             {event_sock.handle(), 0, ZMQ_POLLIN, 0},
                                             {nullptr, signal_fd, ZMQ_POLLIN, 0},
-                                            {nullptr, engine->disk_fd(), ZMQ_POLLIN, 0}};
-      std::vector<std::pair<Instance*, int>> fds;  // (instance, fd) for the items after the first five
+                                            {nullptr, engine->disk_fd(), ZMQ_POLLIN, 0},
+                                            {nullptr, engine->background_fd(), ZMQ_POLLIN, 0}};
+      constexpr std::size_t kFixed = 6;
+      std::vector<std::pair<Instance*, int>> fds;  // (instance, fd) for the items after the first kFixed
       for (auto& in : instances) {
         if (!in->process) continue;
         for (int fd : {in->process->pidfd(), in->process->stdout_fd(), in->process->stderr_fd()}) {
@@ -868,8 +934,9 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       zmq::poll(items.data(), items.size(), timeout);
       if (items[3].revents & ZMQ_POLLIN) on_signal();
       if (items[4].revents & ZMQ_POLLIN) engine->on_disk_writes();
+      if (items[5].revents & ZMQ_POLLIN) engine->on_background();
       for (std::size_t i = 0; i < fds.size(); ++i) {
-        if (!(items[5 + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) continue;
+        if (!(items[kFixed + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) continue;
         auto [in, fd] = fds[i];
         if (!in->process) continue;  // exited earlier in this round
         if (fd == in->process->pidfd()) on_process_exit(*in);

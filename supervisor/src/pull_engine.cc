@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "background.h"
 #include "disk_writer.h"
 #include "modelzoo/core/cache.h"
 
@@ -68,6 +69,9 @@ struct PullEngine::Impl {
     bus::ModelMetadata md;
     std::string source;  // the source of the most recent chunk (for progress)
     std::vector<std::shared_ptr<FileTransfer>> files;  // those not cached yet
+    bool post_download = false;  // extensions see the files before they are committed
+    bool load_hooks_done = false;
+    std::unique_ptr<core::ContentStore::Staging> staging;
     std::size_t next_file = 0, running = 0, finished = 0;
     std::vector<std::pair<std::string, Error>> failures;
     std::optional<Error> error;  // the pull failed: stop starting files
@@ -90,14 +94,64 @@ struct PullEngine::Impl {
     job->waiters.push_back(w);
     pulls[key] = job;
     if (load) events.publish(core::topic::kLoadStarted, {{"model", ref.name}, {"version", ref.version}});
-    if (offline || cfg.offline) {
-      // Offline: the cache alone answers; no plugin is asked anything.
-      if (!serve_from_cache(job, "offline"))
-        finish_pull(job, Error(ErrorCode::unavailable, "offline, and '" + ref.str() + "' is not in the cache"));
-      return;
+    // pre-download: extensions may veto the request or rewrite it to another model.
+    HookStep step{"pre-download", ref, nullptr, {}, {}};
+    run_hooks(host, events, std::move(step), [this, job, offline](HookOutcome out) {
+      if (out.error) {
+        events.publish(core::topic::kDownloadFailed,
+                       {{"model", job->ref.name}, {"version", job->ref.version}, {"error", bus::to_json(*out.error)}});
+        return finish_pull(job, *out.error);
+      }
+      job->ref = out.ref;
+      if (offline || cfg.offline) {
+        // Offline: the cache alone answers; no plugin is asked anything.
+        if (!serve_from_cache(job, "offline"))
+          finish_pull(job, Error(ErrorCode::unavailable, "offline, and '" + job->ref.str() + "' is not in the cache"));
+        return;
+      }
+      host.resolve(job->ref, static_cast<std::uint32_t>(cfg.request_timeout.count()),
+                   [this, job](core::Resolution res) { on_pull_resolved(job, std::move(res)); });
+    });
+  }
+
+  // True when the cache holds `md` whole: its manifest lists the same files, or lists what
+  // extensions made of these very files (derived.source_files).
+  std::optional<bus::ModelMetadata> cached_as(const bus::ModelMetadata& md) {
+    auto rec = store->read_manifest_record(md.name, md.version);
+    if (!rec) return std::nullopt;
+    auto cached = bus::ModelMetadata::from_json(rec->at("metadata"));
+    json want = json::array();
+    for (const auto& f : md.files) want.push_back({{"name", f.name}, {"size", f.size}, {"sha256", f.sha256}});
+    auto same = [&](const json& files) {
+      if (!files.is_array() || files.size() != want.size()) return false;
+      for (std::size_t i = 0; i < files.size(); ++i)
+        if (files[i].value("name", "") != want[i]["name"] || files[i].value("size", 0ull) != want[i]["size"] ||
+            files[i].value("sha256", "") != want[i]["sha256"])
+          return false;
+      return true;
+    };
+    bool match = false;
+    if (auto d = rec->find("derived"); d != rec->end() && d->is_object()) match = same(d->value("source_files", json()));
+    else match = same(rec->at("metadata").value("files", json()));
+    if (!match || !store->complete(cached)) return std::nullopt;
+    return cached;
+  }
+
+  // Another pull in progress needs this blob.
+  bool blob_in_use(const std::string& sha256, const PullJob* except) const {
+    for (const auto& [_, j] : pulls) {
+      if (j.get() == except) continue;
+      for (const auto& f : j->md.files)
+        if (f.sha256 == sha256) return true;
     }
-    host.resolve(ref, static_cast<std::uint32_t>(cfg.request_timeout.count()),
-            [this, job](core::Resolution res) { on_pull_resolved(job, std::move(res)); });
+    return false;
+  }
+
+  // Removes the blobs of `files` that no manifest and no other pull needs.
+  void drop_blobs(const std::vector<bus::FileInfo>& files, const PullJob* job, const std::set<std::string>& keep = {}) {
+    for (const auto& f : files)
+      if (!keep.count(f.sha256) && !blob_in_use(f.sha256, job) && store->remove_unreferenced_blob(f.sha256))
+        spdlog::debug("removed blob {} ('{}'), which no model uses", f.sha256, f.name);
   }
 
   // Answers from the cache when it holds the whole model (the newest cached version when
@@ -119,6 +173,7 @@ struct PullEngine::Impl {
 
   void finish_pull(const std::shared_ptr<PullJob>& job, const std::optional<Error>& err, json reply = {}) {
     if (job->answered) return;  // files finishing in a cascade may all reach here
+    if (!err && job->load && !job->load_hooks_done) return load_hooks(job, std::move(reply));
     job->answered = true;
     pulls.erase((job->load ? "load " : "pull ") + job->ref.str());
     auto ms = ms_between(job->started, Clock::now());
@@ -138,6 +193,25 @@ struct PullEngine::Impl {
       if (err) host.error_client(w, *err);
       else host.reply_client(w, reply);
     }
+  }
+
+  // pre-load, then post-load: extensions may veto handing the model over. They read the
+  // files where the client will (the view).
+  void load_hooks(const std::shared_ptr<PullJob>& job, json reply) {
+    job->load_hooks_done = true;
+    auto step_for = [this, job](const char* point) {
+      HookStep step{point, {job->md.name, job->md.version}, job->md.to_json(), {}, {}};
+      fs::path dir = store->view_dir(job->md.name, job->md.version);
+      for (const auto& f : job->md.files) step.files.push_back({f.name, dir / f.name, f.size, f.sha256});
+      return step;
+    };
+    run_hooks(host, events, step_for("pre-load"), [this, job, reply, step_for](HookOutcome pre) {
+      if (pre.error) return finish_pull(job, *pre.error);
+      run_hooks(host, events, step_for("post-load"), [this, job, reply](HookOutcome post) {
+        if (post.error) return finish_pull(job, *post.error);
+        finish_pull(job, std::nullopt, reply);
+      });
+    });
   }
 
   void on_pull_resolved(const std::shared_ptr<PullJob>& job, core::Resolution res) {
@@ -168,6 +242,17 @@ struct PullEngine::Impl {
     }
     job->resolution = same;
     job->total = job->md.total_size();
+    if (auto cached = cached_as(job->md)) {
+      job->md = *cached;
+      job->total = cached->total_size();
+      try {
+        store->link_view(job->md);
+      } catch (const std::exception& e) {
+        return finish_pull(job, Error(ErrorCode::internal, e.what()));
+      }
+      return finish_pull(job, std::nullopt, pull_reply(*job, best->plugin.name, true));
+    }
+    job->post_download = !hooks_for(host.extensions(), "post-download", job->md.name).empty();
     std::set<std::string> queued;  // a model may list the same content twice
     for (const auto& f : job->md.files) {
       if (store->has_blob(f.sha256) || !queued.insert(f.sha256).second) {
@@ -181,12 +266,17 @@ struct PullEngine::Impl {
       transfers[t->tag] = t;
       job->files.push_back(std::move(t));
     }
-    if (job->files.empty()) return complete_pull(job, best->plugin.name, true);
     job->source = best->plugin.name;
+    if (job->files.empty()) {
+      if (job->post_download) return post_download(job);
+      return complete_pull(job, best->plugin.name, true);
+    }
     try {
       // The manifest first: every blob this pull commits is referenced from the moment it
-      // appears, so a concurrent `modelzoo cache prune` never takes it for an orphan.
-      store->write_manifest(job->md, job->source);
+      // appears, so a concurrent `modelzoo cache prune` never takes it for an orphan. Not
+      // when extensions may still reject or replace the files: prune then keeps orphans
+      // while the transfer's or the staging directory's lock is held.
+      if (!job->post_download) store->write_manifest(job->md, job->source);
     } catch (const Error& e) {
       return finish_pull(job, e);
     }
@@ -198,9 +288,10 @@ struct PullEngine::Impl {
     start_files(job);
   }
 
-  void complete_pull(const std::shared_ptr<PullJob>& job, const std::string& source, bool cached) {
+  void complete_pull(const std::shared_ptr<PullJob>& job, const std::string& source, bool cached,
+                     const json& derived = nullptr) {
     try {
-      store->write_manifest(job->md, source);
+      store->write_manifest(job->md, source, derived);
       store->link_view(job->md);
     } catch (const std::exception& e) {
       return finish_pull(job, Error(ErrorCode::internal, e.what()));
@@ -230,7 +321,69 @@ struct PullEngine::Impl {
               {{"model", job->md.name}, {"version", job->md.version}, {"error", bus::to_json(*job->error)}});
       return finish_pull(job, job->error);
     }
-    if (job->finished == job->files.size()) complete_pull(job, job->source, false);
+    if (job->finished == job->files.size()) {
+      if (job->post_download) return post_download(job);
+      complete_pull(job, job->source, false);
+    }
+  }
+
+  // post-download: every file is a verified blob; the extensions see them (and may replace
+  // them) before the model is committed. A rejection removes the fetched blobs; a failure of
+  // an extension keeps them (orphans until prune) so a retry need not fetch them again.
+  void post_download(const std::shared_ptr<PullJob>& job) {
+    try {
+      job->staging = store->begin_staging();
+    } catch (const Error& e) {
+      return finish_pull(job, e);
+    }
+    HookStep step{"post-download", {job->md.name, job->md.version}, job->md.to_json(), {}, job->staging->dir()};
+    for (const auto& f : job->md.files) step.files.push_back({f.name, store->blob_path(f.sha256), f.size, f.sha256});
+    run_hooks(host, events, std::move(step), [this, job](HookOutcome out) {
+      if (out.error) {
+        if (out.error->code() == ErrorCode::rejected) drop_blobs(job->md.files, job.get());
+        job->staging.reset();
+        events.publish(core::topic::kDownloadFailed,
+                       {{"model", job->md.name}, {"version", job->md.version}, {"error", bus::to_json(*out.error)}});
+        return finish_pull(job, *out.error);
+      }
+      if (!out.changed_files) {
+        job->staging.reset();
+        return complete_pull(job, job->source, job->files.empty());
+      }
+      // New files are hashed and moved into the blobs off the loop (they may be large).
+      auto result = std::make_shared<std::pair<std::vector<bus::FileInfo>, std::optional<Error>>>();
+      auto files = out.files;
+      background->submit(
+          [this, files, result] {
+            try {
+              for (const auto& f : files)
+                result->first.push_back(f.sha256.empty() ? store->adopt(f.path, f.name)
+                                                          : bus::FileInfo(f.name, f.size, f.sha256));
+            } catch (const Error& e) {
+              result->second = e;
+            }
+          },
+          [this, job, result, applied = out.applied] {
+            job->staging.reset();
+            if (result->second) {
+              events.publish(core::topic::kDownloadFailed, {{"model", job->md.name},
+                                                            {"version", job->md.version},
+                                                            {"error", bus::to_json(*result->second)}});
+              return finish_pull(job, *result->second);
+            }
+            json source_files = json::array();
+            for (const auto& f : job->md.files)
+              source_files.push_back({{"name", f.name}, {"size", f.size}, {"sha256", f.sha256}});
+            auto original = job->md.files;
+            job->md.files = result->first;
+            job->total = job->md.total_size();
+            json derived = {{"source_files", source_files}, {"extensions", applied}};
+            std::set<std::string> keep;
+            for (const auto& f : job->md.files) keep.insert(f.sha256);
+            complete_pull(job, job->source, job->files.empty(), derived);
+            drop_blobs(original, job.get(), keep);  // the sources of what replaced them
+          });
+    });
   }
 
   void file_finished(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t,
@@ -536,6 +689,7 @@ struct PullEngine::Impl {
 
   // Declared last: it stops -- finishing its queued work -- before the writers it uses go.
   std::unique_ptr<DiskWriter> disk = std::make_unique<DiskWriter>();
+  std::unique_ptr<Background> background = std::make_unique<Background>();
 
   Impl(const DaemonConfig& c, PullHost& h, core::EventSink& e) : cfg(c), host(h), events(e) {
     store = std::make_unique<core::ContentStore>(cfg.cache_dir);
@@ -552,6 +706,8 @@ void PullEngine::start(const ClientWaiter& w, const bus::ModelRef& ref, bool loa
 }
 int PullEngine::disk_fd() const { return impl_->disk->fd(); }
 void PullEngine::on_disk_writes() { impl_->on_disk_writes(); }
+int PullEngine::background_fd() const { return impl_->background->fd(); }
+void PullEngine::on_background() { impl_->background->run_finished(); }
 std::size_t PullEngine::removed_partials() const { return impl_->removed; }
 
 void PullEngine::abort_all(const Error& why) {

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config.h"
+#include "hooks.h"
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
 #include "modelzoo/core/events.h"
@@ -29,10 +30,10 @@ struct ClientWaiter {
   std::uint64_t id;
 };
 
-// What the pull engine needs from the daemon. Every callback runs on the event loop.
-class PullHost {
+// What the pull engine needs from the daemon (and, as a HookHost, to run extensions).
+// Every callback runs on the event loop.
+class PullHost : public HookHost {
  public:
-  virtual ~PullHost() = default;
   // Resolution across the sources (core::resolve plus the sources that are down).
   virtual void resolve(const bus::ModelRef& ref, std::uint32_t timeout_ms, std::function<void(core::Resolution)> done) = 0;
   // A streaming call to a plugin; returns its id (0 when it could not be sent: `done` then
@@ -66,6 +67,10 @@ class PullEngine {
   // Readable when the disk threads finished chunks: call on_disk_writes().
   int disk_fd() const;
   void on_disk_writes();
+  // Readable when background work (committing files extensions produced) finished: call
+  // on_background().
+  int background_fd() const;
+  void on_background();
   // Answers every waiting client with `why` (the daemon is stopping).
   void abort_all(const bus::Error& why);
   // Partials removed at start (for the daemon's log).

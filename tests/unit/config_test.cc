@@ -91,7 +91,7 @@ TEST_F(Config, EmbeddedDefault) {
   ASSERT_EQ(c.plugin_dirs.size(), 1u);
   EXPECT_EQ(c.plugin_dirs[0], data_dir_ / "plugins");
 
-  ASSERT_EQ(c.sources.size(), 2u);
+  ASSERT_EQ(c.sources.size(), 4u);
   const Source& local = c.sources[0];
   EXPECT_EQ(local.name, "local");
   EXPECT_EQ(local.manifest.name, "local-file");
@@ -127,9 +127,55 @@ TEST_F(Config, EmbeddedDefault) {
 
 TEST_F(Config, LoadConfigWithoutPathUsesTheEmbeddedDefault) {
   DaemonConfig c = modelzoo::supervisor::load_config({}, "/x");
-  ASSERT_EQ(c.sources.size(), 2u);
+  ASSERT_EQ(c.sources.size(), 4u);
   EXPECT_EQ(c.sources[0].name, "local");
   EXPECT_EQ(c.sources[1].name, "memory");
+  // The built-in extensions that act only on their own formats run by default.
+  EXPECT_EQ(c.sources[2].name, "decompress");
+  EXPECT_EQ(c.sources[2].manifest.kind, "extension");
+  EXPECT_EQ(c.sources[2].manifest.command[0], "/x/modelzoo-ext-decompress");
+  EXPECT_EQ(c.sources[3].name, "validate");
+  EXPECT_EQ(c.sources[3].manifest.command[0], "/x/modelzoo-ext-format-validator");
+}
+
+TEST_F(Config, ExtensionSettings) {
+  DaemonConfig c = parse(
+      "sources:\n"
+      "  - name: check\n    command: [/bin/check]\n    kind: extension\n    order: -5\n"
+      "    points: [post-download, pre-load]\n    formats: [GGUF, onnx]\n    hook_timeout_ms: 1500\n"
+      "  - name: dec\n    plugin: decrypt\n");
+  ASSERT_EQ(c.sources.size(), 2u);
+  const auto& x = c.sources[0].extension;
+  EXPECT_EQ(c.sources[0].manifest.kind, "extension");
+  EXPECT_EQ(x.order, -5);
+  EXPECT_EQ(*x.points, (std::vector<std::string>{"post-download", "pre-load"}));
+  EXPECT_EQ(*x.formats, (std::vector<std::string>{"gguf", "onnx"}));
+  EXPECT_EQ(x.hook_timeout, milliseconds(1500));
+  EXPECT_EQ(c.sources[1].manifest.kind, "extension");
+  EXPECT_FALSE(c.sources[1].extension.points.has_value());  // from the extension's hello
+  EXPECT_EQ(c.sources[1].extension.hook_timeout, milliseconds(300000));
+}
+
+TEST_F(Config, ExtensionSettingsAreChecked) {
+  auto fails = [&](const std::string& yaml, const std::string& why) {
+    try {
+      parse(yaml);
+      ADD_FAILURE() << "accepted: " << yaml;
+    } catch (const ConfigError& e) {
+      EXPECT_THAT(e.what(), HasSubstr(why));
+    }
+  };
+  fails("sources:\n  - name: x\n    command: [/bin/x]\n    kind: extension\n    points: [after-load]\n",
+        "'after-load' is not an extension point");
+  fails("sources:\n  - name: x\n    command: [/bin/x]\n    kind: extension\n    points: []\n",
+        "must name at least one extension point");
+  fails("sources:\n  - name: x\n    command: [/bin/x]\n    kind: extension\n    formats: [.gguf]\n",
+        "'.gguf' is not a file format");
+  fails("sources:\n  - name: x\n    command: [/bin/x]\n    kind: gadget\n", "'gadget' is not a plugin kind");
+  fails("sources:\n  - name: x\n    plugin: memory\n    order: 3\n", "settings of extensions");
+  fails("sources:\n  - name: x\n    plugin: decrypt\n    kind: registry\n", "is set by the plugin's manifest");
+  fails("sources:\n  - name: x\n    command: [/bin/x]\n    kind: extension\n    hook_timeout_ms: 1\n",
+        "hook_timeout_ms");
 }
 
 TEST_F(Config, LoadConfigFromAFile) {

@@ -42,7 +42,8 @@ const std::vector<MessageType> kAllTypes = {
     MessageType::credit,   MessageType::cancel,  MessageType::heartbeat, MessageType::goodbye};
 const std::vector<ErrorCode> kAllCodes = {ErrorCode::not_found,   ErrorCode::unavailable,
                                           ErrorCode::timeout,     ErrorCode::bad_request,
-                                          ErrorCode::unauthorized, ErrorCode::internal};
+                                          ErrorCode::unauthorized, ErrorCode::internal,
+                                          ErrorCode::rejected};
 
 // Builds msgpack bytes with msgpack-c's packer (so hostile shapes are easy to write).
 std::string packed(const std::function<void(Packer&)>& f) {

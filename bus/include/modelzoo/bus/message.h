@@ -46,7 +46,9 @@ std::string_view to_string(MessageType t);
 std::optional<MessageType> message_type_from_string(std::string_view s);
 
 // Typed errors (docs/protocol.md, "Errors").
-enum class ErrorCode { not_found, unavailable, timeout, bad_request, unauthorized, internal };
+// `rejected`: an extension refused the model (docs/extensions.md); the last, added in 1.1 of
+// the protocol document: a peer that does not know it treats it as `internal`.
+enum class ErrorCode { not_found, unavailable, timeout, bad_request, unauthorized, internal, rejected };
 
 std::string_view to_string(ErrorCode c);
 std::optional<ErrorCode> error_code_from_string(std::string_view s);

@@ -5,6 +5,8 @@
 //   <root>/models/<name>/<version>/<file>   the view users open: relative symlinks to blobs
 //   <root>/tmp/<64 hex>.partial             a file being received, kept for resume
 //   <root>/tmp/<64 hex>.lock                who is receiving it (an OFD lock on this file)
+//   <root>/staging/<id>/                    files extensions work on before they are committed
+//   <root>/tmp/staging-<id>.lock            held while that staging directory is in use
 //
 // A blob appears only by rename() after its size and sha256 were checked and its data
 // fsync'ed, so nothing partial or corrupt is ever visible under blobs/ or models/. The lock
@@ -20,6 +22,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "modelzoo/bus/model.h"
 #include "modelzoo/bus/sha256.h"
@@ -99,9 +103,42 @@ class ContentStore {
   // bus::Error(internal) when the partial cannot be created or read.
   std::unique_ptr<Writer> begin(const bus::FileInfo& file) const;
 
-  // The metadata of cached model versions.
-  void write_manifest(const bus::ModelMetadata& m, const std::string& source) const;
+  // The metadata of cached model versions. `derived`, when not null, records that extensions
+  // produced the files from others (docs/extensions.md): {"source_files": [...], "extensions": [...]}.
+  void write_manifest(const bus::ModelMetadata& m, const std::string& source,
+                      const nlohmann::json& derived = nullptr) const;
   std::optional<bus::ModelMetadata> read_manifest(const std::string& name, const std::string& version) const;
+  // The whole manifest ({"metadata", "source", "derived"}), or nullopt when absent or unreadable.
+  std::optional<nlohmann::json> read_manifest_record(const std::string& name, const std::string& version) const;
+
+  // A private directory under staging/ for one pull's extensions, removed (with everything
+  // in it) when the object goes. While it exists its lock in tmp/ is held, so `cache prune`
+  // deletes no orphan blob (the blobs it works on are not referenced by a manifest yet).
+  class Staging {
+   public:
+    ~Staging();
+    Staging(const Staging&) = delete;
+    Staging& operator=(const Staging&) = delete;
+    const std::filesystem::path& dir() const { return dir_; }
+
+   private:
+    friend class ContentStore;
+    Staging() = default;
+    std::filesystem::path dir_, lock_;
+    int lock_fd_ = -1;
+  };
+  // Throws bus::Error(internal) naming the directory when it cannot be created.
+  std::unique_ptr<Staging> begin_staging() const;
+
+  // Commits a finished file that an extension wrote inside a staging directory: checks that
+  // it is a regular file with a single link, hashes it, fsyncs it, makes it read-only and
+  // renames it into blobs/ (or drops it when that blob exists). Returns it as `name`.
+  // Throws bus::Error(internal) naming `name` on any failure. Safe to call from any thread.
+  bus::FileInfo adopt(const std::filesystem::path& file, const std::string& name) const;
+
+  // Removes blob `sha256` unless a manifest lists it (the source files of a model that
+  // extensions replaced). Returns true when it was removed.
+  bool remove_unreferenced_blob(const std::string& sha256) const;
   // Versions of `name` whose manifest exists, newest first.
   std::vector<std::string> cached_versions(const std::string& name) const;
   // Records a use (pull, load) of a cached version: its manifest's mtime is its last use.
@@ -111,7 +148,8 @@ class ContentStore {
   std::filesystem::path link_view(const bus::ModelMetadata& m) const;
 
   // Removes partials nobody is receiving that were last written more than `older_than`
-  // ago (and their lock files). Returns how many partials were removed.
+  // ago (and their lock files), and staging directories nobody holds (left by a daemon that
+  // died). Returns how many partials were removed.
   std::size_t clean_partials(std::chrono::seconds older_than) const;
 
  private:

@@ -20,6 +20,7 @@ inline constexpr const char* kDownloadFailed = "model.download.failed";
 inline constexpr const char* kLoadStarted = "model.load.started";
 inline constexpr const char* kLoadCompleted = "model.load.completed";
 inline constexpr const char* kLoadFailed = "model.load.failed";
+inline constexpr const char* kExtensionHook = "extension.hook";
 inline constexpr const char* kDaemonStarted = "daemon.started";
 inline constexpr const char* kDaemonStopping = "daemon.stopping";
 }  // namespace topic
