@@ -6,7 +6,8 @@
 // (besides the line on stderr).
 //
 // The `cache` commands do not go through the daemon: they run core/cache_admin.h here, on
-// the cache directory (the daemon is asked only where that is).
+// the cache directory (the daemon is asked only where that is). Nor do `encrypt` and
+// `decrypt` (crypt_cmd.h), for publishers of encrypted models.
 
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -28,10 +29,12 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "crypt_cmd.h"
 #include "format.h"
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
 #include "modelzoo/client.h"
+#include "modelzoo/codec/crypt.h"
 #include "modelzoo/core/cache_admin.h"
 #include "views.h"
 
@@ -57,6 +60,7 @@ struct Options {
   std::string cache_dir;                     // cache --cache-dir
   bool remove_corrupt = false;               // cache verify --remove-corrupt
   bool prune_all = false;                    // cache prune --all
+  CryptOptions crypt;                        // encrypt, decrypt
 
   // --runtime-dir wins; else default_runtime_dir() ($MODELZOO_RUNTIME_DIR, XDG, /tmp).
   std::string resolved_runtime_dir() const {
@@ -279,6 +283,18 @@ int run_cache_prune(const Options& options) {
   return kOk;
 }
 
+// ---- encrypt, decrypt (crypt_cmd.h) --------------------------------------------------
+
+int run_encrypt_command(const Options& options) {
+  print_reply(options, run_encrypt(options.crypt), render_crypt);
+  return kOk;
+}
+
+int run_decrypt_command(const Options& options) {
+  print_reply(options, run_decrypt(options.crypt), render_crypt);
+  return kOk;
+}
+
 volatile std::sig_atomic_t g_stop_requested = 0;
 
 extern "C" void request_stop(int) { g_stop_requested = 1; }
@@ -429,6 +445,9 @@ int run(int argc, char** argv) {
   events->add_option("--timeout", options.event_timeout_s, "Exit after SECONDS")->check(at_least(0));
   commands.emplace_back(events, run_events);
 
+  commands.emplace_back(add_encrypt_command(app, options.crypt), run_encrypt_command);
+  commands.emplace_back(add_decrypt_command(app, options.crypt), run_decrypt_command);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -457,6 +476,8 @@ int run(int argc, char** argv) {
   } catch (const modelzoo::bus::Error& e) {
     const std::string code(modelzoo::bus::to_string(e.code()));
     return report_error(options, code, e.what(), kFailed, ShowCode::yes);
+  } catch (const modelzoo::codec::CodecError& e) {
+    return report_error(options, "failed", e.what(), kFailed);
   } catch (const json::exception& e) {
     // nlohmann's what() starts with "[json.exception.type_error.302] "; users need not see it.
     std::string what = e.what();

@@ -125,8 +125,15 @@ std::string render_status(const json& reply) {
 std::string render_plugins(const json& reply) {
   const json& plugins = array_field(reply, "plugins");
   std::vector<Row> rows;
-  std::string failures;
+  std::string failures, extensions;
   for (const json& plugin : plugins) {
+    if (text(plugin, "kind", "registry") == "extension") {
+      std::string line = text(plugin, "name") + ": " +
+                         join(array_field(plugin, "points"), ", ", "every point (not started yet)");
+      line += ", order " + text(plugin, "order", "0");
+      if (!array_field(plugin, "formats").empty()) line += ", formats " + join(array_field(plugin, "formats"), ",");
+      extensions += line + "\n";
+    }
     const std::uint64_t pid = count(plugin, "pid");
     rows.push_back({text(plugin, "name"), text(plugin, "state"), pid == 0 ? "-" : std::to_string(pid),
                     std::to_string(count(plugin, "restarts")), plugin_uptime(plugin),
@@ -135,6 +142,7 @@ std::string render_plugins(const json& reply) {
   }
   if (rows.empty()) return "no plugins\n";
   std::string out = render_table({"NAME", "STATE", "PID", "RESTARTS", "UPTIME", "PRIORITY"}, rows);
+  if (!extensions.empty()) out += "\nextensions:\n" + extensions;
   if (!failures.empty()) out += "\n" + failures;
   return out;
 }
