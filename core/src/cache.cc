@@ -382,7 +382,14 @@ bool ContentStore::remove_unreferenced_blob(const std::string& sha256) const {
     if (it->path().extension() != ".json") continue;
     std::ifstream in(it->path());
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (text.find(sha256) != std::string::npos) return false;
+    if (text.find(sha256) == std::string::npos) continue;  // cheap: most manifests do not mention it
+    try {  // listed among the files (not only among a derived model's source_files)?
+      auto j = nlohmann::json::parse(text);
+      for (const auto& f : j.at("metadata").at("files"))
+        if (f.value("sha256", "") == sha256) return false;
+    } catch (const std::exception&) {
+      return false;  // unreadable: keep what it may reference
+    }
   }
   return ::unlink(blob_path(sha256).c_str()) == 0;
 }

@@ -703,10 +703,16 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     return t;
   }
 
-  json plugin_status(const Instance& in) const {
+  json plugin_status(const Instance& in) {
     const core::PluginRecord* rec = manager.get(in.source.name);
     bool running = in.process && !in.process->reaped();
-    return {{"name", in.source.name},
+    json extension = json::object();
+    if (in.source.manifest.kind == "extension")
+      for (const auto& x : extensions())
+        if (x.name == in.source.name)
+          extension = {{"points", x.points}, {"formats", x.formats}, {"order", x.order},
+                       {"hook_timeout_ms", x.timeout.count()}};
+    json status = {{"name", in.source.name},
             {"plugin", rec ? rec->plugin : in.source.manifest.name},
             {"kind", in.source.manifest.kind},
             {"version", rec ? rec->version : in.source.manifest.version},
@@ -719,6 +725,8 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
             {"handles", rec ? rec->handles : in.source.handles.value_or(std::vector<std::string>{"*"})},
             {"last_exit", in.last_exit},
             {"last_error", in.last_error}};
+    status.update(extension);
+    return status;
   }
 
   void on_client_request(const ClientWaiter& w, Message& m) {

@@ -61,6 +61,7 @@ struct Chain {
   }
 
   void fail(const ExtensionView& x, Error e, std::int64_t ms) {
+    spdlog::warn("{}", e.what());
     publish(x, e.code() == ErrorCode::rejected ? "rejected" : "failed", ms,
             {{"error", bus::to_json(e)}});
     out.error = std::move(e);

@@ -288,14 +288,16 @@ struct PullEngine::Impl {
     start_files(job);
   }
 
+  // Commits the model (manifest, view), runs `after_commit`, and answers.
   void complete_pull(const std::shared_ptr<PullJob>& job, const std::string& source, bool cached,
-                     const json& derived = nullptr) {
+                     const json& derived = nullptr, const std::function<void()>& after_commit = {}) {
     try {
       store->write_manifest(job->md, source, derived);
       store->link_view(job->md);
     } catch (const std::exception& e) {
       return finish_pull(job, Error(ErrorCode::internal, e.what()));
     }
+    if (after_commit) after_commit();
     if (!cached) {
       auto ms = std::max<std::int64_t>(1, ms_between(job->started, Clock::now()));
       events.publish(core::topic::kDownloadCompleted,
@@ -380,8 +382,8 @@ struct PullEngine::Impl {
             json derived = {{"source_files", source_files}, {"extensions", applied}};
             std::set<std::string> keep;
             for (const auto& f : job->md.files) keep.insert(f.sha256);
-            complete_pull(job, job->source, job->files.empty(), derived);
-            drop_blobs(original, job.get(), keep);  // the sources of what replaced them
+            complete_pull(job, job->source, job->files.empty(), derived,
+                          [&] { drop_blobs(original, job.get(), keep); });  // the sources of what replaced them
           });
     });
   }

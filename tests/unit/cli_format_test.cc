@@ -286,6 +286,16 @@ TEST(PluginsView, TableAndFailures) {
             "broken: cannot read config (exit 1)\n");
 }
 
+TEST(PluginsView, ExtensionsAreListedWithTheirPoints) {
+  json ext = plugin("validate", "ready", 7, 0, 1000, 0);
+  ext["kind"] = "extension";
+  ext["points"] = {"post-download"};
+  ext["formats"] = {"gguf", "onnx"};
+  ext["order"] = 100;
+  const std::string out = render_plugins({{"plugins", {plugin("memory", "ready", 4242, 0, 1000, 10), ext}}});
+  EXPECT_NE(out.find("\nextensions:\nvalidate: post-download, order 100, formats gguf,onnx\n"), std::string::npos) << out;
+}
+
 TEST(PluginsView, EmptyList) { EXPECT_EQ(render_plugins({{"plugins", json::array()}}), "no plugins\n"); }
 
 TEST(PluginsView, FailedWithoutDetails) {

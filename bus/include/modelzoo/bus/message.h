@@ -46,8 +46,7 @@ std::string_view to_string(MessageType t);
 std::optional<MessageType> message_type_from_string(std::string_view s);
 
 // Typed errors (docs/protocol.md, "Errors").
-// `rejected`: an extension refused the model (docs/extensions.md); the last, added in 1.1 of
-// the protocol document: a peer that does not know it treats it as `internal`.
+// `rejected`: an extension refused the model (docs/protocol.md, "Extension hooks").
 enum class ErrorCode { not_found, unavailable, timeout, bad_request, unauthorized, internal, rejected };
 
 std::string_view to_string(ErrorCode c);
