@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +35,57 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 using std::chrono::milliseconds;
+
+// ------------------------------------------------------------------ command line
+std::optional<int> parse_options(int argc, char** argv, const std::string& prog, unsigned accepted,
+                                 void (*usage)(std::ostream&), CommonOptions& o,
+                                 const std::function<bool(const std::string&)>& extra) {
+  // "--name VALUE" (taking the next argument) or "--name=VALUE", if `name` is accepted.
+  auto value = [&](int& i, const std::string& a, unsigned option, const std::string& name) -> std::optional<std::string> {
+    if (!(accepted & option)) return std::nullopt;
+    if (a == name && i + 1 < argc) return std::string(argv[++i]);
+    if (a.rfind(name + "=", 0) == 0) return a.substr(name.size() + 1);
+    return std::nullopt;
+  };
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--quick") {
+      o.quick = true;
+    } else if (a == "--json") {
+      o.json_only = true;
+    } else if (auto v = value(i, a, kBinDirOption, "--bin-dir")) {
+      o.bin_dir = *v;
+    } else if (auto v = value(i, a, kDirOption, "--dir")) {
+      o.dir = *v;
+    } else if (auto v = value(i, a, kSizeMibOption, "--size-mib")) {
+      char* end = nullptr;
+      errno = 0;
+      unsigned long long n = std::strtoull(v->c_str(), &end, 10);
+      if (v->empty() || *end || errno || n == 0 || n > (1ull << 24)) {
+        std::cerr << prog << ": --size-mib wants a number of MiB from 1 to 16777216\n";
+        return 2;
+      }
+      o.size_mib = n;
+    } else if (extra && extra(a)) {
+    } else if (a == "-h" || a == "--help") {
+      usage(std::cout);
+      return 0;
+    } else {
+      std::cerr << prog << ": unknown argument '" << a << "'\n";
+      usage(std::cerr);
+      return 2;
+    }
+  }
+  if ((accepted & kBinDirOption) && o.bin_dir.empty()) o.bin_dir = self_dir();
+  if (!o.dir.empty()) {
+    std::error_code ec;
+    if (!fs::is_directory(o.dir, ec)) {
+      std::cerr << prog << ": --dir " << o.dir.string() << " is not a directory\n";
+      return 2;
+    }
+  }
+  return std::nullopt;
+}
 
 // ------------------------------------------------------------------ output
 namespace {
@@ -85,6 +138,8 @@ fs::path self_dir() {
   if (n <= 0) return fs::current_path();
   return fs::path(std::string(exe, static_cast<std::size_t>(n))).parent_path();
 }
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // ------------------------------------------------------------------ /proc
 double cpu_seconds(pid_t pid) {
@@ -338,6 +393,103 @@ TempDir::TempDir(const fs::path& parent, const char* prefix) {
 TempDir::~TempDir() {
   std::error_code ec;
   fs::remove_all(path, ec);
+}
+
+std::string fs_type(const fs::path& p) {
+  struct statfs s {};
+  if (::statfs(p.c_str(), &s) != 0) return "?";
+  switch (static_cast<unsigned long>(s.f_type)) {
+    case 0xEF53: return "ext4";
+    case 0x58465342: return "xfs";
+    case 0x9123683E: return "btrfs";
+    case 0x01021994: return "tmpfs";
+    case 0x794C7630: return "overlayfs";
+    case 0x2FC12FC1: return "zfs";
+    case 0xF2F52010: return "f2fs";
+    default: {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(s.f_type));
+      return buf;
+    }
+  }
+}
+
+std::string check_temp_dir(const fs::path& dir, std::uint64_t need) {
+  const std::string type = fs_type(dir);
+  struct statvfs sv {};
+  if (::statvfs(dir.c_str(), &sv) != 0) throw Failure("statvfs " + dir.string() + ": " + std::strerror(errno));
+  const std::uint64_t avail = static_cast<std::uint64_t>(sv.f_bavail) * sv.f_frsize;
+  if (avail < need)
+    throw Failure("not enough space in " + dir.string() + ": " + std::to_string(avail >> 20) + " MiB free, " +
+                  std::to_string(need >> 20) + " MiB needed (use --dir or --size-mib)");
+  note("temp dir " + dir.string() + " (" + type + ")" +
+       (type == "tmpfs" ? ": tmpfs, fsync costs nothing there; use --dir on a disk" : ""));
+  return type;
+}
+
+Fd::Fd(const fs::path& p, int flags, mode_t mode) : path_(p), fd_(::open(p.c_str(), flags | O_CLOEXEC, mode)) {
+  if (fd_ < 0) throw Failure("open " + p.string() + ": " + std::strerror(errno));
+}
+
+Fd::~Fd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Fd::fsync() {
+  if (::fsync(fd_) != 0) throw Failure("fsync " + path_.string() + ": " + std::strerror(errno));
+}
+
+void Fd::close() {
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) throw Failure("close " + path_.string() + ": " + std::strerror(errno));
+}
+
+void fsync_path(const fs::path& p, bool directory) {
+  Fd fd(p, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  fd.fsync();
+}
+
+void sync_fs(const fs::path& p) {
+  Fd fd(p, O_RDONLY | O_DIRECTORY);
+  if (::syncfs(fd.get()) != 0) throw Failure("syncfs " + p.string() + ": " + std::strerror(errno));
+}
+
+void remove_tree(const fs::path& p) {
+  std::error_code ec;
+  fs::remove_all(p, ec);
+  if (ec) throw Failure("cannot remove " + p.string() + ": " + ec.message());
+}
+
+void write_all(int fd, const void* data, std::size_t n, const fs::path& p) {
+  const auto* bytes = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::write(fd, bytes, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) throw Failure("write " + p.string() + ": " + std::strerror(errno));
+    bytes += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+std::size_t read_some(int fd, std::vector<char>& buf, const fs::path& p) {
+  std::size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::read(fd, buf.data() + done, buf.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Failure("read " + p.string() + ": " + std::strerror(errno));
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
+std::uint64_t read_fully(const fs::path& p) {
+  std::vector<char> buf(1u << 20);
+  Fd fd(p, O_RDONLY);
+  std::uint64_t total = 0;
+  while (std::size_t n = read_some(fd.get(), buf, p)) total += n;
+  return total;
 }
 
 void write_file(const fs::path& p, const std::string& text) {

@@ -1,15 +1,18 @@
-// Support code shared by the benchmark programs (modelzoo-bench, modelzoo-pull-bench):
-// output helpers, /proc readings, child processes that never outlive the bench (even on a
-// failure or ^C), temp dirs and files. Not a general library: single-threaded use by one
-// bench process, which reports problems by throwing Failure.
+// Support code shared by the benchmark programs (modelzoo-bench, modelzoo-pull-bench,
+// modelzoo-extension-bench): the command line, output helpers, /proc readings, child
+// processes that never outlive the bench (even on a failure or ^C), temp dirs and files. Not a
+// general library: single-threaded use by one bench process, which reports problems by
+// throwing Failure.
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <iosfwd>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -26,6 +29,27 @@ class Failure : public std::runtime_error {
 };
 // A failure already printed (with the daemon's log, if wanted).
 struct Reported {};
+
+// ------------------------------------------------------------------ command line
+// The options the benches share. Every bench takes --quick, --json and -h/--help; --bin-dir,
+// --dir and --size-mib only if it names them in parse_options().
+struct CommonOptions {
+  bool quick = false;                    // --quick
+  bool json_only = false;                // --json
+  std::filesystem::path bin_dir;         // --bin-dir DIR; self_dir() if not given
+  std::filesystem::path dir;             // --dir DIR: where the temp dir goes ("": $TMPDIR or /tmp)
+  std::uint64_t size_mib = 0;            // --size-mib N (1 to 2^24); 0 if not given
+};
+enum : unsigned { kBinDirOption = 1u, kDirOption = 2u, kSizeMibOption = 4u };
+
+// Parses argv into `o`: the common options named in `accepted` (a value as "--name VALUE" or
+// "--name=VALUE"), then whatever `extra(arg)` takes (returns true for). Returns the exit code
+// when main should stop at once: 0 after --help (usage on stdout); 2 for a bad --size-mib, a
+// --dir that is not a directory or an unknown argument ("<prog>: ..." on stderr, and usage
+// for an unknown one). With --bin-dir accepted, an empty bin_dir becomes self_dir().
+std::optional<int> parse_options(int argc, char** argv, const std::string& prog, unsigned accepted,
+                                 void (*usage)(std::ostream&), CommonOptions& o,
+                                 const std::function<bool(const std::string&)>& extra = {});
 
 // ------------------------------------------------------------------ output
 // --json: note() prints nothing, so that stdout has only the JSON line and stderr is quiet.
@@ -45,6 +69,21 @@ std::string utc_now();
 double loadavg();
 // The directory of this executable (/proc/self/exe), or the current directory.
 std::filesystem::path self_dir();
+// Seconds of steady_clock since `t0`.
+double seconds_since(std::chrono::steady_clock::time_point t0);
+
+// ------------------------------------------------------------------ test data
+// splitmix64: a fast generator of 64-bit values, seeded with `s`. Its output neither
+// compresses nor deduplicates.
+struct SplitMix64 {
+  std::uint64_t s;
+  std::uint64_t next() {
+    std::uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+};
 
 // ------------------------------------------------------------------ /proc
 // CPU time (user + system, all threads) used so far by `pid`, or by this process for pid 0.
@@ -130,6 +169,47 @@ struct TempDir {
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
 };
+
+// The filesystem type of `p` by name ("ext4", "xfs", "tmpfs", ...), else its magic number as
+// "0x..."; "?" if statfs fails.
+std::string fs_type(const std::filesystem::path& p);
+// For a bench's temp dir `dir`: throws Failure unless its filesystem has `need` bytes free
+// (suggesting --dir or --size-mib), notes "temp dir DIR (TYPE)" (with a warning on tmpfs,
+// where fsync costs nothing) and returns fs_type(dir).
+std::string check_temp_dir(const std::filesystem::path& dir, std::uint64_t need);
+
+// An open file descriptor (O_CLOEXEC added), closed on destruction; throws Failure if the
+// open fails.
+class Fd {
+ public:
+  Fd(const std::filesystem::path& p, int flags, mode_t mode = 0600);
+  ~Fd();
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  // fsync(2); throws Failure if it fails.
+  void fsync();
+  // close(2) now, to see its error (throws Failure); the destructor then does nothing.
+  void close();
+
+ private:
+  std::filesystem::path path_;
+  int fd_;
+};
+
+// fsync of the file or (`directory`) the directory `p`.
+void fsync_path(const std::filesystem::path& p, bool directory);
+// Flushes everything pending on the filesystem holding `p` (e.g. the deletion of the previous
+// run's output), so that no write-back from before runs during a measurement.
+void sync_fs(const std::filesystem::path& p);
+// Removes `p` (a file, or a directory with everything in it); nothing if it does not exist.
+void remove_tree(const std::filesystem::path& p);
+// Writes all `n` bytes to `fd` (the file `p`, for the message); throws Failure on an error.
+void write_all(int fd, const void* data, std::size_t n, const std::filesystem::path& p);
+// Reads from `fd` (the file `p`) until `buf` is full or the file ends; returns the bytes read.
+std::size_t read_some(int fd, std::vector<char>& buf, const std::filesystem::path& p);
+// Reads `p` once fully, in 1 MiB reads (into the page cache); returns the bytes read.
+std::uint64_t read_fully(const std::filesystem::path& p);
 
 // Writes `text` to `p` (replacing it); throws Failure if that fails.
 void write_file(const std::filesystem::path& p, const std::string& text);

@@ -67,10 +67,8 @@ constexpr milliseconds kReplyTimeout{5000};  // any single reply slower than thi
 constexpr milliseconds kRecoveryAttemptTimeout{200};
 constexpr milliseconds kRecoveryPoll{1};     // pause between failed attempts while recovering
 
-struct Options {
-  bool quick = false;
-  bool json_only = false;
-  fs::path bin_dir;
+// --quick, --json, --bin-dir (bench_support.h), and what --quick sets.
+struct Options : CommonOptions {
   int n = 20000;           // timed round trips per variant
   int warmup = 1000;       // untimed round trips per variant first
   int block = 500;         // round trips per variant before switching to the next
@@ -1002,30 +1000,11 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--quick") {
-      o.quick = true;
-    } else if (a == "--json") {
-      o.json_only = true;
-    } else if (a == "--bin-dir" && i + 1 < argc) {
-      o.bin_dir = argv[++i];
-    } else if (a.rfind("--bin-dir=", 0) == 0) {
-      o.bin_dir = a.substr(10);
-    } else if (a == "-h" || a == "--help") {
-      usage(std::cout);
-      return 0;
-    } else {
-      std::cerr << "modelzoo-bench: unknown argument '" << a << "'\n";
-      usage(std::cerr);
-      return 2;
-    }
-  }
+  if (auto rc = parse_options(argc, argv, "modelzoo-bench", kBinDirOption, usage, o)) return *rc;
   if (o.quick) {
     o.n = 2000;
     o.throughput_s = 1.0;
     o.kills = 5;
   }
-  if (o.bin_dir.empty()) o.bin_dir = self_dir();
   return run_bench("modelzoo-bench", o.json_only, [&] { return run(o); });
 }

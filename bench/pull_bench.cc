@@ -18,8 +18,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -62,99 +60,18 @@ constexpr const char* kVersion = "1.0.0";
 constexpr const char* kFile = "weights.bin";
 constexpr const char* kSource = "disk";
 constexpr int kRuns = 3;                     // cp runs and pulls, each; the median is reported
-constexpr std::size_t kBlock = 1u << 20;     // generation and warm-read block
+constexpr std::size_t kBlock = 1u << 20;     // generation block
 constexpr double kTargetRatio = 1.5;         // pull wall time <= 1.5 x cp
 constexpr double kTargetRssMiB = 64.0;       // peak RSS of the daemon and of the plugin, each
 constexpr milliseconds kShowTimeout{300000};  // the first show hashes the whole file
 constexpr milliseconds kPullTimeout{1800000};
 
-struct Options {
-  bool quick = false;
-  bool json_only = false;
-  fs::path bin_dir;
-  fs::path dir;             // where the temp dir goes (default: $TMPDIR or /tmp)
-  std::uint64_t size_mib = 1024;
-  bool size_given = false;
+// --quick, --json, --bin-dir, --dir, --size-mib (bench_support.h); size_mib is set once parsed.
+struct Options : CommonOptions {
   bool stream = false;      // local_read: [] -- the daemon streams the file instead of copying it
 };
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
 // ------------------------------------------------------------------ files
-
-class Fd {
- public:
-  Fd(const fs::path& p, int flags, mode_t mode = 0600) : fd_(::open(p.c_str(), flags | O_CLOEXEC, mode)) {
-    if (fd_ < 0) throw Failure("open " + p.string() + ": " + std::strerror(errno));
-  }
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-void fsync_path(const fs::path& p, bool directory) {
-  Fd fd(p, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (::fsync(fd.get()) != 0) throw Failure("fsync " + p.string() + ": " + std::strerror(errno));
-}
-
-// Flushes everything pending on the filesystem holding `p` (e.g. the deletion of the
-// previous run's 1 GiB), so that no write-back from before runs during a measurement.
-void sync_fs(const fs::path& p) {
-  Fd fd(p, O_RDONLY | O_DIRECTORY);
-  if (::syncfs(fd.get()) != 0) throw Failure("syncfs " + p.string() + ": " + std::strerror(errno));
-}
-
-void remove_tree(const fs::path& p) {
-  std::error_code ec;
-  fs::remove_all(p, ec);
-  if (ec) throw Failure("cannot remove " + p.string() + ": " + ec.message());
-}
-
-std::string fs_type(const fs::path& p) {
-  struct statfs s {};
-  if (::statfs(p.c_str(), &s) != 0) return "?";
-  switch (static_cast<unsigned long>(s.f_type)) {
-    case 0xEF53: return "ext4";
-    case 0x58465342: return "xfs";
-    case 0x9123683E: return "btrfs";
-    case 0x01021994: return "tmpfs";
-    case 0x794C7630: return "overlayfs";
-    case 0x2FC12FC1: return "zfs";
-    case 0xF2F52010: return "f2fs";
-    default: {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(s.f_type));
-      return buf;
-    }
-  }
-}
-
-// splitmix64: fast, and its output does not compress or deduplicate.
-struct SplitMix64 {
-  std::uint64_t s;
-  std::uint64_t next() {
-    std::uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-};
-
-void write_all(int fd, const char* data, std::size_t n, const fs::path& p) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, data, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) throw Failure("write " + p.string() + ": " + std::strerror(errno));
-    data += w;
-    n -= static_cast<std::size_t>(w);
-  }
-}
 
 // Writes `bytes` of pseudo-random data to `p` in 1 MiB blocks and fsyncs it and its directory.
 void generate(const fs::path& p, std::uint64_t bytes) {
@@ -165,26 +82,11 @@ void generate(const fs::path& p, std::uint64_t bytes) {
     check_interrupted();
     for (auto& w : block) w = rng.next();
     std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kBlock, bytes - done));
-    write_all(fd.get(), reinterpret_cast<const char*>(block.data()), n, p);
+    write_all(fd.get(), block.data(), n, p);
     done += n;
   }
-  if (::fsync(fd.get()) != 0) throw Failure("fsync " + p.string() + ": " + std::strerror(errno));
+  fd.fsync();
   fsync_path(p.parent_path(), true);
-}
-
-// Reads `p` once fully (into the page cache); returns the bytes read.
-std::uint64_t read_fully(const fs::path& p) {
-  std::vector<char> buf(kBlock);
-  Fd fd(p, O_RDONLY);
-  std::uint64_t total = 0;
-  while (true) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw Failure("read " + p.string() + ": " + std::strerror(errno));
-    if (n == 0) break;
-    total += static_cast<std::uint64_t>(n);
-  }
-  return total;
 }
 
 // ------------------------------------------------------------------ the daemon
@@ -364,20 +266,8 @@ int run(const Options& o) {
   // to a short path under $TMPDIR (a unix socket path has at most 107 bytes).
   TempDir tmp(o.dir.empty() ? fs::temp_directory_path() : o.dir, "mzpull");
   TempDir rt(fs::temp_directory_path(), "mzpull-run");
-  const std::string fstype = fs_type(tmp.path);
-  {
-    struct statvfs sv {};
-    if (::statvfs(tmp.path.c_str(), &sv) != 0)
-      throw Failure("statvfs " + tmp.path.string() + ": " + std::strerror(errno));
-    // The source, a copy or a pulled blob (one at a time), and room to spare.
-    const std::uint64_t need = 2 * size + (256u << 20);
-    const std::uint64_t avail = static_cast<std::uint64_t>(sv.f_bavail) * sv.f_frsize;
-    if (avail < need)
-      throw Failure("not enough space in " + tmp.path.string() + ": " + std::to_string(avail >> 20) + " MiB free, " +
-                    std::to_string(need >> 20) + " MiB needed (use --dir or --size-mib)");
-  }
-  note("temp dir " + tmp.path.string() + " (" + fstype + ")" +
-       (fstype == "tmpfs" ? ": tmpfs, fsync costs nothing there; use --dir on a disk" : ""));
+  // The source, a copy or a pulled blob (one at a time), and room to spare.
+  const std::string fstype = check_temp_dir(tmp.path, 2 * size + (256u << 20));
 
   Daemon daemon;
   daemon.stream = o.stream;
@@ -591,50 +481,14 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   Options o;
-  auto value = [&](int& i, const std::string& a, const std::string& name) -> std::optional<std::string> {
-    if (a == name && i + 1 < argc) return std::string(argv[++i]);
-    if (a.rfind(name + "=", 0) == 0) return a.substr(name.size() + 1);
-    return std::nullopt;
+  auto stream = [&](const std::string& a) {
+    if (a != "--stream") return false;
+    o.stream = true;
+    return true;
   };
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--quick") {
-      o.quick = true;
-    } else if (a == "--stream") {
-      o.stream = true;
-    } else if (a == "--json") {
-      o.json_only = true;
-    } else if (auto v = value(i, a, "--bin-dir")) {
-      o.bin_dir = *v;
-    } else if (auto v = value(i, a, "--dir")) {
-      o.dir = *v;
-    } else if (auto v = value(i, a, "--size-mib")) {
-      char* end = nullptr;
-      errno = 0;
-      unsigned long long n = std::strtoull(v->c_str(), &end, 10);
-      if (v->empty() || *end || errno || n == 0 || n > (1ull << 24)) {
-        std::cerr << "modelzoo-pull-bench: --size-mib wants a number of MiB from 1 to 16777216\n";
-        return 2;
-      }
-      o.size_mib = n;
-      o.size_given = true;
-    } else if (a == "-h" || a == "--help") {
-      usage(std::cout);
-      return 0;
-    } else {
-      std::cerr << "modelzoo-pull-bench: unknown argument '" << a << "'\n";
-      usage(std::cerr);
-      return 2;
-    }
-  }
-  if (o.quick && !o.size_given) o.size_mib = 256;
-  if (o.bin_dir.empty()) o.bin_dir = self_dir();
-  if (!o.dir.empty()) {
-    std::error_code ec;
-    if (!fs::is_directory(o.dir, ec)) {
-      std::cerr << "modelzoo-pull-bench: --dir " << o.dir.string() << " is not a directory\n";
-      return 2;
-    }
-  }
+  if (auto rc = parse_options(argc, argv, "modelzoo-pull-bench", kBinDirOption | kDirOption | kSizeMibOption, usage, o,
+                              stream))
+    return *rc;
+  if (o.size_mib == 0) o.size_mib = o.quick ? 256 : 1024;
   return run_bench("modelzoo-pull-bench", o.json_only, [&] { return run(o); });
 }

@@ -20,6 +20,7 @@ run_suite "$top/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== benchmarks, quick form (figures only, never a failure on speed)"
 "$top/build/bin/modelzoo-bench" --quick || { echo "benchmark run broke" >&2; exit 1; }
 "$top/build/bin/modelzoo-pull-bench" --quick || { echo "pull benchmark run broke" >&2; exit 1; }
+"$top/build/bin/modelzoo-extension-bench" --quick || { echo "extension benchmark run broke" >&2; exit 1; }
 if [ "${1:-}" != "--no-sanitize" ]; then
   echo "== build and test with ASan + UBSan"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
