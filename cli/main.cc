@@ -30,6 +30,8 @@
 #include <nlohmann/json.hpp>
 
 #include "crypt_cmd.h"
+#include "plugin_scaffold_cmd.h"
+#include "plugin_test_cmd.h"
 #include "format.h"
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
@@ -61,6 +63,9 @@ struct Options {
   bool remove_corrupt = false;               // cache verify --remove-corrupt
   bool prune_all = false;                    // cache prune --all
   CryptOptions crypt;                        // encrypt, decrypt
+  PluginTestOptions plugin_test;             // plugin test
+  PluginNewOptions plugin_new;               // plugin new
+  PluginValidateOptions plugin_validate;     // plugin validate
 
   // --runtime-dir wins; else default_runtime_dir() ($MODELZOO_RUNTIME_DIR, XDG, /tmp).
   std::string resolved_runtime_dir() const {
@@ -295,6 +300,14 @@ int run_decrypt_command(const Options& options) {
   return kOk;
 }
 
+// ---- plugin test, new, validate (plugin_test_cmd.h, plugin_scaffold_cmd.h) ------------------
+
+int run_plugin_test_command(const Options& options) { return run_plugin_test(options.plugin_test, options.json); }
+int run_plugin_new_command(const Options& options) { return run_plugin_new(options.plugin_new, options.json); }
+int run_plugin_validate_command(const Options& options) {
+  return run_plugin_validate(options.plugin_validate, options.json);
+}
+
 volatile std::sig_atomic_t g_stop_requested = 0;
 
 extern "C" void request_stop(int) { g_stop_requested = 1; }
@@ -447,6 +460,12 @@ int run(int argc, char** argv) {
 
   commands.emplace_back(add_encrypt_command(app, options.crypt), run_encrypt_command);
   commands.emplace_back(add_decrypt_command(app, options.crypt), run_decrypt_command);
+
+  CLI::App* plugin = app.add_subcommand("plugin", "For plugin authors: test a plugin, create one, check a manifest");
+  plugin->require_subcommand(1);
+  commands.emplace_back(add_plugin_test_command(*plugin, options.plugin_test), run_plugin_test_command);
+  commands.emplace_back(add_plugin_new_command(*plugin, options.plugin_new), run_plugin_new_command);
+  commands.emplace_back(add_plugin_validate_command(*plugin, options.plugin_validate), run_plugin_validate_command);
 
   try {
     app.parse(argc, argv);
