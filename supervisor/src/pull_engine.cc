@@ -358,9 +358,16 @@ struct PullEngine::Impl {
       background->submit(
           [this, files, result] {
             try {
-              for (const auto& f : files)
-                result->first.push_back(f.sha256.empty() ? store->adopt(f.path, f.name)
-                                                          : bus::FileInfo(f.name, f.size, f.sha256));
+              std::map<fs::path, bus::FileInfo> adopted;  // one file may be listed under two names
+              for (const auto& f : files) {
+                if (!f.sha256.empty()) {
+                  result->first.emplace_back(f.name, f.size, f.sha256);
+                  continue;
+                }
+                auto it = adopted.find(f.path);
+                if (it == adopted.end()) it = adopted.emplace(f.path, store->adopt(f.path, f.name)).first;
+                result->first.emplace_back(f.name, it->second.size, it->second.sha256);
+              }
             } catch (const Error& e) {
               result->second = e;
             }
