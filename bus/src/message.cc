@@ -23,6 +23,30 @@ msgpack::unpack_limit decode_limits() {
                                /*bin=*/kMaxEnvelopeBytes, /*ext=*/0, /*depth=*/32);
 }
 
+// True when [p, p+n) is well-formed UTF-8 (no overlongs, surrogates or code points past
+// U+10FFFF). Text that is not would make every later dump() of the value throw.
+bool valid_utf8(const char* p, std::size_t n) {
+  auto u = reinterpret_cast<const unsigned char*>(p);
+  for (std::size_t i = 0; i < n;) {
+    unsigned c = u[i];
+    if (c < 0x80) { ++i; continue; }
+    std::size_t len;
+    unsigned cp, min;
+    if ((c & 0xe0) == 0xc0) { len = 2; cp = c & 0x1f; min = 0x80; }
+    else if ((c & 0xf0) == 0xe0) { len = 3; cp = c & 0x0f; min = 0x800; }
+    else if ((c & 0xf8) == 0xf0) { len = 4; cp = c & 0x07; min = 0x10000; }
+    else return false;
+    if (i + len > n) return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((u[i + k] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (u[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += len;
+  }
+  return true;
+}
+
 nlohmann::json to_json(const msgpack::object& o) {
   switch (o.type) {
     case msgpack::type::NIL: return nullptr;
@@ -31,7 +55,9 @@ nlohmann::json to_json(const msgpack::object& o) {
     case msgpack::type::NEGATIVE_INTEGER: return o.via.i64;
     case msgpack::type::FLOAT32:
     case msgpack::type::FLOAT64: return o.via.f64;
-    case msgpack::type::STR: return std::string(o.via.str.ptr, o.via.str.size);
+    case msgpack::type::STR:
+      if (!valid_utf8(o.via.str.ptr, o.via.str.size)) throw ProtocolError("a string is not valid UTF-8");
+      return std::string(o.via.str.ptr, o.via.str.size);
     case msgpack::type::BIN: {
       auto p = reinterpret_cast<const std::uint8_t*>(o.via.bin.ptr);
       return nlohmann::json::binary(std::vector<std::uint8_t>(p, p + o.via.bin.size));
@@ -46,6 +72,7 @@ nlohmann::json to_json(const msgpack::object& o) {
       for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
         const auto& kv = o.via.map.ptr[i];
         if (kv.key.type != msgpack::type::STR) throw ProtocolError("map key is not a string");
+        if (!valid_utf8(kv.key.via.str.ptr, kv.key.via.str.size)) throw ProtocolError("a map key is not valid UTF-8");
         std::string key(kv.key.via.str.ptr, kv.key.via.str.size);
         if (m.contains(key)) throw ProtocolError("duplicate map key '" + key + "'");
         m[key] = to_json(kv.val);
