@@ -9,6 +9,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
 
 namespace modelzoo::supervisor {
@@ -196,7 +197,7 @@ void expand(json& v, const DaemonConfig& c) {
 }
 
 // The plugins built with the daemon, found next to its executable.
-const std::set<std::string> kBuiltinRegistries = {"memory", "local-file"};
+const std::set<std::string> kBuiltinRegistries = {"memory", "local-file", "remote"};
 const std::set<std::string> kBuiltinExtensions = {"format-validator", "decrypt", "decompress"};
 
 Manifest builtin(const std::string& name, const fs::path& exe_dir) {
@@ -233,16 +234,134 @@ void read_extension_settings(const Reader& r, const json& j, const std::string& 
   if (auto t = r.integer(j, "hook_timeout_ms", where, 10, 86400000)) e.hook_timeout = milliseconds(*t);
 }
 
+// The name of a setting in an environment variable: upper case, '-' and '.' as '_'.
+std::string env_word(const std::string& s) {
+  std::string out;
+  for (char c : s) out += (c == '-' || c == '.') ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+const std::vector<std::string> kTopLevelKeys = {
+    "runtime_dir", "cache_dir", "data_dir", "plugin_dirs", "heartbeat_interval_ms", "heartbeat_liveness",
+    "request_timeout_ms", "download_stall_timeout_ms", "stop_timeout_ms", "log_level", "offline",
+    "partial_retention_hours", "secret_key_file"};
+const std::vector<std::string> kRestartKeys = {"policy", "backoff_initial_ms", "backoff_max_ms", "stable_after_ms",
+                                               "max_failures", "hello_timeout_ms"};
+const std::vector<std::string> kSourceKeys = {"plugin", "command", "kind", "priority", "handles", "enabled",
+                                              "local_read", "order", "points", "formats", "hook_timeout_ms"};
+
+// Overlays MODELZOO_* environment variables on the parsed file (docs/configuration.md,
+// "Environment"). A value is read as YAML, so "5" is a number, "[a, b]" a list and
+// "{kind: bearer}" a map. Returns the names of the variables applied.
+std::vector<std::string> apply_environment(json& j, const std::string& origin) {
+  std::vector<std::string> applied;
+  auto value_of = [&](const std::string& var) -> std::optional<json> {
+    const char* v = std::getenv(var.c_str());
+    if (!v) return std::nullopt;
+    try {
+      json parsed = yaml_to_json(v);
+      applied.push_back(var);
+      return parsed.is_null() ? json(std::string(v)) : parsed;
+    } catch (const YAML::Exception& e) {
+      throw ConfigError(var + ": not a valid YAML value (" + std::string(e.what()) + ")");
+    }
+  };
+  (void)origin;
+  for (const auto& k : kTopLevelKeys)
+    if (auto v = value_of("MODELZOO_" + env_word(k))) j[k] = *v;
+  for (const auto& k : kRestartKeys)
+    if (auto v = value_of("MODELZOO_RESTART_" + env_word(k))) {
+      if (!j.contains("restart") || !j["restart"].is_object()) j["restart"] = json::object();
+      j["restart"][k] = *v;
+    }
+  if (auto it = j.find("sources"); it != j.end() && it->is_array()) {
+    for (auto& s : *it) {
+      if (!s.is_object() || !s.contains("name") || !s["name"].is_string()) continue;
+      std::string prefix = "MODELZOO_SOURCE_" + env_word(s["name"].get<std::string>()) + "_";
+      for (const auto& k : kSourceKeys)
+        if (auto v = value_of(prefix + env_word(k))) s[k] = *v;
+      // MODELZOO_SOURCE_<NAME>_CONFIG_<KEY>: a key of the source's config map (existing keys
+      // keep their spelling; new ones are lower-cased).
+      std::string cprefix = prefix + "CONFIG_";
+      for (char** e = environ; *e; ++e) {
+        std::string entry = *e;
+        if (entry.rfind(cprefix, 0) != 0) continue;
+        std::string word = entry.substr(cprefix.size(), entry.find('=') - cprefix.size());
+        if (word.empty()) continue;
+        if (!s.contains("config") || !s["config"].is_object()) s["config"] = json::object();
+        std::string key;
+        for (const auto& [k, _] : s["config"].items())
+          if (env_word(k) == word) key = k;
+        if (key.empty())
+          for (char c : word) key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (auto v = value_of(cprefix + word)) s["config"][key] = *v;
+      }
+    }
+  }
+  return applied;
+}
+
 bool has_extension_settings(const json& j) {
   for (const char* k : {"order", "points", "formats", "hook_timeout_ms"})
     if (j.contains(k)) return true;
   return false;
 }
 
+// A manifest's `protocol`: the bus protocol versions the plugin speaks, as an integer, a list
+// of integers ([1]) or a range string (">=1", ">=1, <3"). It must include the one this
+// daemon speaks, else the plugin could never say hello.
+void check_protocol(const Reader& r, const json& v) {
+  const std::string usage = " (a list of versions such as [1], or a range such as \">=1\")";
+  const int host = bus::kProtocolVersion;
+  bool speaks = false;
+  if (v.is_number_integer() || v.is_array()) {
+    json list = v.is_array() ? v : json::array({v});
+    if (list.empty()) r.fail("manifest.protocol", "names no protocol version" + usage);
+    for (const auto& e : list) {
+      if (!e.is_number_integer() || e.get<long long>() < 1)
+        r.fail("manifest.protocol", "'" + e.dump() + "' is not a protocol version" + usage);
+      speaks = speaks || e.get<long long>() == host;
+    }
+  } else if (v.is_string()) {
+    // Constraints separated by commas or blanks, each [>=|<=|>|<|=|==]N; all must hold.
+    const std::string s = v.get<std::string>();
+    bool any = false;
+    speaks = true;
+    for (std::size_t i = 0; i < s.size();) {
+      if (s[i] == ',' || s[i] == ' ' || s[i] == '\t') {
+        ++i;
+        continue;
+      }
+      std::string op;
+      while (i < s.size() && (s[i] == '>' || s[i] == '<' || s[i] == '=')) op += s[i++];
+      while (i < s.size() && s[i] == ' ') ++i;
+      std::size_t start = i;
+      while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+      bool known_op = op.empty() || op == ">=" || op == "<=" || op == ">" || op == "<" || op == "=" || op == "==";
+      if (start == i || i - start > 9 || !known_op)
+        r.fail("manifest.protocol", "'" + s + "' is not a protocol version range" + usage);
+      long long n = std::stoll(s.substr(start, i - start));
+      speaks = speaks && (op == ">=" ? host >= n
+                          : op == "<=" ? host <= n
+                          : op == ">"  ? host > n
+                          : op == "<"  ? host < n
+                                       : host == n);
+      any = true;
+    }
+    if (!any) r.fail("manifest.protocol", "'" + s + "' is not a protocol version range" + usage);
+  } else {
+    r.fail("manifest.protocol", "must be a list of protocol versions or a range" + usage);
+  }
+  if (!speaks)
+    r.fail("manifest.protocol", "'" + (v.is_string() ? v.get<std::string>() : v.dump()) +
+                                    "' does not include protocol " + std::to_string(host) +
+                                    ", the version this modelzoo speaks");
+}
+
 Manifest parse_manifest(const json& j, const std::string& origin, const fs::path& dir, const RestartPolicy& defaults) {
   Reader r{origin};
-  r.only_keys(j, "manifest", {"name", "version", "kind", "command", "priority", "handles", "restart", "config",
-                              "order", "points", "formats", "hook_timeout_ms"});
+  r.only_keys(j, "manifest", {"name", "version", "kind", "protocol", "command", "priority", "handles", "restart",
+                              "config", "order", "points", "formats", "hook_timeout_ms"});
   Manifest m;
   m.dir = dir;
   m.restart = defaults;
@@ -262,6 +381,7 @@ Manifest parse_manifest(const json& j, const std::string& origin, const fs::path
   if (m.kind != "extension" && has_extension_settings(j))
     r.fail("manifest", "order, points, formats and hook_timeout_ms are settings of extensions (kind: extension)");
   read_extension_settings(r, j, "manifest", m.extension);
+  if (auto it = j.find("protocol"); it != j.end() && !it->is_null()) check_protocol(r, *it);
   auto cmd = r.strings(j, "command", "manifest");
   if (!cmd || cmd->empty() || (*cmd)[0].empty()) r.fail("manifest.command", "is required (a program and its arguments)");
   m.command = *cmd;
@@ -309,6 +429,11 @@ Manifest load_manifest(const fs::path& file, const RestartPolicy& defaults) {
   return parse_manifest(j, file.string(), file.parent_path(), defaults);
 }
 
+namespace {
+DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& exe_dir,
+                            const std::vector<std::string>& overrides);
+}  // namespace
+
 DaemonConfig parse_config(const std::string& yaml_text, const std::string& origin, const fs::path& exe_dir) {
   json j;
   try {
@@ -317,28 +442,42 @@ DaemonConfig parse_config(const std::string& yaml_text, const std::string& origi
     throw ConfigError(origin + ": not valid YAML: " + e.what());
   }
   if (j.is_null()) j = json::object();
+  if (!j.is_object()) throw ConfigError(origin + ": top level: must be a map");
+  std::vector<std::string> overrides = apply_environment(j, origin);
+  try {
+    return parse_settings(j, origin, exe_dir, overrides);
+  } catch (const ConfigError& e) {
+    if (overrides.empty()) throw;
+    std::string vars;
+    for (const auto& v : overrides) vars += (vars.empty() ? "" : ", ") + v;
+    throw ConfigError(std::string(e.what()) + " (environment overrides in effect: " + vars + ")");
+  }
+}
+
+namespace {
+
+DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& exe_dir,
+                            const std::vector<std::string>& overrides) {
   Reader r{origin};
   r.only_keys(j, "top level", {"runtime_dir", "cache_dir", "data_dir", "plugin_dirs", "heartbeat_interval_ms",
                                "heartbeat_liveness", "request_timeout_ms", "download_stall_timeout_ms",
                                "stop_timeout_ms", "log_level", "restart", "sources", "offline",
-                               "partial_retention_hours"});
+                               "partial_retention_hours", "secret_key_file"});
   DaemonConfig c;
+  c.exe_dir = exe_dir;
+  c.env_overrides = overrides;
   std::string uid = std::to_string(::getuid());
-  // Each directory: environment variable, then the file, then the XDG default.
-  auto dir = [&](const char* key, const char* env_name, const fs::path& def) -> fs::path {
-    if (auto e = env(env_name); !e.empty()) return e;
+  // Each directory: the file (or its environment variable, overlaid above), else the XDG default.
+  auto dir = [&](const char* key, const fs::path& def) -> fs::path {
     if (auto v = r.str(j, key, "top level"); v && !v->empty()) return *v;
     return def;
   };
   std::string xdg_run = env("XDG_RUNTIME_DIR");
-  c.runtime_dir = dir("runtime_dir", "MODELZOO_RUNTIME_DIR",
-                      xdg_run.empty() ? fs::path("/tmp/modelzoo-" + uid) : fs::path(xdg_run) / "modelzoo");
+  c.runtime_dir = dir("runtime_dir", xdg_run.empty() ? fs::path("/tmp/modelzoo-" + uid) : fs::path(xdg_run) / "modelzoo");
   std::string xdg_cache = env("XDG_CACHE_HOME");
-  c.cache_dir = dir("cache_dir", "MODELZOO_CACHE_DIR",
-                    (xdg_cache.empty() ? home() / ".cache" : fs::path(xdg_cache)) / "modelzoo");
+  c.cache_dir = dir("cache_dir", (xdg_cache.empty() ? home() / ".cache" : fs::path(xdg_cache)) / "modelzoo");
   std::string xdg_data = env("XDG_DATA_HOME");
-  c.data_dir = dir("data_dir", "MODELZOO_DATA_DIR",
-                   (xdg_data.empty() ? home() / ".local" / "share" : fs::path(xdg_data)) / "modelzoo");
+  c.data_dir = dir("data_dir", (xdg_data.empty() ? home() / ".local" / "share" : fs::path(xdg_data)) / "modelzoo");
   if (auto dirs = r.strings(j, "plugin_dirs", "top level")) {
     for (auto& d : *dirs) {
       json v = d;
@@ -349,13 +488,6 @@ DaemonConfig parse_config(const std::string& yaml_text, const std::string& origi
     c.plugin_dirs.push_back(c.data_dir / "plugins");
   }
   if (auto v = r.integer(j, "heartbeat_interval_ms", "top level", 10, 600000)) c.heartbeat_interval = milliseconds(*v);
-  if (auto e = env("MODELZOO_HEARTBEAT_INTERVAL_MS"); !e.empty()) {
-    char* end = nullptr;
-    long long v = std::strtoll(e.c_str(), &end, 10);
-    if (*end != 0 || v < 10 || v > 600000)
-      throw ConfigError("MODELZOO_HEARTBEAT_INTERVAL_MS: '" + e + "' is not an integer between 10 and 600000");
-    c.heartbeat_interval = milliseconds(v);
-  }
   if (auto v = r.integer(j, "heartbeat_liveness", "top level", 2, 100)) c.heartbeat_liveness = static_cast<int>(*v);
   if (auto v = r.integer(j, "request_timeout_ms", "top level", 10, 3600000)) c.request_timeout = milliseconds(*v);
   if (auto v = r.integer(j, "download_stall_timeout_ms", "top level", 100, 3600000))
@@ -363,13 +495,18 @@ DaemonConfig parse_config(const std::string& yaml_text, const std::string& origi
   if (auto v = r.integer(j, "stop_timeout_ms", "top level", 10, 600000)) c.stop_timeout = milliseconds(*v);
   if (auto v = r.str(j, "log_level", "top level")) c.log_level = *v;
   if (auto it = j.find("offline"); it != j.end() && !it->is_null()) {
+    // 1 and 0 too: MODELZOO_OFFLINE=1 is the habit of environment variables.
+    if (it->is_number_unsigned() && it->get<std::uint64_t>() <= 1) *it = it->get<std::uint64_t>() == 1;
     if (!it->is_boolean()) r.fail("top level.offline", "must be true or false");
     c.offline = it->get<bool>();
   }
-  if (auto e = env("MODELZOO_OFFLINE"); !e.empty()) c.offline = e == "1" || e == "true" || e == "yes";
   if (auto v = r.integer(j, "partial_retention_hours", "top level", 0, 100000))
     c.partial_retention = std::chrono::hours(*v);
-  if (auto e = env("MODELZOO_LOG_LEVEL"); !e.empty()) c.log_level = e;
+  static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "err", "error", "critical", "off"};
+  if (!levels.count(c.log_level)) r.fail("top level.log_level", "'" + c.log_level + "' is not one of trace, debug, info, warn, error, critical, off");
+  if (c.log_level == "error") c.log_level = "err";
+  if (auto f = r.str(j, "secret_key_file", "top level"); f && !f->empty()) c.secret_key_file = *f;
+  else c.secret_key_file = c.data_dir / "secret.key";
   RestartPolicy defaults;
   r.restart(j, "top level", defaults);
 
@@ -497,9 +634,13 @@ DaemonConfig parse_config(const std::string& yaml_text, const std::string& origi
   return c;
 }
 
+}  // namespace
+
 DaemonConfig load_config(const fs::path& path, const fs::path& exe_dir) {
   if (path.empty()) return parse_config(kDefaultConfig, "embedded default configuration", exe_dir);
-  return parse_config(read_file(path), path.string(), exe_dir);
+  DaemonConfig c = parse_config(read_file(path), path.string(), exe_dir);
+  c.config_file = fs::absolute(path);
+  return c;
 }
 
 }  // namespace modelzoo::supervisor

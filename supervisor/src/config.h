@@ -79,6 +79,10 @@ struct DaemonConfig {
   std::string log_level = "info";
   std::vector<Source> sources;
   std::vector<std::string> warnings;  // broken manifests and other skipped parts
+  std::filesystem::path secret_key_file;  // decrypts enc:v1: values (default <data_dir>/secret.key)
+  std::filesystem::path config_file;  // where it was read from; empty: the embedded default
+  std::filesystem::path exe_dir;      // where the built-in plugins are
+  std::vector<std::string> env_overrides;  // the MODELZOO_* variables that changed a setting (names only)
 };
 
 // Thrown for a configuration that cannot be used; what() names the file and the setting.
@@ -87,9 +91,11 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Loads the configuration: `path` if not empty, else the embedded default. Environment
-// variables (MODELZOO_RUNTIME_DIR, MODELZOO_CACHE_DIR, MODELZOO_DATA_DIR, MODELZOO_LOG_LEVEL)
-// override the file. `exe_dir` is where the built-in plugin executables are.
+// Loads the configuration: `path` if not empty, else the embedded default. Every setting can
+// be overridden by an environment variable (docs/configuration.md, "Environment"):
+// MODELZOO_<SETTING> at top level, MODELZOO_RESTART_<SETTING>, MODELZOO_SOURCE_<NAME>_<SETTING>
+// and MODELZOO_SOURCE_<NAME>_CONFIG_<KEY> (names upper-cased, '-' as '_'); values are YAML.
+// `exe_dir` is where the built-in plugin executables are.
 DaemonConfig load_config(const std::filesystem::path& path, const std::filesystem::path& exe_dir);
 DaemonConfig parse_config(const std::string& yaml_text, const std::string& origin,
                           const std::filesystem::path& exe_dir);

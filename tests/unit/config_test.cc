@@ -368,6 +368,62 @@ TEST_F(Config, HeartbeatEnvironmentOverride) {
   EXPECT_EQ(parse("heartbeat_interval_ms: 1000\n").heartbeat_interval, milliseconds(250));
 }
 
+// Every setting has a MODELZOO_* variable: top level, restart policy, per source, per source
+// config key; values are YAML.
+TEST_F(Config, EverySettingHasAnEnvironmentVariable) {
+  struct Var {
+    const char* name;
+    const char* value;
+  };
+  const Var vars[] = {{"MODELZOO_REQUEST_TIMEOUT_MS", "1234"},
+                      {"MODELZOO_OFFLINE", "1"},
+                      {"MODELZOO_PLUGIN_DIRS", "[/p1, /p2]"},
+                      {"MODELZOO_RESTART_MAX_FAILURES", "9"},
+                      {"MODELZOO_SOURCE_TEAM_FILES_PRIORITY", "42"},
+                      {"MODELZOO_SOURCE_TEAM_FILES_HANDLES", "[\"team/*\"]"},
+                      {"MODELZOO_SOURCE_TEAM_FILES_CONFIG_ROOT", "/srv/override"},
+                      {"MODELZOO_SOURCE_TEAM_FILES_CONFIG_NEW_KEY", "{a: 1}"},
+                      {"MODELZOO_SOURCE_CHECK_ORDER", "-3"}};
+  for (const auto& v : vars) ::setenv(v.name, v.value, 1);
+  DaemonConfig c;
+  try {
+    c = parse(
+        "request_timeout_ms: 5000\nsources:\n"
+        "  - name: team-files\n    plugin: local-file\n    priority: 1\n    config: {root: /srv/models}\n"
+        "  - name: check\n    command: [/bin/check]\n    kind: extension\n");
+  } catch (...) {
+    for (const auto& v : vars) ::unsetenv(v.name);
+    throw;
+  }
+  for (const auto& v : vars) ::unsetenv(v.name);
+  EXPECT_EQ(c.request_timeout, milliseconds(1234));
+  EXPECT_TRUE(c.offline);
+  EXPECT_EQ(c.plugin_dirs, (std::vector<fs::path>{"/p1", "/p2"}));
+  ASSERT_EQ(c.sources.size(), 2u);
+  EXPECT_EQ(c.sources[0].restart.max_failures, 9);
+  EXPECT_EQ(c.sources[0].priority, 42);
+  EXPECT_EQ(*c.sources[0].handles, std::vector<std::string>{"team/*"});
+  EXPECT_EQ(c.sources[0].config["root"], "/srv/override");
+  EXPECT_EQ(c.sources[0].config["new_key"], json({{"a", 1}}));
+  EXPECT_EQ(c.sources[1].extension.order, -3);
+  for (const auto& v : vars)  // (and MODELZOO_DATA_DIR, which the fixture sets)
+    EXPECT_NE(std::find(c.env_overrides.begin(), c.env_overrides.end(), v.name), c.env_overrides.end()) << v.name;
+}
+
+TEST_F(Config, AnEnvironmentValueThatBreaksASettingNamesTheVariable) {
+  ::setenv("MODELZOO_SOURCE_MEM_PRIORITY", "high", 1);
+  try {
+    parse("sources:\n  - name: mem\n    plugin: memory\n");
+    ADD_FAILURE() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("sources[0].priority"));
+    EXPECT_THAT(e.what(), HasSubstr("MODELZOO_SOURCE_MEM_PRIORITY"));
+  }
+  ::unsetenv("MODELZOO_SOURCE_MEM_PRIORITY");
+  ::setenv("MODELZOO_LOG_LEVEL", "loud", 1);
+  EXPECT_THROW(parse(""), ConfigError);
+}
+
 // ---- plugin directories ---------------------------------------------------------------------
 
 TEST_F(Config, PluginDirsSkipBrokenManifestsWithWarnings) {
