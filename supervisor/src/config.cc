@@ -11,6 +11,7 @@
 
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
+#include "modelzoo/codec/secret.h"
 
 namespace modelzoo::supervisor {
 namespace fs = std::filesystem;
@@ -430,6 +431,38 @@ Manifest load_manifest(const fs::path& file, const RestartPolicy& defaults) {
 }
 
 namespace {
+
+bool has_secret(const json& v) {
+  if (v.is_string()) return codec::is_encrypted_secret(v.get<std::string>());
+  if (v.is_object() || v.is_array())
+    for (const auto& e : v)
+      if (has_secret(e)) return true;
+  return false;
+}
+
+// Replaces the `enc:v1:` values of source configs by their plaintext (docs/configuration.md,
+// "Encrypted credentials"). The key is read only when some value needs it. An error names
+// the setting, never the value.
+void decrypt_secrets(DaemonConfig& c, const std::string& origin) {
+  bool any = false;
+  for (const auto& s : c.sources) any = any || has_secret(s.config);
+  if (!any) return;
+  std::vector<codec::Key> keys;
+  try {
+    keys.push_back(codec::read_key_file(c.secret_key_file));
+  } catch (const codec::CodecError& e) {
+    throw ConfigError(origin + ": secret_key_file: " + e.what() +
+                      " (encrypted values need it; make one with `modelzoo secret keygen`)");
+  }
+  for (auto& s : c.sources) {
+    try {
+      codec::decrypt_secrets_in(s.config, keys, "sources[" + s.name + "].config");
+    } catch (const codec::CodecError& e) {
+      throw ConfigError(origin + ": " + e.what());
+    }
+  }
+}
+
 DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& exe_dir,
                             const std::vector<std::string>& overrides);
 }  // namespace
@@ -631,6 +664,7 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
     s.extension = m.extension;
     add_source(std::move(s));
   }
+  decrypt_secrets(c, origin);
   return c;
 }
 

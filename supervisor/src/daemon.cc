@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -12,14 +13,17 @@
 
 #include <chrono>
 #include <deque>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <random>
 #include <set>
+#include <sstream>
 
 #include <spdlog/spdlog.h>
 
 #include "modelzoo/bus/names.h"
+#include "modelzoo/bus/sha256.h"
 #include "modelzoo/bus/socket.h"
 #include "modelzoo/core/events.h"
 #include "modelzoo/core/plugin_manager.h"
@@ -104,6 +108,7 @@ struct Instance {
   int restarts = 0;
   int invalid_messages = 0;
   bool stop_requested = false;
+  bool retiring = false;  // removed or changed by a configuration reload: stopping for good
   Clock::time_point spawned_at, ready_at, last_heard, next_start;
   std::string last_exit, last_error;
   json hello;  // what the plugin said about itself
@@ -139,6 +144,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   core::PluginManager manager;
   std::map<std::uint64_t, PendingCall> calls;
   std::uint64_t next_call_id = 1;
+  int inotify_fd = -1;            // watches the configuration file's directory
+  std::string config_digest;      // sha256 of the configuration last applied
+  bool reload_scheduled = false;
+  int reloads = 0;
   std::deque<std::function<void()>> deferred;
   struct Timer {
     Clock::time_point at;
@@ -234,9 +243,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   }
 
   // ---------------------------------------------------------------- plugin lifecycle
+  // The current instance of source `name` (not one retiring after a reload).
   Instance* find_instance(const std::string& name) {
     for (auto& i : instances)
-      if (i->source.name == name) return i.get();
+      if (i->source.name == name && !i->retiring) return i.get();
     return nullptr;
   }
 
@@ -277,6 +287,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
 
   // Decides what follows a run that ended (or a spawn that failed).
   void after_run(Instance& in, bool reached_ready, bool clean_exit) {
+    if (in.retiring) {  // removed by a reload: never restarted; collected by the loop
+      in.state = State::stopped;
+      return;
+    }
     RunOutcome o;
     o.reached_ready = reached_ready;
     o.ran_for = duration_cast<milliseconds>(Clock::now() - in.spawned_at);
@@ -334,9 +348,12 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
 
   // Removes the plugin from routing and fails its outstanding calls.
   void unregister(Instance& in, const std::string& why) {
-    manager.remove(in.source.name);
     if (!in.routing_id.empty()) by_routing.erase(in.routing_id);
     in.routing_id.clear();
+    // A retiring instance left the manager and failed its calls when it retired; its name
+    // may belong to its successor by now.
+    if (in.retiring) return;
+    manager.remove(in.source.name);
     std::vector<std::uint64_t> ids;
     for (auto& [id, c] : calls)
       if (c.instance == in.source.name) ids.push_back(id);
@@ -386,6 +403,8 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     unsigned diff = token.size() ^ in->token.size();
     for (std::size_t i = 0; i < std::min(token.size(), in->token.size()); ++i) diff |= token[i] ^ in->token[i];
     if (diff != 0) return reject(routing, ErrorCode::unauthorized, "wrong token for plugin id '" + id + "'", h);
+    if (in->retiring)
+      return reject(routing, ErrorCode::unauthorized, "plugin id '" + id + "' belongs to a source being removed", h);
     if (in->state != State::starting || !in->routing_id.empty())
       return reject(routing, ErrorCode::unauthorized, "plugin id '" + id + "' has already said hello", h);
     bool speaks = false;
@@ -548,7 +567,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   std::vector<ExtensionView> extensions() override {
     std::vector<ExtensionView> out;
     for (const auto& in : instances) {
-      if (in->source.manifest.kind != "extension") continue;
+      if (in->source.manifest.kind != "extension" || in->retiring) continue;
       const ExtensionSettings& set = in->source.extension;
       ExtensionView x;
       x.name = in->source.name;
@@ -733,7 +752,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     const std::string& method = m.method;
     if (method == "status") {
       int ready = 0, failed = 0;
+      std::size_t total = 0;
       for (auto& i : instances) {
+        if (i->retiring) continue;
+        ++total;
         ready += i->state == State::ready;
         failed += i->state == State::failed;
       }
@@ -744,10 +766,13 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
                        {"runtime_dir", cfg.runtime_dir.string()},
                        {"cache_dir", cfg.cache_dir.string()},
                        {"offline", cfg.offline},
-                       {"plugins", {{"total", instances.size()}, {"ready", ready}, {"failed", failed}}}});
+                       {"config_file", cfg.config_file.string()},
+                       {"config_reloads", reloads},
+                       {"plugins", {{"total", total}, {"ready", ready}, {"failed", failed}}}});
     } else if (method == "plugins") {
       json list = json::array();
-      for (auto& i : instances) list.push_back(plugin_status(*i));
+      for (auto& i : instances)
+        if (!i->retiring) list.push_back(plugin_status(*i));
       reply_client(w, {{"plugins", list}});
     } else if (method == "plugin.reset") {
       std::string name = require_str(m.body, "name");
@@ -797,7 +822,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   void resolve(const bus::ModelRef& ref, std::uint32_t timeout, std::function<void(core::Resolution)> done) override {
     core::resolve(manager, *this, ref, timeout, [this, done = std::move(done)](core::Resolution res) {
       for (const auto& in : instances) {
-        if (in->state == State::ready || in->source.manifest.kind != "registry") continue;
+        if (in->state == State::ready || in->source.manifest.kind != "registry" || in->retiring) continue;
         // The patterns it declared in its last hello, or the configured ones.
         std::vector<std::string> handles = in->source.handles.value_or(std::vector<std::string>{});
         if (handles.empty()) {
@@ -927,8 +952,9 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
                                             {event_sock.handle(), 0, ZMQ_POLLIN, 0},
                                             {nullptr, signal_fd, ZMQ_POLLIN, 0},
                                             {nullptr, engine->disk_fd(), ZMQ_POLLIN, 0},
-                                            {nullptr, engine->background_fd(), ZMQ_POLLIN, 0}};
-      constexpr std::size_t kFixed = 6;
+                                            {nullptr, engine->background_fd(), ZMQ_POLLIN, 0},
+                                            {nullptr, inotify_fd, static_cast<short>(inotify_fd >= 0 ? ZMQ_POLLIN : 0), 0}};
+      constexpr std::size_t kFixed = 7;
       std::vector<std::pair<Instance*, int>> fds;  // (instance, fd) for the items after the first kFixed
       for (auto& in : instances) {
         if (!in->process) continue;
@@ -943,6 +969,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       if (items[3].revents & ZMQ_POLLIN) on_signal();
       if (items[4].revents & ZMQ_POLLIN) engine->on_disk_writes();
       if (items[5].revents & ZMQ_POLLIN) engine->on_background();
+      if (items[6].revents & ZMQ_POLLIN) on_config_dir_event();
       for (std::size_t i = 0; i < fds.size(); ++i) {
         if (!(items[kFixed + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) continue;
         auto [in, fd] = fds[i];
@@ -960,6 +987,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
         deferred.pop_front();
         f();
       }
+      collect_retired();
     }
   }
 
@@ -967,12 +995,197 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     signalfd_siginfo si{};
     while (::read(signal_fd, &si, sizeof si) == sizeof si) {
       if (si.ssi_signo == SIGHUP) {
-        spdlog::info("SIGHUP: configuration reload is not supported yet; ignored");
+        reload("SIGHUP", true);
         continue;
       }
       spdlog::info("{}: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
       stop = true;
     }
+  }
+
+  // ---------------------------------------------------------------- configuration reload
+  // The file is watched (inotify on its directory, so editors that write a new file and
+  // rename it, and symlink swaps, are seen) and re-read on SIGHUP. A file that does not load
+  // is rejected with its reason and the running configuration stays. Otherwise only the
+  // sources that were added, removed or changed are started or stopped; the others, and
+  // every transfer they serve, carry on untouched.
+  static std::string digest_of(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return in ? bus::Sha256::of(ss.str()) : std::string();
+  }
+
+  void setup_config_watch() {
+    if (cfg.config_file.empty()) return;
+    config_digest = digest_of(cfg.config_file);
+    inotify_fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (inotify_fd < 0 || ::inotify_add_watch(inotify_fd, cfg.config_file.parent_path().c_str(),
+                                              IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB) < 0) {
+      spdlog::warn("cannot watch {} for changes ({}); reload with SIGHUP", cfg.config_file.string(), std::strerror(errno));
+      if (inotify_fd >= 0) ::close(inotify_fd);
+      inotify_fd = -1;
+    }
+  }
+
+  void on_config_dir_event() {
+    alignas(inotify_event) char buf[4096];
+    while (::read(inotify_fd, buf, sizeof buf) > 0) {
+    }
+    if (reload_scheduled) return;
+    reload_scheduled = true;  // let a burst of writes settle
+    at(Clock::now() + milliseconds(100), [this] {
+      reload_scheduled = false;
+      reload("the file changed", false);
+    });
+  }
+
+  // A fingerprint of everything that makes a source run the way it does.
+  static json fingerprint(const Source& s) {
+    const auto& r = s.restart;
+    return {{"command", s.manifest.command},
+            {"dir", s.manifest.dir.string()},
+            {"kind", s.manifest.kind},
+            {"config", s.config},
+            {"priority", s.priority ? json(*s.priority) : json()},
+            {"handles", s.handles ? json(*s.handles) : json()},
+            {"restart", {static_cast<int>(r.mode), r.backoff_initial.count(), r.backoff_max.count(),
+                         r.stable_after.count(), r.max_failures, r.hello_timeout.count()}},
+            {"order", s.extension.order ? json(*s.extension.order) : json()},
+            {"points", s.extension.points ? json(*s.extension.points) : json()},
+            {"formats", s.extension.formats ? json(*s.extension.formats) : json()},
+            {"hook_timeout", s.extension.hook_timeout.count()},
+            {"local_read", [&] {
+               json a = json::array();
+               for (const auto& p : s.local_read) a.push_back(p.string());
+               return a;
+             }()}};
+  }
+
+  // Stops `in` for good, asynchronously: goodbye, then SIGTERM and SIGKILL on timers. Its
+  // outstanding calls fail now (transfers fail over to the next source).
+  void retire(Instance& in, const std::string& why) {
+    in.retiring = true;
+    in.stop_requested = true;
+    manager.remove(in.source.name);
+    std::vector<std::uint64_t> ids;
+    for (auto& [id, c] : calls)
+      if (c.instance == in.source.name) ids.push_back(id);
+    for (auto id : ids)
+      complete_call(id, {json(), Error(ErrorCode::unavailable, "source '" + in.source.name + "' " + why)});
+    if (!in.process) {
+      in.state = State::stopped;
+      return;
+    }
+    in.state = State::stopping;
+    if (!in.routing_id.empty()) {
+      Message bye = Message::make(MessageType::goodbye, {{"reason", "source " + why}});
+      bus::send_to(plugin_sock, in.routing_id, bye);
+    }
+    std::string pid_of_spawn = in.plugin_id;
+    auto escalate = [this, pid_of_spawn](int sig) {
+      for (auto& i : instances)
+        if (i->retiring && i->plugin_id == pid_of_spawn && i->process && !i->process->reaped()) {
+          spdlog::warn("[{}] still running after it was retired; {}", i->source.name, sig == SIGTERM ? "SIGTERM" : "SIGKILL");
+          i->process->signal_group(sig);
+        }
+    };
+    at(Clock::now() + cfg.stop_timeout, [escalate] { escalate(SIGTERM); });
+    at(Clock::now() + 2 * cfg.stop_timeout, [escalate] { escalate(SIGKILL); });
+  }
+
+  // Forgets retired instances whose process has ended. Called between loop rounds only.
+  void collect_retired() {
+    instances.erase(std::remove_if(instances.begin(), instances.end(),
+                                   [](const auto& i) { return i->retiring && !i->process; }),
+                    instances.end());
+  }
+
+  void reload(const std::string& why, bool force) {
+    if (cfg.config_file.empty()) {
+      spdlog::info("{}: the daemon runs its embedded configuration; there is no file to reload", why);
+      return;
+    }
+    std::string file = cfg.config_file.string();
+    std::string digest = digest_of(cfg.config_file);
+    if (!force && !digest.empty() && digest == config_digest) return;  // touched, not changed
+    DaemonConfig next;
+    try {
+      next = load_config(cfg.config_file, cfg.exe_dir);
+    } catch (const std::exception& e) {
+      spdlog::error("configuration {} rejected ({}): {}; the running configuration stays", file, why, e.what());
+      publish(core::topic::kConfigRejected, {{"file", file}, {"error", e.what()}});
+      config_digest = digest;  // do not report the same broken file again until it changes
+      return;
+    }
+    config_digest = digest;
+    ++reloads;
+    // Settings that cannot change under running plugins and sockets: kept, and said so.
+    json restart_needed = json::array();
+    auto keep = [&](const char* name, auto& now, auto& then) {
+      if (now != then) {
+        restart_needed.push_back(name);
+        now = then;
+      }
+    };
+    keep("runtime_dir", next.runtime_dir, cfg.runtime_dir);
+    keep("cache_dir", next.cache_dir, cfg.cache_dir);
+    keep("heartbeat_interval_ms", next.heartbeat_interval, cfg.heartbeat_interval);
+    keep("heartbeat_liveness", next.heartbeat_liveness, cfg.heartbeat_liveness);
+    for (const auto& w : next.warnings) spdlog::warn("{}", w);
+
+    std::map<std::string, Instance*> current;
+    for (auto& i : instances)
+      if (!i->retiring) current[i->source.name] = i.get();
+    json added = json::array(), changed = json::array(), removed = json::array();
+    std::vector<std::unique_ptr<Instance>> order;
+    std::set<std::string> wanted;
+    for (const auto& s : next.sources) {
+      wanted.insert(s.name);
+      auto it = current.find(s.name);
+      bool same = it != current.end() && fingerprint(it->second->source) == fingerprint(s);
+      if (it != current.end() && !same) {
+        changed.push_back(s.name);
+        retire(*it->second, "changed in the configuration");
+      } else if (it == current.end()) {
+        added.push_back(s.name);
+      }
+      if (same) continue;
+      order.push_back(std::make_unique<Instance>(s));
+    }
+    for (auto& [name, in] : current)
+      if (!wanted.count(name)) {
+        removed.push_back(name);
+        retire(*in, "removed from the configuration");
+      }
+    // New instance order: the file's; unchanged instances keep their process.
+    std::vector<std::unique_ptr<Instance>> rebuilt;
+    std::vector<Instance*> to_spawn;
+    for (const auto& s : next.sources) {
+      auto it = std::find_if(instances.begin(), instances.end(),
+                             [&](const auto& i) { return i && !i->retiring && i->source.name == s.name; });
+      if (it != instances.end()) {
+        rebuilt.push_back(std::move(*it));
+        continue;
+      }
+      auto n = std::find_if(order.begin(), order.end(), [&](const auto& i) { return i && i->source.name == s.name; });
+      to_spawn.push_back(n->get());
+      rebuilt.push_back(std::move(*n));
+    }
+    for (auto& i : instances)
+      if (i) rebuilt.push_back(std::move(i));  // the retiring ones, until they are gone
+    instances = std::move(rebuilt);
+    spdlog::set_level(spdlog::level::from_str(next.log_level));
+    cfg = std::move(next);
+    for (auto* in : to_spawn) spawn(*in);
+    spdlog::info("configuration {} reloaded ({}): {} added, {} changed, {} removed{}", file, why, added.size(),
+                 changed.size(), removed.size(),
+                 restart_needed.empty() ? "" : "; needs a restart to apply: " + restart_needed.dump());
+    publish(core::topic::kConfigReloaded, {{"file", file},
+                                           {"added", added},
+                                           {"changed", changed},
+                                           {"removed", removed},
+                                           {"restart_needed", restart_needed}});
   }
 
   // Graceful stop, in reverse start order: ask over the bus, then SIGTERM, then SIGKILL.
@@ -1023,6 +1236,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     if (cfg.sources.empty()) spdlog::warn("no sources configured: no model can be resolved");
     for (auto& s : cfg.sources) instances.push_back(std::make_unique<Instance>(s));
     for (auto& in : instances) spawn(*in);
+    setup_config_watch();
     publish(core::topic::kDaemonStarted, {{"pid", ::getpid()}, {"version", MODELZOO_VERSION}});
     loop();
     shutdown();

@@ -41,7 +41,8 @@ std::string probe(zmq::context_t& ctx, const std::string& endpoint, bus::Message
   auto r = bus::receive_for(s, false, std::chrono::seconds(3));
   if (!r) return "none";
   std::string out(bus::to_string(r->message.type));
-  if (r->message.error_code) out += " " + std::string(bus::to_string(*r->message.error_code)) + " " + r->message.error_message;
+  if (r->message.error_code)  // appends: GCC 12 -O3 misreports `"lit" + std::string` (-Wrestrict, PR105651)
+    out.append(" ").append(bus::to_string(*r->message.error_code)).append(" ").append(r->message.error_message);
   return out;
 }
 

@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include "config.h"
+#include "modelzoo/codec/crypt.h"
+#include "modelzoo/codec/secret.h"
 
 namespace {
 
@@ -422,6 +424,40 @@ TEST_F(Config, AnEnvironmentValueThatBreaksASettingNamesTheVariable) {
   ::unsetenv("MODELZOO_SOURCE_MEM_PRIORITY");
   ::setenv("MODELZOO_LOG_LEVEL", "loud", 1);
   EXPECT_THROW(parse(""), ConfigError);
+}
+
+// Encrypted credentials: decrypted at load; a wrong key or a tampered value names the setting.
+TEST_F(Config, EncryptedValuesAreDecryptedAndFailuresNameTheSetting) {
+  namespace codec = modelzoo::codec;
+  auto key = codec::generate_key(), other = codec::generate_key();
+  codec::write_key_file(tmp_ / "secret.key", key);
+  codec::write_key_file(tmp_ / "other.key", other);
+  std::string value = codec::encrypt_secret("s3cr3t-token", key);
+  std::string yaml = "secret_key_file: " + (tmp_ / "secret.key").string() +
+                     "\nsources:\n  - name: remote\n    plugin: memory\n    config: {auth: {token: \"" + value + "\"}}\n";
+  DaemonConfig c = parse(yaml);
+  EXPECT_EQ(c.sources[0].config["auth"]["token"], "s3cr3t-token");
+
+  auto fails = [&](const std::string& text, const std::string& why) {
+    try {
+      parse(text);
+      ADD_FAILURE() << "accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_THAT(e.what(), HasSubstr(why));
+      EXPECT_EQ(std::string(e.what()).find("s3cr3t"), std::string::npos) << "the secret leaked: " << e.what();
+      EXPECT_EQ(std::string(e.what()).find(value.substr(30, 20)), std::string::npos) << "the ciphertext leaked";
+    }
+  };
+  std::string wrong_key = yaml;
+  wrong_key.replace(wrong_key.find("secret.key"), 10, "other.key");
+  fails(wrong_key, "sources[remote].config.auth.token: cannot decrypt");
+  std::string tampered = yaml;
+  auto at = tampered.find(value) + value.size() - 5;
+  tampered[at] = tampered[at] == 'A' ? 'B' : 'A';
+  fails(tampered, "sources[remote].config.auth.token: cannot decrypt");
+  std::string missing = yaml;
+  missing.replace(missing.find("secret.key"), 10, "absent.key");
+  fails(missing, "secret_key_file");
 }
 
 // ---- plugin directories ---------------------------------------------------------------------
