@@ -7,7 +7,7 @@
 //
 // The `cache` commands do not go through the daemon: they run core/cache_admin.h here, on
 // the cache directory (the daemon is asked only where that is). Nor do `encrypt` and
-// `decrypt` (crypt_cmd.h), for publishers of encrypted models.
+// `decrypt` (crypt_cmd.h), for publishers of encrypted models, nor `secret` (secret_cmd.h).
 
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -32,6 +32,7 @@
 #include "crypt_cmd.h"
 #include "plugin_scaffold_cmd.h"
 #include "plugin_test_cmd.h"
+#include "secret_cmd.h"
 #include "format.h"
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
@@ -63,6 +64,7 @@ struct Options {
   bool remove_corrupt = false;               // cache verify --remove-corrupt
   bool prune_all = false;                    // cache prune --all
   CryptOptions crypt;                        // encrypt, decrypt
+  SecretOptions secret;                      // secret keygen, secret encrypt
   PluginTestOptions plugin_test;             // plugin test
   PluginNewOptions plugin_new;               // plugin new
   PluginValidateOptions plugin_validate;     // plugin validate
@@ -300,6 +302,18 @@ int run_decrypt_command(const Options& options) {
   return kOk;
 }
 
+// ---- secret keygen, encrypt (secret_cmd.h) ----------------------------------------------
+
+int run_secret_keygen_command(const Options& options) {
+  print_reply(options, run_secret_keygen(options.secret), render_secret);
+  return kOk;
+}
+
+int run_secret_encrypt_command(const Options& options) {
+  print_reply(options, run_secret_encrypt(options.secret), render_secret);
+  return kOk;
+}
+
 // ---- plugin test, new, validate (plugin_test_cmd.h, plugin_scaffold_cmd.h) ------------------
 
 int run_plugin_test_command(const Options& options) { return run_plugin_test(options.plugin_test, options.json); }
@@ -460,6 +474,9 @@ int run(int argc, char** argv) {
 
   commands.emplace_back(add_encrypt_command(app, options.crypt), run_encrypt_command);
   commands.emplace_back(add_decrypt_command(app, options.crypt), run_decrypt_command);
+  CLI::App* secret = add_secret_command(app);
+  commands.emplace_back(add_secret_keygen_command(*secret, options.secret), run_secret_keygen_command);
+  commands.emplace_back(add_secret_encrypt_command(*secret, options.secret), run_secret_encrypt_command);
 
   CLI::App* plugin = app.add_subcommand("plugin", "For plugin authors: test a plugin, create one, check a manifest");
   plugin->require_subcommand(1);

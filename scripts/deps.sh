@@ -11,7 +11,9 @@ MODELZOO_PACKAGES=(
   libspdlog-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev
   libssl-dev                      # SHA-256 with SHA-NI
   libsodium-dev                   # encrypted models (secretstream), the decrypt extension
+  libcurl4-openssl-dev            # the remote registry plugin and the SDK's HTTP base
   libzstd-dev                     # .zst models, the decompress extension
+  libcpp-httplib-dev              # the example HTTP registry server
   libgtest-dev libgmock-dev       # tests
   python3 python3-zmq python3-msgpack  # Python plugins (the spec's example runs in the tests)
 )
