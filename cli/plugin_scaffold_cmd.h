@@ -1,10 +1,14 @@
-// `modelzoo plugin new NAME --lang cpp|python [--kind registry|extension]` and
+// `modelzoo plugin new NAME --lang cpp|python [--kind registry|extension] [--dir DIR]` and
 // `modelzoo plugin validate DIR`: tools for plugin authors (docs/writing-plugins.md).
 #pragma once
 
+#include <filesystem>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 namespace modelzoo::cli {
 
@@ -12,7 +16,7 @@ struct PluginNewOptions {
   std::string name;
   std::string lang;
   std::string kind = "registry";
-  std::string dir;  // where to create it (default: ./NAME)
+  std::string dir;  // where to create it (default: ./NAME); must not exist or be empty
 };
 
 struct PluginValidateOptions {
@@ -25,5 +29,15 @@ CLI::App* add_plugin_validate_command(CLI::App& plugin_group, PluginValidateOpti
 // Each prints its own output (JSON with `json`) and returns the exit status.
 int run_plugin_new(const PluginNewOptions& options, bool json);
 int run_plugin_validate(const PluginValidateOptions& options, bool json);
+
+// Every problem of the manifest DIR/plugin.yaml, one line each ("plugin.yaml: version: '1.0'
+// is not a semantic version ..."); empty when it is fine. Checks what the daemon checks
+// (supervisor::load_manifest) and that the command can be started.
+std::vector<std::string> validate_plugin_dir(const std::filesystem::path& dir);
+
+// A manifest's `protocol` (the bus protocol versions the plugin speaks): an integer, a list of
+// integers, or a range string such as ">=1" or ">=1, <3". Returns the reason it is malformed,
+// or that it excludes `host` (the version this modelzoo speaks); nullopt when compatible.
+std::optional<std::string> check_protocol_range(const nlohmann::json& value, int host);
 
 }  // namespace modelzoo::cli
