@@ -77,7 +77,7 @@ install(FILES ${PROJECT_BINARY_DIR}/cmake/modelzooConfig.cmake ${PROJECT_BINARY_
         DESTINATION ${MODELZOO_INSTALL_CMAKEDIR})
 
 # The programs: the daemon, the client, and the built-in plugins, all in one directory.
-foreach(exe modelzood modelzoo modelzoo-plugin-memory modelzoo-plugin-local-file
+foreach(exe modelzood modelzoo modelzoo-plugin-memory modelzoo-plugin-local-file modelzoo-plugin-remote modelzoo-http-registry
             modelzoo-ext-format-validator modelzoo-ext-decrypt modelzoo-ext-decompress)
   if(TARGET ${exe})
     install(TARGETS ${exe} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

@@ -358,7 +358,7 @@ std::vector<std::string> Authenticator::secrets() const {
 // Redaction
 
 void Redactor::add(std::string secret) {
-  if (secret.empty()) return;
+  if (secret.size() < kMinLength) return;
   std::lock_guard lk(mu_);
   if (std::find(secrets_.begin(), secrets_.end(), secret) != secrets_.end()) return;
   secrets_.push_back(std::move(secret));

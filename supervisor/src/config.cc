@@ -597,7 +597,7 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
           s.manifest.restart = defaults;
         } else {
           r.fail(w + ".plugin", "no plugin named '" + *plugin +
-                                    "' (built in: memory, local-file, format-validator, decrypt, decompress; or a "
+                                    "' (built in: memory, local-file, remote, format-validator, decrypt, decompress; or a "
                                     "manifest in plugin_dirs)");
         }
       } else if (command) {

@@ -141,9 +141,12 @@ std::pair<std::string, std::string> parse_header_line(std::string_view line);
 // Redaction
 
 // Replaces every occurrence of a known secret in a text with "<redacted>". Thread-safe.
+// Secrets shorter than kMinLength are ignored: replacing them would garble every message
+// (and a credential that short protects nothing).
 class Redactor {
  public:
-  void add(std::string secret);  // empty strings are ignored
+  static constexpr std::size_t kMinLength = 4;
+  void add(std::string secret);
   std::string operator()(std::string_view text) const;
 
  private:
