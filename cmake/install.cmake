@@ -53,6 +53,13 @@ foreach(target IN LISTS MODELZOO_EXPORTED_LIBS)
 endforeach()
 # The public headers use C++17 (and plugin authors want designated initializers: C++20).
 target_compile_features(modelzoo_plugin_sdk INTERFACE cxx_std_17)
+# Libraries built with the sanitizers need their runtimes in whatever links them, in tree
+# (where the link options are global already) and out of tree.
+if(MODELZOO_SANITIZE)
+  foreach(target IN LISTS MODELZOO_EXPORTED_LIBS)
+    target_link_options(${target} INTERFACE -fsanitize=address,undefined)
+  endforeach()
+endif()
 
 install(TARGETS ${MODELZOO_EXPORTED_LIBS}
         EXPORT modelzooTargets

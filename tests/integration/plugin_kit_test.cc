@@ -136,7 +136,9 @@ TEST_F(PluginKit, WithoutItsConfigurationAPluginFailsWelcome) {
   EXPECT_EQ(c["welcome"]["result"], "fail");
   EXPECT_NE(c["welcome"]["reason"].get<std::string>().find("configuration rejected"), std::string::npos) << c["welcome"];
   EXPECT_NE(c["welcome"]["reason"].get<std::string>().find("--config"), std::string::npos);
-  EXPECT_EQ(c["liveness"]["result"], "skip");
+  // The liveness spawn runs beside the main session: the plugin may leave over its
+  // configuration before or after the kit falls silent, so only a failure would be wrong.
+  EXPECT_NE(c["liveness"]["result"], "fail");
   EXPECT_EQ(c["shutdown"]["result"], "skip");
   EXPECT_EQ(report["failed"], 1);
 }
