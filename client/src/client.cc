@@ -48,6 +48,28 @@ void check_listening(const std::string& path) {
 struct Client::Impl {
   zmq::context_t ctx{1};
   zmq::socket_t sock{ctx, zmq::socket_type::dealer};
+  // ZeroMQ reconnects a DEALER silently: a daemon that is killed and restarted within the
+  // liveness check's second would leave a call waiting for an answer nobody will send until
+  // its deadline (24 h for a pull). The socket monitor reports every lost connection.
+  zmq::socket_t monitor{ctx, zmq::socket_type::pair};
+
+  // True when the connection to the daemon dropped since the last call (events are consumed).
+  bool connection_lost() {
+    bool lost = false;
+    while (true) {
+      zmq::message_t ev;
+      if (!monitor.recv(ev, zmq::recv_flags::dontwait)) return lost;
+      // Frame 1: uint16 event, uint32 value; frame 2: the endpoint.
+      if (ev.size() >= 2) {
+        std::uint16_t event;
+        std::memcpy(&event, ev.data(), sizeof event);
+        if (event == ZMQ_EVENT_DISCONNECTED) lost = true;
+      }
+      while (ev.more()) {
+        if (!monitor.recv(ev, zmq::recv_flags::dontwait)) break;
+      }
+    }
+  }
 };
 
 Client::Client(std::string runtime_dir)
@@ -55,16 +77,24 @@ Client::Client(std::string runtime_dir)
   std::string path = runtime_dir_ + "/client.sock";
   check_listening(path);
   bus::configure_socket(impl_->sock);
+  const char* monitor_endpoint = "inproc://modelzoo-client-monitor";  // the context is this client's own
+  if (zmq_socket_monitor(impl_->sock.handle(), monitor_endpoint, ZMQ_EVENT_DISCONNECTED) != 0)
+    throw DaemonUnavailable(std::string("cannot monitor the client socket: ") + zmq_strerror(zmq_errno()));
+  impl_->monitor.set(zmq::sockopt::linger, 0);
+  impl_->monitor.connect(monitor_endpoint);
   impl_->sock.connect("ipc://" + path);
 }
 
-Client::~Client() = default;
+Client::~Client() {
+  if (impl_) zmq_socket_monitor(impl_->sock.handle(), nullptr, 0);  // stop the monitor before the sockets close
+}
 
 nlohmann::json Client::call(const std::string& method, nlohmann::json body, std::chrono::milliseconds timeout,
                             const std::function<void(const nlohmann::json&)>& on_progress) {
   std::uint64_t id = next_id_++;
   auto clamp = std::min<std::int64_t>(timeout.count(), UINT32_MAX);
   bus::Message req = bus::Message::make_request(id, method, std::move(body), static_cast<std::uint32_t>(clamp));
+  (void)impl_->connection_lost();  // a drop before this call: the request goes to the new connection
   if (!bus::send(impl_->sock, req)) throw DaemonUnavailable("cannot send to the daemon (queue full)");
   // Progress resets the wait: a long pull is fine as long as it moves.
   auto idle = std::min<std::chrono::milliseconds>(timeout, std::chrono::seconds(60));
@@ -85,7 +115,14 @@ nlohmann::json Client::call(const std::string& method, nlohmann::json body, std:
       // Wake at least once a second: ZeroMQ hides a dead peer, so look at the socket.
       auto wait = std::min<std::chrono::milliseconds>(std::chrono::duration_cast<std::chrono::milliseconds>(until - now),
                                                       std::chrono::seconds(1));
-      r = bus::receive_for(impl_->sock, false, wait);
+      zmq::pollitem_t items[] = {{impl_->sock.handle(), 0, ZMQ_POLLIN, 0}, {impl_->monitor.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, wait);
+      if (items[0].revents & ZMQ_POLLIN) r = bus::receive(impl_->sock, false);
+      // The daemon never answers a request sent to a connection that is gone (it died,
+      // or was restarted): fail now rather than at the deadline.
+      if (!r && (items[1].revents & ZMQ_POLLIN) && impl_->connection_lost())
+        throw DaemonUnavailable("lost the connection to the daemon (it stopped or restarted); '" + method +
+                                "' got no answer");
     } catch (const bus::ProtocolError& e) {
       throw bus::Error(bus::ErrorCode::internal, std::string("invalid message from the daemon: ") + e.what());
     }

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <random>
 
 #include "modelzoo/bus/message.h"
@@ -38,6 +39,20 @@ void start_writeback(int fd, std::uint64_t from, std::uint64_t to) {
   if (to / kStretch == from / kStretch) return;
   std::uint64_t end = to / kStretch * kStretch;
   ::sync_file_range(fd, static_cast<off_t>(end - kStretch), static_cast<off_t>(kStretch), SYNC_FILE_RANGE_WRITE);
+}
+
+// Runs `step` (0 or an errno) inside `dir`, creating it first. `cache rm` in another process
+// removes the emptied directories of a view or of the manifests at once, possibly between our
+// mkdir and `step` (ENOENT; seen by tests/chaos): both are tried again, a few times.
+int in_dir(const fs::path& dir, const std::function<int()>& step) {
+  int e = ENOENT;
+  for (int attempt = 0; attempt < 10 && e == ENOENT; ++attempt) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory) return ec.value();
+    e = ec ? ENOENT : step();
+  }
+  return e;
 }
 
 }  // namespace
@@ -252,19 +267,21 @@ fs::path ContentStore::link_view(const bus::ModelMetadata& m) const {
   fs::path dir = view_dir(m.name, m.version);
   for (const auto& f : m.files) {
     fs::path link = dir / f.name;
-    fs::create_directories(link.parent_path());
     fs::path target = fs::relative(blob_path(f.sha256), link.parent_path());
     // Create beside, then rename over: the view never shows a missing or dangling name.
     // (Built with append: GCC 12 -O3 misreports `"lit" + std::string` under -Wrestrict, PR105651.)
     std::string tmp_name = ".";
     tmp_name.append(link.filename().string()).append(".").append(random_suffix()).append(".link");
     fs::path tmp = link.parent_path() / tmp_name;
-    fs::create_symlink(target, tmp);
-    if (::rename(tmp.c_str(), link.c_str()) != 0) {
-      int e = errno;
+    int e = in_dir(link.parent_path(), [&] {
+      if (::symlink(target.c_str(), tmp.c_str()) != 0) return errno;
+      if (::rename(tmp.c_str(), link.c_str()) == 0) return 0;
+      int err = errno;
       ::unlink(tmp.c_str());
+      return err;
+    });
+    if (e != 0)
       throw Error(ErrorCode::internal, "cannot link '" + f.name + "' into " + dir.string() + ": " + std::strerror(e));
-    }
   }
   fsync_dir(dir);
   return dir;
@@ -273,15 +290,18 @@ fs::path ContentStore::link_view(const bus::ModelMetadata& m) const {
 void ContentStore::write_manifest(const bus::ModelMetadata& m, const std::string& source,
                                   const nlohmann::json& derived) const {
   fs::path file = root_ / "manifests" / m.name / (m.version + ".json");
-  fs::create_directories(file.parent_path());
   nlohmann::json j = {{"metadata", m.to_json()}, {"source", source}};
   if (!derived.is_null()) j["derived"] = derived;
   std::string text = j.dump(2) + "\n";
   std::string tmp_name = ".";
   tmp_name.append(file.filename().string()).append(".").append(random_suffix());
   fs::path tmp = file.parent_path() / tmp_name;
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(ErrorCode::internal, "cannot write manifest " + file.string() + ": " + std::strerror(errno));
+  int fd = -1;
+  int open_error = in_dir(file.parent_path(), [&] {
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    return fd < 0 ? errno : 0;
+  });
+  if (fd < 0) throw Error(ErrorCode::internal, "cannot write manifest " + file.string() + ": " + std::strerror(open_error));
   bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
   int e = errno;
   ::close(fd);

@@ -510,7 +510,13 @@ RemoveReport remove_cached(const fs::path& root, const std::string& name, const 
       return (m.name + "/").rfind(inside, 0) == 0;
     });
     if (!nested) {
-      fs::remove_all(view, ec);
+      // A daemon pulling this version meanwhile may add a link between remove_all's
+      // unlinks and its rmdir (ENOTEMPTY, seen by tests/chaos): go again a few times.
+      for (int attempt = 0; attempt < 10; ++attempt) {
+        ec.clear();
+        fs::remove_all(view, ec);
+        if (ec != std::errc::directory_not_empty) break;
+      }
       if (ec && ec != std::errc::no_such_file_or_directory)
         throw Error(ErrorCode::internal, "cannot remove " + view.string() + ": " + ec.message());
     } else {

@@ -42,7 +42,9 @@ class Client {
   // Calls `method` with `body` and returns the reply body. Progress messages, if any, go to
   // `on_progress`. Throws bus::Error carrying the daemon's typed error,
   // bus::Error(timeout) when no reply comes within `timeout` (or no progress for 60 s), and
-  // DaemonUnavailable within about a second when the daemon dies meanwhile.
+  // DaemonUnavailable when the daemon dies meanwhile: at once when the connection drops
+  // (also when a new daemon took its place: the request is lost with the old one), and
+  // within about a second when the socket file stops accepting connections.
   nlohmann::json call(const std::string& method, nlohmann::json body = nlohmann::json::object(),
                       std::chrono::milliseconds timeout = std::chrono::seconds(30),
                       const std::function<void(const nlohmann::json&)>& on_progress = {});
