@@ -7,6 +7,8 @@
 // registry's own origin.
 #include "modelzoo/http.h"
 
+#include "http_response.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -22,6 +24,8 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
+#include <limits>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -38,7 +42,6 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-constexpr std::size_t kMaxErrorBody = 64 * 1024;
 constexpr std::size_t kMaxPooledHandles = 16;
 constexpr int kMaxRedirects = 5;
 constexpr const char* kRedacted = "<redacted>";
@@ -470,7 +473,12 @@ std::optional<milliseconds> parse_retry_after(std::string_view value, std::chron
     std::tm tm{};
     const char* end = ::strptime(s.c_str(), fmt, &tm);
     if (!end || *end != '\0') continue;
-    auto when = std::chrono::system_clock::from_time_t(::timegm(&tm));
+    // A date far away (year 9999, or a year of ten digits) would overflow the clock's
+    // nanoseconds: past the cap of delay-seconds it is that cap, before now it is 0.
+    std::time_t t = ::timegm(&tm), now_t = std::chrono::system_clock::to_time_t(now);
+    if (t <= now_t) return milliseconds(0);
+    if (t - now_t > 999999999) return milliseconds(std::int64_t(999999999) * 1000);
+    auto when = std::chrono::system_clock::from_time_t(t);
     auto d = std::chrono::duration_cast<milliseconds>(when - now);
     return std::max(d, milliseconds(0));
   }
@@ -581,83 +589,73 @@ void global_init() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-// One attempt's request parameters and what came back.
-struct Attempt {
-  bool streaming = false;
-  std::uint64_t offset = 0;  // first byte asked for (streams)
-  const std::function<void(const char*, std::size_t)>* on_data = nullptr;
-  std::size_t body_limit = kMaxErrorBody;
-  std::string expected_etag;  // streams: the ETag of the first response, once known
+}  // namespace
 
-  long status = 0;
-  std::map<std::string, std::string> headers;  // of the last response; names in lower case
-  std::string body;                            // JSON answers and error bodies
-  bool started = false;                        // the response was checked (first body byte or end)
-  bool deliver = false;                        // body bytes go to on_data
-  std::uint64_t skip = 0;                      // bytes still to drop (a 200 answering a Range)
-  std::uint64_t delivered = 0;
-  std::optional<std::uint64_t> end;  // streams: one past the last byte of the file this response covers
-  std::string protocol_error;        // set by check(): ends the transfer, not retried
-  std::exception_ptr sink_error;
+// What one answer is made of (http_response.h).
+namespace detail {
 
-  void reset_response() {
-    status = 0;
-    headers.clear();
-    body.clear();
-    started = deliver = false;
-    skip = 0;
-    end.reset();
+void Attempt::reset_response() {
+  status = 0;
+  headers.clear();
+  body.clear();
+  started = deliver = false;
+  skip = 0;
+  end.reset();
+}
+
+std::string Attempt::header(const std::string& name) const {
+  auto it = headers.find(name);
+  return it == headers.end() ? std::string() : it->second;
+}
+
+void Attempt::check() {
+  started = true;
+  if (!streaming || status < 200 || status > 299) return;
+  std::string etag = header("etag");
+  if (!expected_etag.empty() && !etag.empty() && etag != expected_etag) {
+    protocol_error = "the file changed during the download (ETag " + printable(expected_etag, 80) + ", now " +
+                     printable(etag, 80) + ")";
+    return;
   }
-
-  std::string header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? std::string() : it->second;
-  }
-
-  // Called before the first body byte (or at the end when there is none): decides where
-  // the body goes and checks the ranges of a stream.
-  void check() {
-    started = true;
-    if (!streaming || status < 200 || status > 299) return;
-    std::string etag = header("etag");
-    if (!expected_etag.empty() && !etag.empty() && etag != expected_etag) {
-      protocol_error = "the file changed during the download (ETag " + printable(expected_etag, 80) + ", now " +
-                       printable(etag, 80) + ")";
+  if (status == 206) {
+    // Content-Range: bytes FIRST-LAST/TOTAL
+    std::string cr = header("content-range");
+    unsigned long long first = 0, last = 0;
+    char unit[16] = {};
+    if (std::sscanf(cr.c_str(), "%15s %llu-%llu", unit, &first, &last) != 3 || std::string(unit) != "bytes" ||
+        last < first || last == std::numeric_limits<std::uint64_t>::max()) {
+      protocol_error = "answered 206 without a usable Content-Range ('" + printable(cr, 80) + "')";
       return;
     }
-    if (status == 206) {
-      // Content-Range: bytes FIRST-LAST/TOTAL
-      std::string cr = header("content-range");
-      unsigned long long first = 0, last = 0;
-      char unit[16] = {};
-      if (std::sscanf(cr.c_str(), "%15s %llu-%llu", unit, &first, &last) != 3 || std::string(unit) != "bytes" ||
-          last < first) {
-        protocol_error = "answered 206 without a usable Content-Range ('" + printable(cr, 80) + "')";
+    if (first != offset) {
+      protocol_error = "answered 206 from byte " + std::to_string(first) + " when asked from byte " + std::to_string(offset);
+      return;
+    }
+    end = last + 1;
+  } else {
+    if (!header("content-range").empty()) {
+      protocol_error = "answered " + std::to_string(status) + " with a Content-Range";
+      return;
+    }
+    skip = offset;  // a 200 to a Range request: the whole file; drop what we have
+    std::string cl = header("content-length");
+    if (!cl.empty() && std::all_of(cl.begin(), cl.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+      // Not std::stoull: its out_of_range (21 digits) would escape through libcurl's callback.
+      std::uint64_t length = 0;
+      auto [ptr, ec] = std::from_chars(cl.data(), cl.data() + cl.size(), length);
+      if (ec != std::errc() || ptr != cl.data() + cl.size()) {
+        protocol_error = "answered with a Content-Length too large to use ('" + printable(cl, 80) + "')";
         return;
       }
-      if (first != offset) {
-        protocol_error = "answered 206 from byte " + std::to_string(first) + " when asked from byte " + std::to_string(offset);
+      end = length;
+      if (*end < offset) {
+        protocol_error = "the file has " + cl + " bytes, fewer than the offset " + std::to_string(offset);
         return;
-      }
-      end = last + 1;
-    } else {
-      if (!header("content-range").empty()) {
-        protocol_error = "answered " + std::to_string(status) + " with a Content-Range";
-        return;
-      }
-      skip = offset;  // a 200 to a Range request: the whole file; drop what we have
-      std::string cl = header("content-length");
-      if (!cl.empty() && std::all_of(cl.begin(), cl.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
-        end = std::stoull(cl);
-        if (*end < offset) {
-          protocol_error = "the file has " + cl + " bytes, fewer than the offset " + std::to_string(offset);
-          return;
-        }
       }
     }
-    deliver = true;
   }
-};
+  deliver = true;
+}
 
 size_t on_header(char* buf, size_t size, size_t n, void* ud) {
   auto* a = static_cast<Attempt*>(ud);
@@ -711,6 +709,49 @@ size_t on_body(char* buf, size_t size, size_t n, void* ud) {
   a->body.append(buf, len);
   return len;
 }
+
+std::string server_message(const std::string& body) {
+  std::string server;
+  try {
+    auto j = json::parse(body);
+    if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+      const auto& e = j["error"];
+      if (e.contains("message") && e["message"].is_string()) server = e["message"].get<std::string>();
+      else if (e.contains("code") && e["code"].is_string()) server = e["code"].get<std::string>();
+    }
+  } catch (const std::exception&) {
+  }
+  return server;
+}
+
+json parse_json_answer(const std::string& body) {
+  bool too_deep = false;
+  json j;
+  try {
+    j = json::parse(body, [&](int depth, json::parse_event_t, json&) {
+      too_deep = too_deep || depth > kMaxJsonDepth;
+      return !too_deep;  // keep nothing more once too deep
+    });
+  } catch (const json::exception&) {  // parse_error, and out_of_range for a number like 1e999
+    throw std::invalid_argument("the answer is not JSON");
+  }
+  if (too_deep) throw std::invalid_argument("the answer nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  return j;
+}
+
+std::optional<unsigned long long> unsatisfied_range_total(const std::string& content_range) {
+  unsigned long long total = 0;
+  if (std::sscanf(content_range.c_str(), "bytes */%llu", &total) == 1) return total;
+  return std::nullopt;
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::Attempt;
+using detail::on_body;
+using detail::on_header;
 
 bool transient_curl(CURLcode rc) {
   switch (rc) {
@@ -978,22 +1019,11 @@ struct HttpClient::Impl {
       o.ok = true;
       return o;
     }
-    std::string server;
-    try {
-      auto j = json::parse(a.body);
-      if (j.is_object() && j.contains("error") && j["error"].is_object()) {
-        const auto& e = j["error"];
-        if (e.contains("message") && e["message"].is_string()) server = e["message"].get<std::string>();
-        else if (e.contains("code") && e["code"].is_string()) server = e["code"].get<std::string>();
-      }
-    } catch (const std::exception&) {
-    }
-    server = redact(printable(server));
+    std::string server = redact(printable(detail::server_message(a.body)));
     std::string said = server.empty() ? "" : ": " + server;
     if (s == 416 && a.streaming) {
       // Asked from the very end of the file: nothing left to send.
-      unsigned long long total = 0;
-      if (std::sscanf(a.header("content-range").c_str(), "bytes */%llu", &total) == 1 && total == a.offset) {
+      if (detail::unsatisfied_range_total(a.header("content-range")) == a.offset) {
         o.ok = true;
         return o;
       }
@@ -1083,9 +1113,9 @@ json HttpClient::get_json(const std::string& path, bool use_cache) {
       path, [&](Attempt& a) { a.body_limit = impl_->opt.max_json_bytes; }, [&](const Attempt& a) { body = a.body; });
   json j;
   try {
-    j = json::parse(body);
-  } catch (const json::parse_error&) {
-    throw Error(ErrorCode::internal, impl_->where(path) + ": the answer is not JSON");
+    j = detail::parse_json_answer(body);
+  } catch (const std::invalid_argument& e) {
+    throw Error(ErrorCode::internal, impl_->where(path) + ": " + e.what());
   }
   if (use_cache) impl_->cache.put(path, j);
   return j;
