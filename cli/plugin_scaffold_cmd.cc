@@ -67,7 +67,7 @@ fs::path install_prefix(const fs::path& exe_dir) {
 
 const std::vector<std::string> kManifestKeys = {"name",    "version", "kind",    "protocol", "command",
                                                 "priority", "handles", "restart", "config",   "order",
-                                                "points",  "formats", "hook_timeout_ms"};
+                                                "points",  "formats", "hook_timeout_ms", "limits"};
 const std::vector<std::string> kExtensionKeys = {"order", "points", "formats", "hook_timeout_ms"};
 const std::set<std::string> kPoints = {"pre-download", "post-download", "pre-load", "post-load"};
 

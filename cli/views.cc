@@ -1,6 +1,9 @@
 #include "views.h"
 
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "format.h"
 
@@ -72,11 +75,47 @@ std::string plugin_uptime(const json& plugin) {
   return human_duration(static_cast<std::int64_t>(count(plugin, "uptime_ms")));
 }
 
-// "name: last_error (last_exit)" for a failed plugin.
+// "name: last_error (last_exit; last_limit)" for a failed plugin.
 std::string failure_line(const json& plugin) {
   std::string line = text(plugin, "name") + ": " + text(plugin, "last_error", "failed");
   const std::string last_exit = text(plugin, "last_exit", "");
-  if (!last_exit.empty()) line += " (" + last_exit + ")";
+  const std::string last_limit = text(plugin, "last_limit", "");
+  if (!last_exit.empty()) line += " (" + last_exit + (last_limit.empty() ? "" : "; " + last_limit) + ")";
+  return line;
+}
+
+// A limit's size as the daemon configures it: "256 MiB", "1000 B", "unlimited".
+std::string limit_size(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (!v.is_number_unsigned()) return dump_json(v);
+  std::uint64_t bytes = v.get<std::uint64_t>();
+  static const std::pair<int, const char*> units[] = {{40, "TiB"}, {30, "GiB"}, {20, "MiB"}, {10, "KiB"}};
+  for (const auto& [shift, unit] : units)
+    if (bytes >= (std::uint64_t{1} << shift) && bytes % (std::uint64_t{1} << shift) == 0)
+      return std::to_string(bytes >> shift) + " " + unit;
+  return std::to_string(bytes) + " B";
+}
+
+// "cpu 30 s, open files 64, core dumps off; sandbox landlock (ABI 7)" for a plugin with limits
+// or a sandbox beyond the defaults (docs/security.md); empty otherwise.
+std::string isolation_line(const json& plugin) {
+  const json& limits = field(plugin, "limits");
+  std::vector<std::string> parts;
+  auto set = [&](const char* key) { return !field(limits, key).is_null(); };
+  if (set("cpu_seconds"))
+    parts.push_back("cpu " + (field(limits, "cpu_seconds").is_string() ? text(limits, "cpu_seconds")
+                                                                        : text(limits, "cpu_seconds") + " s"));
+  if (set("address_space")) parts.push_back("address space " + limit_size(field(limits, "address_space")));
+  if (set("open_files")) parts.push_back("open files " + text(limits, "open_files"));
+  if (set("file_size")) parts.push_back("file size " + limit_size(field(limits, "file_size")));
+  const json& core = field(limits, "core_dumps");
+  const bool core_on = core.is_boolean() && core.get<bool>();
+  const std::string sandbox = text(plugin, "sandbox", "off");
+  if (parts.empty() && !core_on && sandbox == "off") return "";
+  if (core.is_boolean()) parts.push_back(std::string("core dumps ") + (core_on ? "on" : "off"));
+  std::string line = text(plugin, "name") + ": ";
+  for (std::size_t i = 0; i < parts.size(); ++i) line += (i ? ", " : "") + parts[i];
+  if (sandbox != "off") line += (parts.empty() ? "" : "; ") + std::string("sandbox ") + sandbox;
   return line;
 }
 
@@ -125,7 +164,7 @@ std::string render_status(const json& reply) {
 std::string render_plugins(const json& reply) {
   const json& plugins = array_field(reply, "plugins");
   std::vector<Row> rows;
-  std::string failures, extensions;
+  std::string failures, extensions, isolation;
   for (const json& plugin : plugins) {
     if (text(plugin, "kind", "registry") == "extension") {
       std::string line = text(plugin, "name") + ": " +
@@ -139,10 +178,12 @@ std::string render_plugins(const json& reply) {
                     std::to_string(count(plugin, "restarts")), plugin_uptime(plugin),
                     text(plugin, "priority", "0")});
     if (text(plugin, "state") == "failed") failures += failure_line(plugin) + "\n";
+    if (const std::string line = isolation_line(plugin); !line.empty()) isolation += line + "\n";
   }
   if (rows.empty()) return "no plugins\n";
   std::string out = render_table({"NAME", "STATE", "PID", "RESTARTS", "UPTIME", "PRIORITY"}, rows);
   if (!extensions.empty()) out += "\nextensions:\n" + extensions;
+  if (!isolation.empty()) out += "\nisolation:\n" + isolation;
   if (!failures.empty()) out += "\n" + failures;
   return out;
 }

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -170,6 +171,76 @@ struct Reader {
     for (const auto& p : *h)
       if (p.empty() || p.size() > 200) fail(where + ".handles", "pattern '" + p + "' must have 1 to 200 characters");
   }
+  // A size in bytes: an integer, or a number with a unit (B, KiB, MiB, GiB, TiB), or unlimited.
+  std::uint64_t size(const json& v, const std::string& where) const {
+    const std::string usage = " (bytes, a size such as 512MiB or 4 GiB, or unlimited)";
+    if (v.is_number_unsigned()) return v.get<std::uint64_t>();
+    if (!v.is_string()) fail(where, "'" + v.dump() + "' is not a size" + usage);
+    std::string s = v.get<std::string>();
+    if (s == "unlimited") return ResourceLimits::kUnlimited;
+    std::size_t i = 0;
+    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
+    std::string number = s.substr(0, i), unit;
+    for (; i < s.size(); ++i)
+      if (s[i] != ' ') unit += static_cast<char>(std::tolower(static_cast<unsigned char>(s[i])));
+    static const std::map<std::string, std::uint64_t> units = {
+        {"", 1}, {"b", 1}, {"kib", 1ULL << 10}, {"mib", 1ULL << 20}, {"gib", 1ULL << 30}, {"tib", 1ULL << 40}};
+    auto u = units.find(unit);
+    if (number.empty() || std::count(number.begin(), number.end(), '.') > 1 || number == ".")
+      fail(where, "'" + s + "' is not a size" + usage);
+    if (u == units.end())
+      fail(where, "'" + s + "' has an unknown unit '" + unit + "' (B, KiB, MiB, GiB or TiB)");
+    long double bytes = std::strtold(number.c_str(), nullptr) * static_cast<long double>(u->second);
+    if (bytes >= 18446744073709551615.0L) fail(where, "'" + s + "' is too large" + usage);
+    return static_cast<std::uint64_t>(bytes);
+  }
+  // A count: a non-negative integer or unlimited.
+  std::uint64_t count(const json& v, const std::string& where, const char* what) const {
+    if (v.is_number_unsigned()) return v.get<std::uint64_t>();
+    if (v.is_string() && v.get<std::string>() == "unlimited") return ResourceLimits::kUnlimited;
+    fail(where, "'" + (v.is_string() ? v.get<std::string>() : v.dump()) + "' is not " + what + " (or unlimited)");
+  }
+  // The `limits` map of the top level, a manifest or a source (docs/security.md).
+  void limits(const json& m, const std::string& where, ResourceLimits& l) const {
+    auto it = m.find("limits");
+    if (it == m.end() || it->is_null()) return;
+    std::string w = where + ".limits";
+    only_keys(*it, w, {"address_space", "cpu_seconds", "open_files", "file_size", "core_dumps"});
+    auto at_least = [&](const char* key, std::uint64_t v, std::uint64_t lo, const std::string& lo_text) {
+      if (v < lo) fail(w + "." + key, "must be at least " + lo_text + " (or unlimited); the plugin could not start");
+      return v;
+    };
+    const json& j = *it;
+    if (auto v = j.find("address_space"); v != j.end() && !v->is_null())
+      l.address_space = at_least("address_space", size(*v, w + ".address_space"), 16ULL << 20, "16 MiB");
+    if (auto v = j.find("file_size"); v != j.end() && !v->is_null()) l.file_size = size(*v, w + ".file_size");
+    if (auto v = j.find("cpu_seconds"); v != j.end() && !v->is_null())
+      l.cpu_seconds = at_least("cpu_seconds", count(*v, w + ".cpu_seconds", "a number of seconds"), 1, "1");
+    if (auto v = j.find("open_files"); v != j.end() && !v->is_null()) {
+      l.open_files = at_least("open_files", count(*v, w + ".open_files", "a number of files"), 16, "16");
+      if (*l.open_files != ResourceLimits::kUnlimited && *l.open_files > (1ULL << 20))
+        fail(w + ".open_files", "must be at most 1048576 (the kernel's usual fs.nr_open)");
+      if (*l.open_files == ResourceLimits::kUnlimited)
+        fail(w + ".open_files", "cannot be unlimited (the kernel caps descriptors at fs.nr_open); give a number");
+    }
+    if (auto v = j.find("core_dumps"); v != j.end() && !v->is_null()) {
+      if (!v->is_boolean()) fail(w + ".core_dumps", "must be true or false");
+      l.core_dumps = v->get<bool>();
+    }
+  }
+  // `sandbox`: off, landlock or require.
+  std::optional<SandboxMode> sandbox(const json& m, const std::string& where) const {
+    auto it = m.find("sandbox");
+    if (it == m.end() || it->is_null()) return std::nullopt;
+    if (it->is_boolean() && !it->get<bool>()) return SandboxMode::off;  // YAML reads `off` as false
+    if (it->is_string()) {
+      if (*it == "off") return SandboxMode::off;
+      if (*it == "landlock") return SandboxMode::landlock;
+      if (*it == "require") return SandboxMode::require;
+    }
+    fail(where + ".sandbox", "'" + (it->is_string() ? it->get<std::string>() : it->dump()) +
+                                 "' is not a sandbox mode (off, landlock or require)");
+  }
 };
 
 // Expands ${data_dir}, ${cache_dir}, ${runtime_dir} and ${ENVIRONMENT_VARIABLE} in strings.
@@ -246,6 +317,10 @@ const std::vector<std::string> kTopLevelKeys = {
     "runtime_dir", "cache_dir", "data_dir", "plugin_dirs", "heartbeat_interval_ms", "heartbeat_liveness",
     "request_timeout_ms", "download_stall_timeout_ms", "stop_timeout_ms", "log_level", "offline",
     "partial_retention_hours", "secret_key_file"};
+// Isolation settings (docs/security.md): at top level, per source, and the keys of `limits`.
+const std::vector<std::string> kIsolationKeys = {"limits", "sandbox"};
+const std::vector<std::string> kSourceIsolationKeys = {"limits", "sandbox", "sandbox_read", "sandbox_write"};
+const std::vector<std::string> kLimitKeys = {"address_space", "cpu_seconds", "open_files", "file_size", "core_dumps"};
 const std::vector<std::string> kRestartKeys = {"policy", "backoff_initial_ms", "backoff_max_ms", "stable_after_ms",
                                                "max_failures", "hello_timeout_ms"};
 const std::vector<std::string> kSourceKeys = {"plugin", "command", "kind", "priority", "handles", "enabled",
@@ -275,12 +350,25 @@ std::vector<std::string> apply_environment(json& j, const std::string& origin) {
       if (!j.contains("restart") || !j["restart"].is_object()) j["restart"] = json::object();
       j["restart"][k] = *v;
     }
+  // MODELZOO_LIMITS, MODELZOO_SANDBOX and MODELZOO_LIMITS_<KEY> (one limit); the same under
+  // MODELZOO_SOURCE_<NAME>_ below.
+  auto isolation = [&](json& m, const std::string& prefix, const std::vector<std::string>& keys) {
+    for (const auto& k : keys)
+      if (auto v = value_of(prefix + env_word(k))) m[k] = *v;
+    for (const auto& k : kLimitKeys)
+      if (auto v = value_of(prefix + "LIMITS_" + env_word(k))) {
+        if (!m.contains("limits") || !m["limits"].is_object()) m["limits"] = json::object();
+        m["limits"][k] = *v;
+      }
+  };
+  isolation(j, "MODELZOO_", kIsolationKeys);
   if (auto it = j.find("sources"); it != j.end() && it->is_array()) {
     for (auto& s : *it) {
       if (!s.is_object() || !s.contains("name") || !s["name"].is_string()) continue;
       std::string prefix = "MODELZOO_SOURCE_" + env_word(s["name"].get<std::string>()) + "_";
       for (const auto& k : kSourceKeys)
         if (auto v = value_of(prefix + env_word(k))) s[k] = *v;
+      isolation(s, prefix, kSourceIsolationKeys);
       // MODELZOO_SOURCE_<NAME>_CONFIG_<KEY>: a key of the source's config map (existing keys
       // keep their spelling; new ones are lower-cased).
       std::string cprefix = prefix + "CONFIG_";
@@ -362,7 +450,7 @@ void check_protocol(const Reader& r, const json& v) {
 Manifest parse_manifest(const json& j, const std::string& origin, const fs::path& dir, const RestartPolicy& defaults) {
   Reader r{origin};
   r.only_keys(j, "manifest", {"name", "version", "kind", "protocol", "command", "priority", "handles", "restart",
-                              "config", "order", "points", "formats", "hook_timeout_ms"});
+                              "config", "order", "points", "formats", "hook_timeout_ms", "limits"});
   Manifest m;
   m.dir = dir;
   m.restart = defaults;
@@ -392,6 +480,7 @@ Manifest parse_manifest(const json& j, const std::string& origin, const fs::path
   m.handles = r.strings(j, "handles", "manifest");
   r.handles(m.handles, "manifest");
   r.restart(j, "manifest", m.restart);
+  r.limits(j, "manifest", m.limits);
   if (auto it = j.find("config"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) r.fail("manifest.config", "must be a map");
     m.config = *it;
@@ -415,6 +504,14 @@ void merge(json& base, const json& over) {
 }
 
 }  // namespace
+
+void ResourceLimits::overlay(const ResourceLimits& over) {
+  if (over.address_space) address_space = over.address_space;
+  if (over.cpu_seconds) cpu_seconds = over.cpu_seconds;
+  if (over.open_files) open_files = over.open_files;
+  if (over.file_size) file_size = over.file_size;
+  if (over.core_dumps) core_dumps = over.core_dumps;
+}
 
 const std::string& default_config_yaml() { return kDefaultConfig; }
 
@@ -489,13 +586,36 @@ DaemonConfig parse_config(const std::string& yaml_text, const std::string& origi
 
 namespace {
 
+// A source's limits (the daemon's, the manifest's, then its own, field by field) and sandbox.
+void isolation_settings(const Reader& r, const json& sj, const std::string& w, const DaemonConfig& c, Source& s) {
+  s.limits = c.limits;
+  s.limits.overlay(s.manifest.limits);
+  ResourceLimits own;
+  r.limits(sj, w, own);
+  s.limits.overlay(own);
+  if (!s.limits.core_dumps) s.limits.core_dumps = false;
+  s.sandbox = r.sandbox(sj, w).value_or(c.sandbox);
+  auto paths = [&](const char* key, std::vector<fs::path>& out) {
+    for (const auto& d : r.strings(sj, key, w).value_or(std::vector<std::string>{})) {
+      json v = d;
+      expand(v, c);
+      if (v.get<std::string>().empty() || v.get<std::string>()[0] != '/')
+        r.fail(w + "." + key, "'" + d + "' is not an absolute path");
+      out.emplace_back(fs::path(v.get<std::string>()).lexically_normal());
+    }
+  };
+  paths("sandbox_read", s.sandbox_read);
+  paths("sandbox_write", s.sandbox_write);
+}
+
 DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& exe_dir,
                             const std::vector<std::string>& overrides) {
   Reader r{origin};
   r.only_keys(j, "top level", {"runtime_dir", "cache_dir", "data_dir", "plugin_dirs", "heartbeat_interval_ms",
                                "heartbeat_liveness", "request_timeout_ms", "download_stall_timeout_ms",
                                "stop_timeout_ms", "log_level", "restart", "sources", "offline",
-                               "partial_retention_hours", "secret_key_file"});
+                               "partial_retention_hours", "secret_key_file",
+                               "limits", "sandbox"});
   DaemonConfig c;
   c.exe_dir = exe_dir;
   c.env_overrides = overrides;
@@ -542,6 +662,8 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
   else c.secret_key_file = c.data_dir / "secret.key";
   RestartPolicy defaults;
   r.restart(j, "top level", defaults);
+  r.limits(j, "top level", c.limits);
+  if (auto mode = r.sandbox(j, "top level")) c.sandbox = *mode;
 
   // Manifests from plugin directories: <dir>/<plugin>/plugin.yaml. A broken one is skipped.
   std::map<std::string, Manifest> manifests;
@@ -578,7 +700,8 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
       const json& sj = (*it)[i];
       std::string w = "sources[" + std::to_string(i) + "]";
       r.only_keys(sj, w, {"name", "plugin", "command", "kind", "priority", "handles", "config", "restart", "enabled",
-                          "local_read", "order", "points", "formats", "hook_timeout_ms"});
+                          "local_read", "order", "points", "formats", "hook_timeout_ms",
+                          "limits", "sandbox", "sandbox_read", "sandbox_write"});
       if (auto en = sj.find("enabled"); en != sj.end() && en->is_boolean() && !en->get<bool>()) continue;
       Source s;
       auto name = r.str(sj, "name", w);
@@ -604,6 +727,7 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
         if (command->empty()) r.fail(w + ".command", "is empty");
         s.manifest.name = s.name;
         s.manifest.command = *command;
+        s.from_command = true;
         s.manifest.restart = defaults;
         s.manifest.dir = fs::path(origin).parent_path();
         if (auto k = r.str(sj, "kind", w)) {
@@ -644,6 +768,7 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
         expand(root, c);
         if (root.is_string() && !root.get<std::string>().empty()) s.local_read.emplace_back(root.get<std::string>());
       }
+      isolation_settings(r, sj, w, c, s);
       add_source(std::move(s));
     }
   }
@@ -662,6 +787,7 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
     s.config = m.config;
     s.restart = m.restart;
     s.extension = m.extension;
+    isolation_settings(r, json::object(), "plugin " + name, c, s);
     add_source(std::move(s));
   }
   decrypt_secrets(c, origin);

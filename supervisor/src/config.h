@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -35,6 +36,25 @@ struct ExtensionSettings {
   milliseconds hook_timeout{300000};                     // deadline of one hook call
 };
 
+// Resource limits of a plugin process (docs/security.md, "Resource limits"), set with
+// setrlimit(2) between fork and exec. An unset field is inherited from the daemon.
+struct ResourceLimits {
+  static constexpr std::uint64_t kUnlimited = ~std::uint64_t{0};
+  std::optional<std::uint64_t> address_space;  // bytes of virtual memory (RLIMIT_AS)
+  std::optional<std::uint64_t> cpu_seconds;    // CPU time (RLIMIT_CPU)
+  std::optional<std::uint64_t> open_files;     // file descriptors (RLIMIT_NOFILE)
+  std::optional<std::uint64_t> file_size;      // bytes of the largest file it may write (RLIMIT_FSIZE)
+  std::optional<bool> core_dumps;              // false: RLIMIT_CORE 0 (the effective default)
+  // Replaces each field that `over` sets.
+  void overlay(const ResourceLimits& over);
+  bool operator==(const ResourceLimits&) const = default;
+};
+
+// Whether a plugin runs in a Landlock filesystem sandbox (docs/security.md, "Filesystem
+// sandbox (Landlock)"). `landlock` runs it unconfined when the kernel lacks Landlock;
+// `require` refuses to start it then.
+enum class SandboxMode { off, landlock, require };
+
 // A plugin as described by its manifest (plugin.yaml) or built in.
 struct Manifest {
   std::string name;
@@ -47,6 +67,7 @@ struct Manifest {
   RestartPolicy restart;
   nlohmann::json config = nlohmann::json::object();
   ExtensionSettings extension;       // kind "extension" only
+  ResourceLimits limits;             // the manifest's `limits`
 };
 
 // A source: one running instance of a plugin, with its own name, priority and config.
@@ -62,6 +83,13 @@ struct Source {
   // file's `local_path` (a local copy instead of a stream). Default: none, except the
   // `root` of a built-in local-file source.
   std::vector<std::filesystem::path> local_read;
+  // Effective resource limits: the daemon's `limits`, then the manifest's, then the source's,
+  // field by field; core_dumps is always set (default false).
+  ResourceLimits limits;
+  SandboxMode sandbox = SandboxMode::off;  // the source's `sandbox`, else the daemon's
+  // Extra paths the sandboxed plugin may read (and execute), and read and write.
+  std::vector<std::filesystem::path> sandbox_read, sandbox_write;
+  bool from_command = false;  // started by the source's `command`, not from a manifest or built in
 };
 
 struct DaemonConfig {
@@ -78,6 +106,8 @@ struct DaemonConfig {
   bool offline = false;  // serve from the cache only; never ask a source
   std::string log_level = "info";
   std::vector<Source> sources;
+  ResourceLimits limits;                   // defaults for every plugin (`limits`)
+  SandboxMode sandbox = SandboxMode::off;  // default of every source (`sandbox`)
   std::vector<std::string> warnings;  // broken manifests and other skipped parts
   std::filesystem::path secret_key_file;  // decrypts enc:v1: values (default <data_dir>/secret.key)
   std::filesystem::path config_file;  // where it was read from; empty: the embedded default

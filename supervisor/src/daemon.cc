@@ -30,7 +30,9 @@
 #include "modelzoo/core/resolver.h"
 #include "process.h"
 #include "pull_engine.h"
+#include "resource_limits.h"
 #include "restart_policy.h"
+#include "sandbox.h"
 
 namespace modelzoo::supervisor {
 namespace fs = std::filesystem;
@@ -111,6 +113,9 @@ struct Instance {
   bool retiring = false;  // removed or changed by a configuration reload: stopping for good
   Clock::time_point spawned_at, ready_at, last_heard, next_start;
   std::string last_exit, last_error;
+  std::string last_limit;   // the resource limit that ended the last run, if known (resource_limits.h)
+  std::string run_error;    // the last error line of the current run
+  std::string sandbox_status = "off";  // of the current or last run: "landlock (ABI 7)", "off", "unsupported: ..."
   json hello;  // what the plugin said about itself
 
   explicit Instance(Source s) : source(std::move(s)), tracker(source.restart) {}
@@ -267,6 +272,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
                 {"MODELZOO_INSTANCE", in.source.name}};
     in.spawned_at = in.last_heard = Clock::now();
     try {
+      auto sandbox = isolate(in, spec);  // lives until the child has forked
       in.process = std::make_unique<ChildProcess>(spec);
       in.state = State::starting;
       spdlog::info("[{}] started pid {} ({})", in.source.name, in.process->pid(), spec.argv[0]);
@@ -276,6 +282,41 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       in.last_exit = "not started";
       after_run(in, false, false);
     }
+  }
+
+  // The resource limits, data directory and Landlock sandbox of the next run (docs/security.md).
+  // Returns the ruleset the child enforces (null: no sandbox). Throws when the plugin must
+  // not start: a limit the daemon cannot grant, or `sandbox: require` without Landlock.
+  std::unique_ptr<LandlockRuleset> isolate(Instance& in, SpawnSpec& spec) {
+    in.run_error.clear();
+    in.sandbox_status = "off";
+    spec.rlimits = rlimits_for(in.source.limits);
+    // Its own directory for state, the only one it may write under the sandbox.
+    fs::path data = cfg.data_dir / "plugin-data" / in.source.name;
+    std::error_code ec;
+    fs::create_directories(data / "tmp", ec);
+    if (!ec) fs::permissions(data, fs::perms::owner_all, fs::perm_options::replace, ec);
+    if (ec) {
+      spdlog::warn("[{}] cannot create its data directory {}: {}", in.source.name, data.string(), ec.message());
+      data.clear();
+    } else {
+      spec.env["MODELZOO_PLUGIN_DATA_DIR"] = data.string();
+    }
+    if (in.source.sandbox == SandboxMode::off) return nullptr;
+    LandlockSupport support = landlock_support();
+    if (support.abi < 1) {
+      in.sandbox_status = "unsupported: " + support.reason;
+      if (in.source.sandbox == SandboxMode::require)
+        throw std::runtime_error("the sandbox is required (sandbox: require) but unavailable: " + support.reason);
+      spdlog::warn("[{}] runs without its sandbox: {}", in.source.name, support.reason);
+      return nullptr;
+    }
+    auto ruleset = std::make_unique<LandlockRuleset>(sandbox_paths(in.source, cfg, data), support.abi);
+    for (const auto& p : ruleset->skipped()) spdlog::debug("[{}] sandbox: {} does not exist; not granted", in.source.name, p);
+    spec.landlock_ruleset = ruleset->fd();
+    if (!data.empty()) spec.env["TMPDIR"] = (data / "tmp").string();  // /tmp is out of reach
+    in.sandbox_status = "landlock (ABI " + std::to_string(support.abi) + ")";
+    return ruleset;
   }
 
   json restarted_event(const Instance& in, const char* reason) {
@@ -332,12 +373,15 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       if (fd >= 0) forward_output(in, fd);
     bool was_ready = in.state == State::ready || (in.state == State::stopping && !in.routing_id.empty());
     in.last_exit = ChildProcess::describe_status(*status);
+    in.last_limit = limit_exceeded(*status, in.source.limits, in.process->cpu_seconds(), in.run_error);
+    if (!in.last_limit.empty()) spdlog::warn("[{}] pid {}: {}", in.source.name, in.process->pid(), in.last_limit);
     auto uptime = ms_between(in.spawned_at, Clock::now());
     spdlog::log(in.stop_requested || stop ? spdlog::level::info : spdlog::level::warn, "[{}] pid {} ended: {} after {} ms",
                 in.source.name, in.process->pid(), in.last_exit, uptime);
     publish(core::topic::kPluginExited, {{"plugin", in.source.name},
                                          {"pid", in.process->pid()},
                                          {"status", in.last_exit},
+                                         {"limit", in.last_limit},
                                          {"uptime_ms", uptime},
                                          {"requested", in.stop_requested || stop}});
     unregister(in, "plugin '" + in.source.name + "' exited (" + in.last_exit + ")");
@@ -375,7 +419,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       if (line.empty()) continue;
       auto lvl = is_err ? level_of(line) : spdlog::level::info;
       spdlog::log(lvl, "[{}] {}", in.source.name, line);
-      if (is_err && lvl >= spdlog::level::warn) in.last_error = line.substr(0, 500);
+      if (is_err && lvl >= spdlog::level::warn) in.last_error = in.run_error = line.substr(0, 500);
     }
   }
 
@@ -744,6 +788,9 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
             {"handles", rec ? rec->handles : in.source.handles.value_or(std::vector<std::string>{"*"})},
             {"last_exit", in.last_exit},
             {"last_error", in.last_error}};
+    status["last_limit"] = in.last_limit;  // docs/security.md
+    status["limits"] = limits_to_json(in.source.limits);
+    status["sandbox"] = in.sandbox_status;
     status.update(extension);
     return status;
   }
@@ -1055,6 +1102,12 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
             {"points", s.extension.points ? json(*s.extension.points) : json()},
             {"formats", s.extension.formats ? json(*s.extension.formats) : json()},
             {"hook_timeout", s.extension.hook_timeout.count()},
+            {"isolation", [&] {
+               json a = {limits_to_json(s.limits), static_cast<int>(s.sandbox)};
+               for (const auto& p : s.sandbox_read) a.push_back("r:" + p.string());
+               for (const auto& p : s.sandbox_write) a.push_back("w:" + p.string());
+               return a;
+             }()},
             {"local_read", [&] {
                json a = json::array();
                for (const auto& p : s.local_read) a.push_back(p.string());

@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,6 +33,8 @@ namespace {
 struct ChildSetup : bp::extend::handler {
   pid_t parent;
   char** envp;
+  const std::vector<RLimitSetting>* rlimits;  // prepared by the parent
+  int landlock_ruleset;
   template <class Executor>
   void on_setup(Executor& e) const {
     e.env = envp;
@@ -56,6 +60,30 @@ struct ChildSetup : bp::extend::handler {
     // No descriptor of the daemon's (sockets, other plugins' pipes) leaks into a plugin.
     if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
       for (int fd = 3; fd < 4096; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    // Resource limits (docs/security.md). Soft and hard both: a plugin may not raise them.
+    for (const auto& l : *rlimits) {
+      struct rlimit r{static_cast<rlim_t>(l.soft), static_cast<rlim_t>(l.hard)};
+      if (::setrlimit(static_cast<__rlimit_resource>(l.resource), &r) != 0) {
+        e.set_error(std::error_code(errno, std::system_category()), "setrlimit");
+        return;
+      }
+    }
+    // Root keeps CAP_SYS_RESOURCE across exec and could lift its hard limits: take it out of
+    // the bounding set. Without CAP_SETPCAP (not root) this fails, and is not needed.
+    if (!rlimits->empty()) ::prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0);
+    // The Landlock sandbox, last: from here on the child reaches only what the ruleset allows
+    // (the executable and its libraries included). no_new_privs is required to enforce it
+    // without CAP_SYS_ADMIN, and keeps a set-uid program from escaping it.
+    if (landlock_ruleset >= 0) {
+      if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+        e.set_error(std::error_code(errno, std::system_category()), "no_new_privs");
+        return;
+      }
+      if (::syscall(SYS_landlock_restrict_self, landlock_ruleset, 0U) != 0) {
+        e.set_error(std::error_code(errno, std::system_category()), "landlock_restrict_self");
+        return;
+      }
+    }
   }
 };
 
@@ -95,10 +123,10 @@ ChildProcess::ChildProcess(const SpawnSpec& spec) {
   bp::child c;
   if (spec.cwd.empty())
     c = bp::child(bp::exe = exe, bp::args = args, bp::std_in<bp::null, bp::std_out> out, bp::std_err > err,
-                  ChildSetup{{}, ::getpid(), envp.data()}, ec);
+                  ChildSetup{{}, ::getpid(), envp.data(), &spec.rlimits, spec.landlock_ruleset}, ec);
   else
     c = bp::child(bp::exe = exe, bp::args = args, bp::start_dir = spec.cwd, bp::std_in<bp::null, bp::std_out> out,
-                  bp::std_err > err, ChildSetup{{}, ::getpid(), envp.data()}, ec);
+                  bp::std_err > err, ChildSetup{{}, ::getpid(), envp.data(), &spec.rlimits, spec.landlock_ruleset}, ec);
   if (ec) throw std::runtime_error("cannot start '" + exe + "': " + ec.message());
   pid_ = c.id();
   c.detach();  // we reap it ourselves (try_reap), through the pidfd
@@ -140,8 +168,11 @@ std::optional<int> ChildProcess::try_reap() {
     return std::nullopt;
   ::kill(-pid_, SIGKILL);  // grandchildren left in the group
   int status = 0;
-  if (::waitpid(pid_, &status, 0) != pid_) return std::nullopt;
+  struct rusage ru{};
+  if (::wait4(pid_, &status, 0, &ru) != pid_) return std::nullopt;
   reaped_ = true;
+  cpu_seconds_ = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                 static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   return status;
 }
 

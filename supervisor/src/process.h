@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -13,10 +14,23 @@
 
 namespace modelzoo::supervisor {
 
+// One setrlimit(2) call made in the child before exec.
+struct RLimitSetting {
+  int resource;  // RLIMIT_*
+  std::uint64_t soft, hard;  // RLIM_INFINITY for unlimited
+};
+
 struct SpawnSpec {
   std::vector<std::string> argv;  // argv[0] is a path or a name looked up in PATH
   std::string cwd;                // empty: inherit
   std::map<std::string, std::string> env;  // added to (overriding) the daemon's environment
+  // Resource limits, set in this order between fork and exec. When a spec sets any, the
+  // child also drops CAP_SYS_RESOURCE from its bounding set (a plugin running as root could
+  // raise its hard limits again otherwise; without privilege that drop fails harmlessly).
+  std::vector<RLimitSetting> rlimits;
+  // A Landlock ruleset (landlock_create_ruleset(2)), owned by the caller: the child sets
+  // no_new_privs and enforces it before exec. -1: no sandbox.
+  int landlock_ruleset = -1;
 };
 
 class ChildProcess {
@@ -46,6 +60,9 @@ class ChildProcess {
   // fd is closed and the unterminated rest is returned as a last line.
   std::vector<std::string> read_lines(int fd);
 
+  // The CPU time (user + system, seconds) the reaped child used, from wait4(2).
+  double cpu_seconds() const { return cpu_seconds_; }
+
   // "exit 3", "signal 9 (Killed)".
   static std::string describe_status(int wait_status);
 
@@ -55,6 +72,7 @@ class ChildProcess {
   int out_fd_ = -1;
   int err_fd_ = -1;
   bool reaped_ = false;
+  double cpu_seconds_ = 0;
   std::string out_buf_, err_buf_;
 };
 

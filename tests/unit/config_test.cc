@@ -2,7 +2,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config.h"
+#include "resource_limits.h"
 #include "modelzoo/codec/crypt.h"
 #include "modelzoo/codec/secret.h"
 
@@ -556,6 +559,171 @@ TEST_F(Config, LoadManifestErrorsNameTheFileAndField) {
   write(tmp_ / "v" / "plugin.yaml", "name: v\ncommand: [x]\nversion: one\n");
   EXPECT_THROW(load_manifest(tmp_ / "v" / "plugin.yaml"), ConfigError);
   EXPECT_THROW(load_manifest(tmp_ / "none" / "plugin.yaml"), ConfigError);
+}
+
+// ---- resource limits and the sandbox (docs/security.md) ------------------------------------
+
+TEST_F(Config, LimitsComeFromTheDaemonThenTheManifestThenTheSource) {
+  write(data_dir_ / "plugins" / "hub" / "plugin.yaml",
+        "name: hub\ncommand: [/usr/bin/hub-plugin]\nlimits: {address_space: 4GiB, cpu_seconds: 60}\n");
+  DaemonConfig c = parse(R"(
+limits: {open_files: 512, cpu_seconds: 10, file_size: 1 MiB}
+sandbox: landlock
+sources:
+  - name: mirror
+    plugin: hub
+    limits: {cpu_seconds: unlimited, core_dumps: true}
+    sandbox: off
+    sandbox_read: [/srv/models, "${data_dir}/extra"]
+    sandbox_write: [/srv/out]
+  - name: mem
+    plugin: memory
+)");
+  ASSERT_EQ(c.sources.size(), 2u);
+  EXPECT_EQ(c.limits.open_files, 512u);
+  const auto& hub = c.sources[0].limits;
+  EXPECT_EQ(hub.address_space, 4ULL << 30);                                  // the manifest's
+  EXPECT_EQ(hub.cpu_seconds, modelzoo::supervisor::ResourceLimits::kUnlimited);  // the source's
+  EXPECT_EQ(hub.open_files, 512u);                                           // the daemon's
+  EXPECT_EQ(hub.file_size, 1u << 20);
+  EXPECT_EQ(hub.core_dumps, true);
+  EXPECT_EQ(c.sources[0].sandbox, modelzoo::supervisor::SandboxMode::off);
+  EXPECT_EQ(c.sources[0].sandbox_read, (std::vector<fs::path>{"/srv/models", data_dir_ / "extra"}));
+  EXPECT_EQ(c.sources[0].sandbox_write, std::vector<fs::path>{"/srv/out"});
+  const auto& mem = c.sources[1].limits;
+  EXPECT_FALSE(mem.address_space.has_value());  // inherited: never set by default
+  EXPECT_EQ(mem.cpu_seconds, 10u);
+  EXPECT_EQ(mem.core_dumps, false);  // off unless asked for
+  EXPECT_EQ(c.sources[1].sandbox, modelzoo::supervisor::SandboxMode::landlock);
+  EXPECT_FALSE(c.sources[1].from_command);
+}
+
+TEST_F(Config, WithoutLimitsOnlyCoreDumpsAreOff) {
+  DaemonConfig c = parse("sources:\n  - name: x\n    command: [/bin/x]\n");
+  const auto& l = c.sources[0].limits;
+  EXPECT_FALSE(l.address_space || l.cpu_seconds || l.open_files || l.file_size);
+  EXPECT_EQ(l.core_dumps, false);
+  EXPECT_EQ(c.sources[0].sandbox, modelzoo::supervisor::SandboxMode::off);
+  EXPECT_TRUE(c.sources[0].from_command);
+}
+
+TEST_F(Config, SizesTakeUnits) {
+  auto as = [&](const std::string& v) {
+    return *parse("sources:\n  - name: x\n    command: [/bin/x]\n    limits: {address_space: " + v + "}\n")
+                .sources[0]
+                .limits.address_space;
+  };
+  EXPECT_EQ(as("268435456"), 256ULL << 20);
+  EXPECT_EQ(as("256MiB"), 256ULL << 20);
+  EXPECT_EQ(as("\"256 MiB\""), 256ULL << 20);
+  EXPECT_EQ(as("1.5GiB"), 3ULL << 29);
+  EXPECT_EQ(as("2 tib"), 2ULL << 40);
+  EXPECT_EQ(as("65536 KiB"), 64ULL << 20);
+  EXPECT_EQ(as("unlimited"), modelzoo::supervisor::ResourceLimits::kUnlimited);
+}
+
+TEST_F(Config, BadLimitsNameTheFileAndTheKey) {
+  auto src = [](const std::string& limits) { return "sources:\n  - name: x\n    command: [/bin/x]\n    limits: " + limits + "\n"; };
+  expect_error(src("{address_space: 4GB}"), {"test.yaml", "sources[0].limits.address_space", "unknown unit 'gb'", "GiB"});
+  expect_error(src("{address_space: lots}"), {"sources[0].limits.address_space", "'lots' is not a size"});
+  expect_error(src("{address_space: -5}"), {"sources[0].limits.address_space", "is not a size"});
+  expect_error(src("{address_space: 1MiB}"), {"sources[0].limits.address_space", "at least 16 MiB"});
+  expect_error(src("{address_space: 99999999TiB}"), {"sources[0].limits.address_space", "too large"});
+  expect_error(src("{cpu_seconds: 0}"), {"sources[0].limits.cpu_seconds", "at least 1"});
+  expect_error(src("{cpu_seconds: 1.5}"), {"sources[0].limits.cpu_seconds", "is not a number of seconds"});
+  expect_error(src("{open_files: 8}"), {"sources[0].limits.open_files", "at least 16"});
+  expect_error(src("{open_files: unlimited}"), {"sources[0].limits.open_files", "cannot be unlimited"});
+  expect_error(src("{core_dumps: sometimes}"), {"sources[0].limits.core_dumps", "true or false"});
+  expect_error(src("{memory: 1GiB}"), {"sources[0].limits", "unknown setting 'memory'"});
+  expect_error(src("4GiB"), {"sources[0].limits", "must be a map"});
+  expect_error("limits: {file_size: 3 bytes}\n", {"top level.limits.file_size", "unknown unit"});
+  expect_error("sandbox: strict\n", {"top level.sandbox", "'strict' is not a sandbox mode (off, landlock or require)"});
+  expect_error("sources:\n  - name: x\n    command: [/bin/x]\n    sandbox_read: [relative/dir]\n",
+               {"sources[0].sandbox_read", "'relative/dir' is not an absolute path"});
+}
+
+TEST_F(Config, ABrokenManifestLimitSkipsThePluginNamingTheFileAndKey) {
+  write(data_dir_ / "plugins" / "hub" / "plugin.yaml", "name: hub\ncommand: [/usr/bin/hub-plugin]\nlimits: {open_files: many}\n");
+  DaemonConfig c = parse("");
+  EXPECT_TRUE(c.sources.empty());
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_THAT(c.warnings[0], HasSubstr((data_dir_ / "plugins" / "hub" / "plugin.yaml").string()));
+  EXPECT_THAT(c.warnings[0], HasSubstr("manifest.limits.open_files"));
+}
+
+TEST_F(Config, LimitsAndSandboxHaveEnvironmentVariables) {
+  const std::pair<const char*, const char*> vars[] = {{"MODELZOO_SANDBOX", "require"},
+                                                      {"MODELZOO_LIMITS_OPEN_FILES", "100"},
+                                                      {"MODELZOO_SOURCE_MEM_LIMITS_CPU_SECONDS", "7"},
+                                                      {"MODELZOO_SOURCE_MEM_SANDBOX", "off"},
+                                                      {"MODELZOO_SOURCE_MEM_SANDBOX_WRITE", "[/w]"}};
+  for (const auto& [k, v] : vars) ::setenv(k, v, 1);
+  DaemonConfig c;
+  try {
+    c = parse("limits: {cpu_seconds: 3}\nsources:\n  - name: mem\n    plugin: memory\n    limits: {file_size: 1MiB}\n"
+              "  - name: other\n    plugin: memory\n");
+  } catch (...) {
+    for (const auto& [k, v] : vars) ::unsetenv(k);
+    throw;
+  }
+  for (const auto& [k, v] : vars) ::unsetenv(k);
+  ASSERT_EQ(c.sources.size(), 2u);
+  EXPECT_EQ(c.sources[0].limits.cpu_seconds, 7u);
+  EXPECT_EQ(c.sources[0].limits.file_size, 1u << 20);  // the file's value, beside the variable's
+  EXPECT_EQ(c.sources[0].limits.open_files, 100u);
+  EXPECT_EQ(c.sources[0].sandbox, modelzoo::supervisor::SandboxMode::off);
+  EXPECT_EQ(c.sources[0].sandbox_write, std::vector<fs::path>{"/w"});
+  EXPECT_EQ(c.sources[1].limits.cpu_seconds, 3u);
+  EXPECT_EQ(c.sources[1].sandbox, modelzoo::supervisor::SandboxMode::require);
+}
+
+TEST(ResourceLimits, ExitsAreExplainedOnlyByALimitThatIsSet) {
+  using modelzoo::supervisor::limit_exceeded;
+  modelzoo::supervisor::ResourceLimits l;
+  l.cpu_seconds = 2;
+  l.address_space = 256ULL << 20;
+  l.open_files = 64;
+  l.file_size = 1ULL << 20;
+  auto signalled = [](int sig) { return sig; };  // a wait status for "killed by sig"
+  auto exited = [](int code) { return code << 8; };
+  EXPECT_EQ(limit_exceeded(signalled(SIGXCPU), l, 2.0, ""), "CPU time limit of 2 s exceeded");
+  EXPECT_EQ(limit_exceeded(signalled(SIGKILL), l, 3.0, ""), "CPU time limit of 2 s exceeded (killed at the hard limit)");
+  EXPECT_EQ(limit_exceeded(signalled(SIGKILL), l, 0.1, ""), "");  // killed by someone else
+  EXPECT_EQ(limit_exceeded(signalled(SIGXFSZ), l, 0, ""), "file size limit of 1 MiB exceeded");
+  EXPECT_EQ(limit_exceeded(exited(1), l, 0, "std::bad_alloc"),
+            "may have hit its address-space limit of 256 MiB (it reported an allocation failure)");
+  EXPECT_EQ(limit_exceeded(signalled(SIGABRT), l, 0, "open: Too many open files"),
+            "may have hit its open-files limit of 64 (it reported too many open files)");
+  EXPECT_EQ(limit_exceeded(exited(0), l, 0, "std::bad_alloc"), "");  // a clean exit is no failure
+  EXPECT_EQ(limit_exceeded(exited(1), l, 0, "connection refused"), "");
+  modelzoo::supervisor::ResourceLimits none;
+  EXPECT_EQ(limit_exceeded(signalled(SIGXCPU), none, 5.0, ""), "");  // the daemon's own limit: not ours to name
+  EXPECT_EQ(limit_exceeded(exited(1), none, 0, "MemoryError"), "");
+}
+
+TEST(ResourceLimits, SizesAndStatus) {
+  using modelzoo::supervisor::format_size;
+  EXPECT_EQ(format_size(256ULL << 20), "256 MiB");
+  EXPECT_EQ(format_size(3ULL << 29), "1.5 GiB");
+  EXPECT_EQ(format_size(1000), "1000 B");
+  EXPECT_EQ(format_size(1000000), "1000000 B");
+  EXPECT_EQ(format_size(modelzoo::supervisor::ResourceLimits::kUnlimited), "unlimited");
+  modelzoo::supervisor::ResourceLimits l;
+  l.cpu_seconds = 5;
+  l.core_dumps = false;
+  l.file_size = modelzoo::supervisor::ResourceLimits::kUnlimited;
+  EXPECT_EQ(modelzoo::supervisor::limits_to_json(l),
+            json({{"address_space", nullptr}, {"cpu_seconds", 5}, {"open_files", nullptr}, {"file_size", "unlimited"},
+                  {"core_dumps", false}}));
+  EXPECT_EQ(modelzoo::supervisor::describe_limits(l), "cpu 5 s, file size unlimited, core dumps off");
+  // CPU: hard one second above soft, so SIGXCPU comes first; core dumps off: 0/0.
+  auto calls = modelzoo::supervisor::rlimits_for(l);
+  ASSERT_EQ(calls.size(), 3u);
+  EXPECT_EQ(calls[0].resource, RLIMIT_CPU);
+  EXPECT_EQ(calls[0].soft, 5u);
+  EXPECT_EQ(calls[0].hard, 6u);
+  EXPECT_EQ(calls[2].resource, RLIMIT_CORE);
+  EXPECT_EQ(calls[2].hard, 0u);
 }
 
 // ---- YAML to JSON ---------------------------------------------------------------------------
