@@ -48,6 +48,12 @@ using std::chrono::milliseconds;
 namespace {
 
 constexpr int kMaxInvalidMessages = 100;              // from one plugin before it is killed
+// Client requests read but not answered yet (docs/reliability.md, "Bounds"): over these, a
+// request is refused at once with `unavailable`, so a flooding client cannot grow the
+// daemon's memory without bound nor starve the others.
+constexpr std::size_t kMaxRequestsPerClient = 1000;   // per client connection
+constexpr std::size_t kMaxRequestsInFlight = 10000;   // all clients together
+
 
 std::int64_t ms_between(Clock::time_point a, Clock::time_point b) { return duration_cast<milliseconds>(b - a).count(); }
 
@@ -154,6 +160,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   bool reload_scheduled = false;
   int reloads = 0;
   std::deque<std::function<void()>> deferred;
+  // Client requests in flight: by (connection, id), by connection, in all.
+  std::map<std::pair<std::string, std::uint64_t>, int> inflight;
+  std::map<std::string, std::size_t> inflight_by_client;
+  std::size_t inflight_total = 0;
   struct Timer {
     Clock::time_point at;
     std::function<void()> fire;
@@ -703,12 +713,41 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
 
   // ---------------------------------------------------------------- client requests
   void reply_client(const ClientWaiter& w, json body) override {
+    answered(w);
     Message m = Message::make_reply(w.id, std::move(body));
     bus::send_to(client_sock, w.routing_id, m);
   }
   void error_client(const ClientWaiter& w, const Error& e) override {
+    answered(w);
     Message m = Message::make_error(w.id, e.code(), e.what());
     bus::send_to(client_sock, w.routing_id, m);
+  }
+  // Counts a request in, or refuses it when its client or everyone has too many waiting.
+  bool admit(const ClientWaiter& w) {
+    std::size_t& mine = inflight_by_client[w.routing_id];
+    std::string why;
+    if (mine >= kMaxRequestsPerClient)
+      why = "too many requests in flight from this client (limit " + std::to_string(kMaxRequestsPerClient) + ")";
+    else if (inflight_total >= kMaxRequestsInFlight)
+      why = "too many requests in flight (limit " + std::to_string(kMaxRequestsInFlight) + ")";
+    if (!why.empty()) {
+      if (mine == 0) inflight_by_client.erase(w.routing_id);
+      Message m = Message::make_error(w.id, ErrorCode::unavailable, why);
+      bus::send_to(client_sock, w.routing_id, m);
+      return false;
+    }
+    ++mine;
+    ++inflight_total;
+    ++inflight[{w.routing_id, w.id}];
+    return true;
+  }
+  void answered(const ClientWaiter& w) {
+    auto it = inflight.find({w.routing_id, w.id});
+    if (it == inflight.end()) return;
+    if (--it->second == 0) inflight.erase(it);
+    --inflight_total;
+    if (auto c = inflight_by_client.find(w.routing_id); c != inflight_by_client.end() && --c->second == 0)
+      inflight_by_client.erase(c);
   }
   void progress_client(const ClientWaiter& w, const json& body) override {
     Message m = Message::make(MessageType::progress, body);
@@ -742,6 +781,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
                                                                              std::string(bus::to_string(m.type))));
         continue;
       }
+      if (!admit(w)) continue;
       try {
         on_client_request(w, m);
       } catch (const Error& e) {
@@ -815,6 +855,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
                        {"offline", cfg.offline},
                        {"config_file", cfg.config_file.string()},
                        {"config_reloads", reloads},
+                       {"requests_in_flight", inflight_total},
                        {"plugins", {{"total", total}, {"ready", ready}, {"failed", failed}}}});
     } else if (method == "plugins") {
       json list = json::array();
@@ -866,10 +907,15 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   // core::resolve over the ready plugins, plus an `unavailable` answer for every source
   // that would handle the name but is not running (starting, in back-off, failed): "no such
   // model" must not be said while a source that may have it is down.
+  // The sources down are taken when the resolution starts: one that comes back while the
+  // others answer was never asked, and must still count (tests/chaos saw "not found" then).
+  // "Down" is "not in the manager": a killed plugin leaves it before its exit is reaped.
   void resolve(const bus::ModelRef& ref, std::uint32_t timeout, std::function<void(core::Resolution)> done) override {
-    core::resolve(manager, *this, ref, timeout, [this, done = std::move(done)](core::Resolution res) {
+    std::vector<core::SourceAnswer> down_sources;
+    {
+      const auto& res_ref = ref;
       for (const auto& in : instances) {
-        if (in->state == State::ready || in->source.manifest.kind != "registry" || in->retiring) continue;
+        if (manager.get(in->source.name) || in->source.manifest.kind != "registry" || in->retiring) continue;
         // The patterns it declared in its last hello, or the configured ones.
         std::vector<std::string> handles = in->source.handles.value_or(std::vector<std::string>{});
         if (handles.empty()) {
@@ -878,7 +924,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
               if (p.is_string()) handles.push_back(p.get<std::string>());
         }
         if (handles.empty()) handles.push_back("*");  // unknown until it says hello: assume it may
-        if (std::none_of(handles.begin(), handles.end(), [&](const auto& p) { return bus::glob_match(p, res.ref.name); }))
+        if (std::none_of(handles.begin(), handles.end(), [&](const auto& p) { return bus::glob_match(p, res_ref.name); }))
           continue;
         core::SourceAnswer down;
         down.plugin.name = in->source.name;
@@ -886,10 +932,14 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
         down.plugin.priority = in->source.priority.value_or(0);
         down.error = Error(ErrorCode::unavailable, std::string("not running (") + to_string(in->state) +
                                                        (in->last_exit.empty() ? "" : ", last exit: " + in->last_exit) + ")");
-        res.sources.push_back(std::move(down));
+        down_sources.push_back(std::move(down));
       }
-      done(std::move(res));
-    });
+    }
+    core::resolve(manager, *this, ref, timeout,
+                  [done = std::move(done), down_sources = std::move(down_sources)](core::Resolution res) {
+                    for (const auto& d : down_sources) res.sources.push_back(d);
+                    done(std::move(res));
+                  });
   }
 
   void list_models(const ClientWaiter& w, std::uint32_t timeout) {

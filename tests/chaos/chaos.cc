@@ -649,8 +649,23 @@ int main(int argc, char** argv) {
     daemon.start();
   }
 
-  // ---- settle: every source back, every model pullable, the cache whole
+  // ---- no request is lost inside the daemon: once the clients are gone, the only one in
+  // flight is the status call asking (a call given up by its client at the deadline is still
+  // answered by the daemon later: allow for the longest deadline).
   admin.reset();
+  std::int64_t in_flight = -1;
+  if (!wait_until([&] {
+        try {
+          Client c(daemon.runtime_dir().string());
+          in_flight = c.status().value("requests_in_flight", std::int64_t{-1});
+          return in_flight <= 1;
+        } catch (const std::exception&) {
+          return false;
+        }
+      }, kPullDeadline + 5s))
+    sh.fail("the daemon still holds " + std::to_string(in_flight - 1) + " client request(s) nobody waits for");
+
+  // ---- settle: every source back, every model pullable, the cache whole
   if (!all_ready(30s)) sh.fail("the plugins were not all ready 30 s after the chaos stopped");
   std::vector<std::string> all_models;
   for (int i = 0; i < kModels; ++i) all_models.push_back(model_name(i));
@@ -835,6 +850,7 @@ int main(int argc, char** argv) {
       {"events_seen", sh.events.size()},
       {"checks", {{"unplanned_daemon_deaths", unplanned_deaths},
                   {"calls_past_deadline", hung},
+                  {"requests_in_flight_after_load", in_flight - 1},
                   {"daemon_unavailable_outside_planned_kill", unexpected_unavailable},
                   {"frozen_plugins_not_killed", stop_not_detected},
                   {"plugins_left_after_daemon_kill", orphans_after_daemon_kill},

@@ -5,9 +5,14 @@
 //   rogue_plugin REPORT garbage     bad frames, then wrong/duplicate hellos, then a good
 //                                   hello followed by more garbage; then idles
 //   rogue_plugin REPORT bad-version hello offering only protocol version 99
+//   rogue_plugin REPORT flood       a good hello, then as fast as it can: heartbeats, and
+//                                   replies, errors and 64 KiB chunks for requests never
+//                                   made, and stderr lines; "sent N" lines in REPORT
+//                                   every 10000 messages; exits on goodbye
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -63,6 +68,46 @@ int main(int argc, char** argv) {
   if (mode == "bad-version") {
     report << "bad-version: " << probe(ctx, endpoint, bus::Message::make(bus::MessageType::hello, hello(id, token, json::array({99})))) << std::endl;
     return 0;
+  }
+
+  if (mode == "flood") {
+    zmq::socket_t s(ctx, zmq::socket_type::dealer);
+    bus::configure_socket(s);
+    s.connect(endpoint);
+    auto h = bus::Message::make(bus::MessageType::hello, hello(id, token));
+    bus::send(s, h);
+    auto r = bus::receive_for(s, false, std::chrono::seconds(5));
+    report << "hello: " << (r ? std::string(bus::to_string(r->message.type)) : "none") << std::endl;
+    std::mt19937_64 rng(7);
+    const std::string payload(64 * 1024, 'f');
+    std::uint64_t sent = 0, dropped = 0;
+    for (std::uint64_t round = 0;; ++round) {
+      while (auto in = bus::receive_for(s, false, std::chrono::milliseconds(0))) {
+        if (in->message.type == bus::MessageType::goodbye) {
+          report << "sent " << sent << " dropped " << dropped << std::endl;
+          return 0;
+        }
+      }
+      for (int i = 0; i < 100; ++i) {
+        bus::Message m;
+        switch (i % 4) {
+          case 0: m = bus::Message::make(bus::MessageType::heartbeat); break;
+          case 1: m = bus::Message::make_reply(rng() | 1u << 31, {{"unsolicited", true}}); break;
+          case 2: m = bus::Message::make_error(rng() | 1u << 31, bus::ErrorCode::internal, "unsolicited"); break;
+          default:
+            m = bus::Message::make(bus::MessageType::chunk, {{"offset", 0}});
+            m.id = rng() | 1u << 31;
+            m.data = zmq::message_t(payload.data(), payload.size());
+        }
+        if (bus::send(s, m)) {
+          if (++sent % 10000 == 0) report << "sent " << sent << std::endl;
+        } else {
+          ++dropped;  // our queue is full: the daemon reads at its own pace
+        }
+      }
+      if (round % 10 == 0) std::fprintf(stderr, "info flood line %llu\n", static_cast<unsigned long long>(round));
+      if (dropped > 0 && round % 10 == 0) std::this_thread::yield();
+    }
   }
 
   // 1. Garbage before any hello, on its own connection.
