@@ -87,7 +87,7 @@ std::string failure_line(const json& plugin) {
 // A limit's size as the daemon configures it: "256 MiB", "1000 B", "unlimited".
 std::string limit_size(const json& v) {
   if (v.is_string()) return v.get<std::string>();
-  if (!v.is_number_unsigned()) return dump_json(v);
+  if (!v.is_number_integer() || v.get<std::int64_t>() < 0) return dump_json(v);
   std::uint64_t bytes = v.get<std::uint64_t>();
   static const std::pair<int, const char*> units[] = {{40, "TiB"}, {30, "GiB"}, {20, "MiB"}, {10, "KiB"}};
   for (const auto& [shift, unit] : units)

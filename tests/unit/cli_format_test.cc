@@ -296,6 +296,28 @@ TEST(PluginsView, ExtensionsAreListedWithTheirPoints) {
   EXPECT_NE(out.find("\nextensions:\nvalidate: post-download, order 100, formats gguf,onnx\n"), std::string::npos) << out;
 }
 
+TEST(PluginsView, LimitsSandboxAndTheLimitThatEndedAPlugin) {
+  json burner = plugin("burner", "failed", 0, 1, 0, 0, "signal 24 (SIGXCPU)", "");
+  burner["last_limit"] = "CPU time limit of 2 s exceeded";
+  burner["limits"] = {{"address_space", 268435456}, {"cpu_seconds", 2}, {"open_files", nullptr},
+                      {"file_size", "unlimited"}, {"core_dumps", false}};
+  burner["sandbox"] = "off";
+  json boxed = plugin("boxed", "ready", 7, 0, 1000, 0);
+  boxed["limits"] = {{"address_space", nullptr}, {"cpu_seconds", nullptr}, {"open_files", nullptr},
+                     {"file_size", nullptr}, {"core_dumps", false}};
+  boxed["sandbox"] = "landlock (ABI 7)";
+  json plain = plugin("plain", "ready", 8, 0, 1000, 0);  // defaults only: not listed
+  plain["limits"] = boxed["limits"];
+  plain["sandbox"] = "off";
+  const std::string out = render_plugins({{"plugins", {burner, boxed, plain}}});
+  EXPECT_NE(out.find("\nisolation:\nburner: cpu 2 s, address space 256 MiB, file size unlimited, core dumps off\n"
+                     "boxed: core dumps off; sandbox landlock (ABI 7)\n"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("plain:"), std::string::npos) << out;
+  EXPECT_NE(out.find("burner: failed (signal 24 (SIGXCPU); CPU time limit of 2 s exceeded)\n"), std::string::npos) << out;
+}
+
 TEST(PluginsView, EmptyList) { EXPECT_EQ(render_plugins({{"plugins", json::array()}}), "no plugins\n"); }
 
 TEST(PluginsView, FailedWithoutDetails) {
