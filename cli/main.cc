@@ -32,8 +32,10 @@
 #include "crypt_cmd.h"
 #include "plugin_scaffold_cmd.h"
 #include "plugin_test_cmd.h"
+#include "keys_cmd.h"
 #include "secret_cmd.h"
 #include "format.h"
+#include "modelzoo/bus/curve.h"
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
 #include "modelzoo/client.h"
@@ -65,13 +67,28 @@ struct Options {
   bool prune_all = false;                    // cache prune --all
   CryptOptions crypt;                        // encrypt, decrypt
   SecretOptions secret;                      // secret keygen, secret encrypt
+  KeysOptions keys;                          // keys generate, list, show
   PluginTestOptions plugin_test;             // plugin test
   PluginNewOptions plugin_new;               // plugin new
   PluginValidateOptions plugin_validate;     // plugin validate
 
+  // A daemon on another host (--connect etc., else MODELZOO_CONNECT etc.).
+  modelzoo::RemoteDaemon remote;
+
   // --runtime-dir wins; else default_runtime_dir() ($MODELZOO_RUNTIME_DIR, XDG, /tmp).
   std::string resolved_runtime_dir() const {
     return runtime_dir.empty() ? modelzoo::default_runtime_dir() : runtime_dir;
+  }
+  // The remote daemon to talk to, if one is named; --runtime-dir given on the command line
+  // wins over MODELZOO_CONNECT from the environment.
+  std::optional<modelzoo::RemoteDaemon> resolved_remote() const {
+    if (!remote.endpoint.empty()) return remote;
+    if (!runtime_dir.empty()) return std::nullopt;
+    return modelzoo::remote_daemon_from_environment();
+  }
+  std::unique_ptr<modelzoo::Client> connect() const {
+    if (auto r = resolved_remote()) return std::make_unique<modelzoo::Client>(*r);
+    return std::make_unique<modelzoo::Client>(resolved_runtime_dir());
   }
 };
 
@@ -160,25 +177,29 @@ class ProgressBar {
 // ---- commands ------------------------------------------------------------------------
 
 int run_status(const Options& options) {
-  modelzoo::Client client(options.resolved_runtime_dir());
+  auto connection = options.connect();
+  modelzoo::Client& client = *connection;
   print_reply(options, client.status(), render_status);
   return kOk;
 }
 
 int run_plugins(const Options& options) {
-  modelzoo::Client client(options.resolved_runtime_dir());
+  auto connection = options.connect();
+  modelzoo::Client& client = *connection;
   print_reply(options, client.plugins(), render_plugins);
   return kOk;
 }
 
 int run_plugin_reset(const Options& options) {
-  modelzoo::Client client(options.resolved_runtime_dir());
+  auto connection = options.connect();
+  modelzoo::Client& client = *connection;
   print_reply(options, client.reset_plugin(options.plugin_name), render_plugin_reset);
   return kOk;
 }
 
 int run_models(const Options& options) {
-  modelzoo::Client client(options.resolved_runtime_dir());
+  auto connection = options.connect();
+  modelzoo::Client& client = *connection;
   const json reply = client.models();
   // Plugins that failed to answer are worth a warning, not a failure: the others answered.
   for (const std::string& warning : model_warnings(reply)) {
@@ -189,14 +210,16 @@ int run_models(const Options& options) {
 }
 
 int run_show(const Options& options) {
-  modelzoo::Client client(options.resolved_runtime_dir());
+  auto connection = options.connect();
+  modelzoo::Client& client = *connection;
   print_reply(options, client.show(options.ref), render_show);
   return kOk;
 }
 
 // pull and load: a progress bar on a terminal, the summary on stderr, the path on stdout.
 int run_transfer(const Options& options, bool load) {
-  modelzoo::Client client(options.resolved_runtime_dir());
+  auto connection = options.connect();
+  modelzoo::Client& client = *connection;
   const bool draw_bar = !options.json && isatty(STDERR_FILENO) == 1;
   json reply;
   {
@@ -227,7 +250,8 @@ int run_load(const Options& options) { return run_transfer(options, true); }
 std::filesystem::path resolve_cache_dir(const Options& options) {
   if (!options.cache_dir.empty()) return options.cache_dir;
   try {
-    modelzoo::Client client(options.resolved_runtime_dir());
+    auto connection = options.connect();
+  modelzoo::Client& client = *connection;
     const json status = client.call("status", json::object(), std::chrono::seconds(5));
     if (const auto it = status.find("cache_dir"); it != status.end() && it->is_string() && !it->empty()) {
       return it->get<std::string>();
@@ -314,6 +338,21 @@ int run_secret_encrypt_command(const Options& options) {
   return kOk;
 }
 
+// ---- keys generate, list, show (keys_cmd.h) ---------------------------------------------
+
+int run_keys_generate_command(const Options& options) {
+  print_reply(options, run_keys_generate(options.keys), render_keys);
+  return kOk;
+}
+int run_keys_list_command(const Options& options) {
+  print_reply(options, run_keys_list(options.keys), render_keys);
+  return kOk;
+}
+int run_keys_show_command(const Options& options) {
+  print_reply(options, run_keys_show(options.keys), render_keys);
+  return kOk;
+}
+
 // ---- plugin test, new, validate (plugin_test_cmd.h, plugin_scaffold_cmd.h) ------------------
 
 int run_plugin_test_command(const Options& options) { return run_plugin_test(options.plugin_test, options.json); }
@@ -338,7 +377,10 @@ void install_stop_handlers() {
 int run_events(const Options& options) {
   const std::vector<std::string> prefixes = options.prefixes.empty() ? std::vector<std::string>{""} : options.prefixes;
   // Throws DaemonUnavailable itself when no daemon listens.
-  modelzoo::EventSubscriber subscriber(options.resolved_runtime_dir(), prefixes);
+  auto remote = options.resolved_remote();
+  auto subscriber_ptr = remote ? std::make_unique<modelzoo::EventSubscriber>(*remote, prefixes)
+                               : std::make_unique<modelzoo::EventSubscriber>(options.resolved_runtime_dir(), prefixes);
+  modelzoo::EventSubscriber& subscriber = *subscriber_ptr;
   install_stop_handlers();
 
   using Clock = std::chrono::steady_clock;
@@ -415,6 +457,19 @@ int run(int argc, char** argv) {
   app.add_option("--runtime-dir", options.runtime_dir,
                  "The daemon's runtime directory (default: $MODELZOO_RUNTIME_DIR, "
                  "else $XDG_RUNTIME_DIR/modelzoo, else /tmp/modelzoo-$UID)");
+  app.add_option("--connect", options.remote.endpoint,
+                 "A daemon on another host: its `listen.clients` endpoint, tcp://HOST:PORT (default $MODELZOO_CONNECT)")
+      ->group("Remote daemon (TCP + CURVE)");
+  app.add_option("--events-connect", options.remote.events_endpoint,
+                 "Its `listen.events` endpoint, for `events` (default $MODELZOO_EVENTS_CONNECT)")
+      ->group("Remote daemon (TCP + CURVE)");
+  app.add_option("--server-key", options.remote.server_key,
+                 "The daemon's public key, 40 Z85 characters (`modelzoo keys show server` on its host)")
+      ->envname("MODELZOO_SERVER_KEY")
+      ->group("Remote daemon (TCP + CURVE)");
+  app.add_option("--key", options.remote.key_file, "This client's key pair (`modelzoo keys generate NAME`)")
+      ->envname("MODELZOO_KEY_FILE")
+      ->group("Remote daemon (TCP + CURVE)");
 
   // Which command ran is decided after parsing: CLI11 runs a subcommand's callback before
   // its parent's, so callbacks could not let `plugins reset` win over `plugins`.
@@ -477,6 +532,10 @@ int run(int argc, char** argv) {
   CLI::App* secret = add_secret_command(app);
   commands.emplace_back(add_secret_keygen_command(*secret, options.secret), run_secret_keygen_command);
   commands.emplace_back(add_secret_encrypt_command(*secret, options.secret), run_secret_encrypt_command);
+  CLI::App* keys = add_keys_command(app);
+  commands.emplace_back(add_keys_generate_command(*keys, options.keys), run_keys_generate_command);
+  commands.emplace_back(add_keys_list_command(*keys, options.keys), run_keys_list_command);
+  commands.emplace_back(add_keys_show_command(*keys, options.keys), run_keys_show_command);
 
   CLI::App* plugin = app.add_subcommand("plugin", "For plugin authors: test a plugin, create one, check a manifest");
   plugin->require_subcommand(1);
@@ -513,6 +572,8 @@ int run(int argc, char** argv) {
     const std::string code(modelzoo::bus::to_string(e.code()));
     return report_error(options, code, e.what(), kFailed, ShowCode::yes);
   } catch (const modelzoo::codec::CodecError& e) {
+    return report_error(options, "failed", e.what(), kFailed);
+  } catch (const modelzoo::bus::KeyError& e) {
     return report_error(options, "failed", e.what(), kFailed);
   } catch (const json::exception& e) {
     // nlohmann's what() starts with "[json.exception.type_error.302] "; users need not see it.

@@ -29,16 +29,6 @@ std::string env(const char* name) {
   return v ? v : "";
 }
 
-// The daemon's default data directory, as supervisor/src/config.cc parse_config() computes it
-// when its configuration file sets no data_dir.
-fs::path default_data_dir() {
-  if (auto dir = env("MODELZOO_DATA_DIR"); !dir.empty()) return dir;
-  const std::string home = env("HOME");
-  const std::string xdg_data = env("XDG_DATA_HOME");
-  return (xdg_data.empty() ? (home.empty() ? fs::path("/tmp") : fs::path(home)) / ".local" / "share"
-                           : fs::path(xdg_data)) /
-         "modelzoo";
-}
 
 // The secret as read: a fixed buffer (never reallocated, so never copied), wiped when it goes.
 class SecretBuffer {
@@ -192,6 +182,17 @@ CLI::App* add_secret_encrypt_command(CLI::App& secret, SecretOptions& options) {
     }
   });
   return cmd;
+}
+
+// The daemon's default data directory, as supervisor/src/config.cc parse_config() computes it
+// when its configuration file sets no data_dir.
+fs::path default_data_dir() {
+  if (auto dir = env("MODELZOO_DATA_DIR"); !dir.empty()) return dir;
+  const std::string home = env("HOME");
+  const std::string xdg_data = env("XDG_DATA_HOME");
+  return (xdg_data.empty() ? (home.empty() ? fs::path("/tmp") : fs::path(home)) / ".local" / "share"
+                           : fs::path(xdg_data)) /
+         "modelzoo";
 }
 
 std::string secret_key_file(const SecretOptions& options) {

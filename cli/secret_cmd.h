@@ -17,6 +17,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -32,6 +33,10 @@ struct SecretOptions {
 CLI::App* add_secret_command(CLI::App& app);
 CLI::App* add_secret_keygen_command(CLI::App& secret, SecretOptions& options);
 CLI::App* add_secret_encrypt_command(CLI::App& secret, SecretOptions& options);
+
+// The daemon's default data directory: $MODELZOO_DATA_DIR, else $XDG_DATA_HOME/modelzoo, else
+// $HOME/.local/share/modelzoo (as supervisor/src/config.cc computes it without a data_dir).
+std::filesystem::path default_data_dir();
 
 // The key file used: options.key_file, else the default above.
 std::string secret_key_file(const SecretOptions& options);

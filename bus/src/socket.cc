@@ -1,5 +1,7 @@
 #include "modelzoo/bus/socket.h"
 
+#include "modelzoo/bus/curve.h"
+
 namespace modelzoo::bus {
 
 void configure_socket(zmq::socket_t& s) {
@@ -49,6 +51,7 @@ std::optional<Received> receive(zmq::socket_t& s, bool router, std::string* bad_
     if (!more) break;
   }
   Received out;
+  if (frames.size() > (router ? 1u : 0u)) out.user_id = peer_user_id(frames[router ? 1 : 0]);
   if (router) {
     out.routing_id = frames.front().to_string();
     frames.erase(frames.begin());

@@ -10,6 +10,7 @@
 
 #include <zmq_addon.hpp>
 
+#include "modelzoo/bus/curve.h"
 #include "modelzoo/bus/socket.h"
 
 namespace modelzoo {
@@ -43,7 +44,27 @@ void check_listening(const std::string& path) {
   }
 }
 
+std::string env_or_empty(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+void make_curve_client(zmq::socket_t& sock, const RemoteDaemon& remote) {
+  if (remote.endpoint.rfind("tcp://", 0) != 0)
+    throw DaemonUnavailable("'" + remote.endpoint + "' is not a tcp://host:port endpoint");
+  if (remote.key_file.empty())
+    throw bus::KeyError("a remote daemon needs this client's key pair (--key, MODELZOO_KEY_FILE)");
+  bus::make_curve_client(sock, remote.server_key, bus::read_key_file(remote.key_file));
+}
+
 }  // namespace
+
+std::optional<RemoteDaemon> remote_daemon_from_environment() {
+  RemoteDaemon r{env_or_empty("MODELZOO_CONNECT"), env_or_empty("MODELZOO_SERVER_KEY"), env_or_empty("MODELZOO_KEY_FILE"),
+                 env_or_empty("MODELZOO_EVENTS_CONNECT")};
+  if (r.endpoint.empty()) return std::nullopt;
+  return r;
+}
 
 struct Client::Impl {
   zmq::context_t ctx{1};
@@ -72,17 +93,51 @@ struct Client::Impl {
   }
 };
 
+void Client::setup_monitor(int events) {
+  bus::configure_socket(impl_->sock);
+  const char* monitor_endpoint = "inproc://modelzoo-client-monitor";  // the context is this client's own
+  if (zmq_socket_monitor(impl_->sock.handle(), monitor_endpoint, events) != 0)
+    throw DaemonUnavailable(std::string("cannot monitor the client socket: ") + zmq_strerror(zmq_errno()));
+  impl_->monitor.set(zmq::sockopt::linger, 0);
+  impl_->monitor.connect(monitor_endpoint);
+}
+
 Client::Client(std::string runtime_dir)
     : runtime_dir_(runtime_dir.empty() ? default_runtime_dir() : std::move(runtime_dir)), impl_(std::make_unique<Impl>()) {
   std::string path = runtime_dir_ + "/client.sock";
   check_listening(path);
-  bus::configure_socket(impl_->sock);
-  const char* monitor_endpoint = "inproc://modelzoo-client-monitor";  // the context is this client's own
-  if (zmq_socket_monitor(impl_->sock.handle(), monitor_endpoint, ZMQ_EVENT_DISCONNECTED) != 0)
-    throw DaemonUnavailable(std::string("cannot monitor the client socket: ") + zmq_strerror(zmq_errno()));
-  impl_->monitor.set(zmq::sockopt::linger, 0);
-  impl_->monitor.connect(monitor_endpoint);
+  setup_monitor(ZMQ_EVENT_DISCONNECTED);
   impl_->sock.connect("ipc://" + path);
+}
+
+Client::Client(const RemoteDaemon& remote) : runtime_dir_(remote.endpoint), tcp_(true), impl_(std::make_unique<Impl>()) {
+  make_curve_client(impl_->sock, remote);
+  setup_monitor(ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
+  impl_->sock.connect(remote.endpoint);
+  // Nothing can be probed over TCP before the handshake: wait for its outcome, so that a
+  // refused key is told as such rather than as a timeout of the first call.
+  auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (Clock::now() < deadline) {
+    zmq::pollitem_t item{impl_->monitor.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, std::chrono::milliseconds(100)) <= 0) continue;
+    zmq::message_t ev, addr;
+    if (!impl_->monitor.recv(ev, zmq::recv_flags::dontwait)) continue;
+    if (ev.more()) (void)impl_->monitor.recv(addr, zmq::recv_flags::none);
+    if (ev.size() < 6) continue;
+    std::uint16_t event;
+    std::uint32_t value;
+    std::memcpy(&event, ev.data(), 2);
+    std::memcpy(&value, static_cast<const char*>(ev.data()) + 2, 4);
+    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) return;
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+      throw DaemonUnavailable("the daemon at " + remote.endpoint + " refused this client's key (status " +
+                              std::to_string(value) + "; is it in the daemon's client_keys_file?)");
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+      throw DaemonUnavailable("CURVE handshake with " + remote.endpoint + " failed (a wrong server key?)");
+  }
+  throw DaemonUnavailable("no CURVE handshake with " + remote.endpoint +
+                          " within 5 s (no daemon listening there, a wrong server key, or this client's key refused)");
 }
 
 Client::~Client() {
@@ -127,7 +182,7 @@ nlohmann::json Client::call(const std::string& method, nlohmann::json body, std:
       throw bus::Error(bus::ErrorCode::internal, std::string("invalid message from the daemon: ") + e.what());
     }
     if (!r) {
-      check_listening(runtime_dir_ + "/client.sock");  // throws DaemonUnavailable when it died
+      if (!tcp_) check_listening(runtime_dir_ + "/client.sock");  // throws DaemonUnavailable when it died
       continue;
     }
     auto& m = r->message;
@@ -164,6 +219,20 @@ EventSubscriber::EventSubscriber(std::string runtime_dir, const std::vector<std:
   if (runtime_dir.empty()) runtime_dir = default_runtime_dir();
   std::string path = runtime_dir + "/events.sock";
   check_listening(path);
+  subscribe("ipc://" + path, prefixes);
+}
+
+EventSubscriber::EventSubscriber(const RemoteDaemon& remote, const std::vector<std::string>& prefixes)
+    : impl_(std::make_unique<Impl>()) {
+  if (remote.events_endpoint.empty())
+    throw DaemonUnavailable("no events endpoint of the remote daemon given (MODELZOO_EVENTS_CONNECT)");
+  RemoteDaemon events = remote;
+  events.endpoint = remote.events_endpoint;
+  make_curve_client(impl_->sock, events);
+  subscribe(events.endpoint, prefixes);
+}
+
+void EventSubscriber::subscribe(const std::string& endpoint, const std::vector<std::string>& prefixes) {
   impl_->sock.set(zmq::sockopt::linger, 0);
   impl_->sock.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(bus::kMaxEnvelopeBytes));
   for (const auto& p : prefixes) impl_->sock.set(zmq::sockopt::subscribe, p);
@@ -172,7 +241,7 @@ EventSubscriber::EventSubscriber(std::string runtime_dir, const std::vector<std:
   std::random_device rd;
   std::string sync = "_sync." + std::to_string(rd()) + std::to_string(rd());
   impl_->sock.set(zmq::sockopt::subscribe, sync);
-  impl_->sock.connect("ipc://" + path);
+  impl_->sock.connect(endpoint);
   auto deadline = Clock::now() + std::chrono::seconds(5);
   while (Clock::now() < deadline) {
     zmq::pollitem_t item{impl_->sock.handle(), 0, ZMQ_POLLIN, 0};

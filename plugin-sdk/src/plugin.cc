@@ -19,6 +19,7 @@
 #include <mutex>
 #include <thread>
 
+#include "modelzoo/bus/curve.h"
 #include "modelzoo/bus/socket.h"
 
 namespace modelzoo::sdk {
@@ -543,6 +544,18 @@ int Session::run() {
   }
   dealer_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
   bus::configure_socket(*dealer_);
+  // A plugin on another host (docs/security.md, "Remote peers over TCP"): CURVE, with the
+  // daemon's public key and this plugin's own key pair.
+  if (std::string server_key = env_or_empty("MODELZOO_SERVER_KEY"); !server_key.empty()) {
+    try {
+      std::string key_file = env_or_empty("MODELZOO_KEY_FILE");
+      if (key_file.empty()) throw bus::KeyError("MODELZOO_KEY_FILE (this plugin's key pair) is not set");
+      bus::make_curve_client(*dealer_, server_key, bus::read_key_file(key_file));
+    } catch (const bus::KeyError& e) {
+      log("error", std::string("MODELZOO_SERVER_KEY is set but CURVE cannot be used: ") + e.what());
+      return 2;
+    }
+  }
   dealer_->connect(endpoint);
   pull_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pull);
   pull_->set(zmq::sockopt::linger, 0);

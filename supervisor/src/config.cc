@@ -10,6 +10,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "modelzoo/bus/curve.h"
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
 #include "modelzoo/codec/secret.h"
@@ -88,19 +89,30 @@ json scalar_to_json(const YAML::Node& n) {
   return s;
 }
 
-json node_to_json(const YAML::Node& n) {
+// An alias inside its own anchor ("a: &x [*x]") makes a cycle, and aliases of aliases repeat
+// a node exponentially ("billion laughs"): the conversion stops at these bounds with an error
+// instead of recursing without end or filling the memory.
+constexpr int kMaxYamlDepth = 64;
+constexpr std::size_t kMaxYamlValues = 250000;
+
+json node_to_json(const YAML::Node& n, int depth, std::size_t& values) {
+  if (depth > kMaxYamlDepth)
+    throw YAML::Exception(n.Mark(), "nested deeper than " + std::to_string(kMaxYamlDepth) +
+                                        " levels (an alias inside its own anchor?)");
+  if (++values > kMaxYamlValues)
+    throw YAML::Exception(n.Mark(), "more than " + std::to_string(kMaxYamlValues) + " values (aliases repeating aliases?)");
   switch (n.Type()) {
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined: return nullptr;
     case YAML::NodeType::Scalar: return scalar_to_json(n);
     case YAML::NodeType::Sequence: {
       json a = json::array();
-      for (const auto& e : n) a.push_back(node_to_json(e));
+      for (const auto& e : n) a.push_back(node_to_json(e, depth + 1, values));
       return a;
     }
     case YAML::NodeType::Map: {
       json m = json::object();
-      for (const auto& kv : n) m[kv.first.as<std::string>()] = node_to_json(kv.second);
+      for (const auto& kv : n) m[kv.first.as<std::string>()] = node_to_json(kv.second, depth + 1, values);
       return m;
     }
   }
@@ -316,7 +328,7 @@ std::string env_word(const std::string& s) {
 const std::vector<std::string> kTopLevelKeys = {
     "runtime_dir", "cache_dir", "data_dir", "plugin_dirs", "heartbeat_interval_ms", "heartbeat_liveness",
     "request_timeout_ms", "download_stall_timeout_ms", "stop_timeout_ms", "log_level", "offline",
-    "partial_retention_hours", "secret_key_file"};
+    "partial_retention_hours", "secret_key_file", "listen"};
 // Isolation settings (docs/security.md): at top level, per source, and the keys of `limits`.
 const std::vector<std::string> kIsolationKeys = {"limits", "sandbox"};
 const std::vector<std::string> kSourceIsolationKeys = {"limits", "sandbox", "sandbox_read", "sandbox_write"};
@@ -324,7 +336,8 @@ const std::vector<std::string> kLimitKeys = {"address_space", "cpu_seconds", "op
 const std::vector<std::string> kRestartKeys = {"policy", "backoff_initial_ms", "backoff_max_ms", "stable_after_ms",
                                                "max_failures", "hello_timeout_ms"};
 const std::vector<std::string> kSourceKeys = {"plugin", "command", "kind", "priority", "handles", "enabled",
-                                              "local_read", "order", "points", "formats", "hook_timeout_ms"};
+                                              "local_read", "order", "points", "formats", "hook_timeout_ms",
+                                              "remote_key"};
 
 // Overlays MODELZOO_* environment variables on the parsed file (docs/configuration.md,
 // "Environment"). A value is read as YAML, so "5" is a number, "[a, b]" a list and
@@ -515,7 +528,10 @@ void ResourceLimits::overlay(const ResourceLimits& over) {
 
 const std::string& default_config_yaml() { return kDefaultConfig; }
 
-nlohmann::json yaml_to_json(const std::string& yaml_text) { return node_to_json(YAML::Load(yaml_text)); }
+nlohmann::json yaml_to_json(const std::string& yaml_text) {
+  std::size_t values = 0;
+  return node_to_json(YAML::Load(yaml_text), 0, values);
+}
 
 Manifest load_manifest(const fs::path& file, const RestartPolicy& defaults) {
   json j;
@@ -614,7 +630,7 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
   r.only_keys(j, "top level", {"runtime_dir", "cache_dir", "data_dir", "plugin_dirs", "heartbeat_interval_ms",
                                "heartbeat_liveness", "request_timeout_ms", "download_stall_timeout_ms",
                                "stop_timeout_ms", "log_level", "restart", "sources", "offline",
-                               "partial_retention_hours", "secret_key_file",
+                               "partial_retention_hours", "secret_key_file", "listen",
                                "limits", "sandbox"});
   DaemonConfig c;
   c.exe_dir = exe_dir;
@@ -660,6 +676,26 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
   if (c.log_level == "error") c.log_level = "err";
   if (auto f = r.str(j, "secret_key_file", "top level"); f && !f->empty()) c.secret_key_file = *f;
   else c.secret_key_file = c.data_dir / "secret.key";
+  if (auto l = j.find("listen"); l != j.end() && !l->is_null()) {
+    if (!l->is_object()) r.fail("listen", "must be a map");
+    r.only_keys(*l, "listen", {"plugins", "clients", "events", "server_key_file", "client_keys_file"});
+    auto endpoint = [&](const char* key) {
+      std::string e = r.str(*l, key, "listen").value_or("");
+      if (!e.empty() && e.rfind("tcp://", 0) != 0)
+        r.fail(std::string("listen.") + key, "'" + e + "' is not a tcp://host:port endpoint (ipc is always on)");
+      return e;
+    };
+    c.listen.plugins = endpoint("plugins");
+    c.listen.clients = endpoint("clients");
+    c.listen.events = endpoint("events");
+    auto file = [&](const char* key, const fs::path& def) -> fs::path {
+      json v = r.str(*l, key, "listen").value_or("");
+      expand(v, c);
+      return v.get<std::string>().empty() ? def : fs::path(v.get<std::string>());
+    };
+    c.listen.server_key_file = file("server_key_file", c.data_dir / "keys" / "server.key");
+    c.listen.client_keys_file = file("client_keys_file", c.data_dir / "keys" / "authorized_clients");
+  }
   RestartPolicy defaults;
   r.restart(j, "top level", defaults);
   r.limits(j, "top level", c.limits);
@@ -700,7 +736,7 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
       const json& sj = (*it)[i];
       std::string w = "sources[" + std::to_string(i) + "]";
       r.only_keys(sj, w, {"name", "plugin", "command", "kind", "priority", "handles", "config", "restart", "enabled",
-                          "local_read", "order", "points", "formats", "hook_timeout_ms",
+                          "local_read", "order", "points", "formats", "hook_timeout_ms", "remote_key",
                           "limits", "sandbox", "sandbox_read", "sandbox_write"});
       if (auto en = sj.find("enabled"); en != sj.end() && en->is_boolean() && !en->get<bool>()) continue;
       Source s;
@@ -710,8 +746,23 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
       s.name = *name;
       auto plugin = r.str(sj, "plugin", w);
       auto command = r.strings(sj, "command", w);
+      auto remote_key = r.str(sj, "remote_key", w);
       if (plugin && command) r.fail(w, "give either 'plugin' or 'command', not both");
-      if (plugin) {
+      if (remote_key && (plugin || command))
+        r.fail(w + ".remote_key", "a remote source runs on another host: give no 'plugin' or 'command'");
+      if (remote_key) {
+        if (auto why = bus::check_z85_key(*remote_key)) r.fail(w + ".remote_key", *why);
+        s.remote_key = *remote_key;
+        if (r.str(sj, "kind", w).value_or("registry") == "extension")
+          r.fail(w + ".remote_key", "extensions get files by path and must run on the daemon's host");
+        s.manifest.name = s.name;
+        s.manifest.restart = defaults;
+        s.manifest.dir = fs::path(origin).parent_path();
+        if (auto k = r.str(sj, "kind", w)) {
+          if (*k != "registry" && *k != "extension") r.fail(w + ".kind", "'" + *k + "' is not a plugin kind (registry or extension)");
+          s.manifest.kind = *k;
+        }
+      } else if (plugin) {
         if (auto m = manifests.find(*plugin); m != manifests.end()) {
           s.manifest = m->second;
           used_manifests.insert(*plugin);
@@ -735,7 +786,7 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
           s.manifest.kind = *k;
         }
       } else {
-        r.fail(w, "needs 'plugin' (a plugin name) or 'command' (a program and its arguments)");
+        r.fail(w, "needs 'plugin' (a plugin name), 'command' (a program and its arguments) or 'remote_key' (a plugin on another host)");
       }
       if (plugin && sj.contains("kind")) r.fail(w + ".kind", "is set by the plugin's manifest; give it only with 'command'");
       s.restart = s.manifest.restart;

@@ -90,6 +90,20 @@ struct Source {
   // Extra paths the sandboxed plugin may read (and execute), and read and write.
   std::vector<std::filesystem::path> sandbox_read, sandbox_write;
   bool from_command = false;  // started by the source's `command`, not from a manifest or built in
+  // A plugin on another host (docs/security.md, "Remote peers over TCP"): not started by the
+  // daemon; it connects over TCP with the CURVE key whose public half (Z85) this is. Empty
+  // for the plugins the daemon spawns.
+  std::string remote_key;
+};
+
+// TCP endpoints (docs/security.md). Empty endpoints: ipc in the runtime directory only.
+struct ListenSettings {
+  std::string plugins;  // tcp://host:port for remote plugins
+  std::string clients;  // tcp://host:port for remote clients
+  std::string events;   // tcp://host:port for remote event subscribers
+  std::filesystem::path server_key_file;   // default <data_dir>/keys/server.key, created if missing
+  std::filesystem::path client_keys_file;  // default <data_dir>/keys/authorized_clients
+  bool any() const { return !plugins.empty() || !clients.empty() || !events.empty(); }
 };
 
 struct DaemonConfig {
@@ -108,6 +122,7 @@ struct DaemonConfig {
   std::vector<Source> sources;
   ResourceLimits limits;                   // defaults for every plugin (`limits`)
   SandboxMode sandbox = SandboxMode::off;  // default of every source (`sandbox`)
+  ListenSettings listen;
   std::vector<std::string> warnings;  // broken manifests and other skipped parts
   std::filesystem::path secret_key_file;  // decrypts enc:v1: values (default <data_dir>/secret.key)
   std::filesystem::path config_file;  // where it was read from; empty: the embedded default

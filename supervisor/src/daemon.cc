@@ -30,6 +30,7 @@
 #include "modelzoo/core/resolver.h"
 #include "process.h"
 #include "pull_engine.h"
+#include "remote_access.h"
 #include "resource_limits.h"
 #include "restart_policy.h"
 #include "sandbox.h"
@@ -53,7 +54,6 @@ constexpr int kMaxInvalidMessages = 100;              // from one plugin before 
 // daemon's memory without bound nor starve the others.
 constexpr std::size_t kMaxRequestsPerClient = 1000;   // per client connection
 constexpr std::size_t kMaxRequestsInFlight = 10000;   // all clients together
-
 
 std::int64_t ms_between(Clock::time_point a, Clock::time_point b) { return duration_cast<milliseconds>(b - a).count(); }
 
@@ -90,7 +90,8 @@ bool socket_alive(const fs::path& path) {
   return alive;
 }
 
-enum class State { starting, ready, backoff, stopping, stopped, failed };
+// `waiting`: a remote source (docs/security.md) whose peer is not connected.
+enum class State { starting, ready, backoff, stopping, stopped, failed, waiting };
 const char* to_string(State s) {
   switch (s) {
     case State::starting: return "starting";
@@ -99,6 +100,7 @@ const char* to_string(State s) {
     case State::stopping: return "stopping";
     case State::stopped: return "stopped";
     case State::failed: return "failed";
+    case State::waiting: return "waiting";
   }
   return "?";
 }
@@ -144,6 +146,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   zmq::socket_t plugin_sock{ctx, zmq::socket_type::router};
   zmq::socket_t client_sock{ctx, zmq::socket_type::router};
   zmq::socket_t event_sock{ctx, zmq::socket_type::xpub};
+  std::unique_ptr<RemoteAccess> remote;  // TCP endpoints with CURVE + ZAP; null without `listen`
   int signal_fd = -1;
   int lock_fd = -1;
   bool stop = false;
@@ -216,6 +219,23 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     client_sock.bind("ipc://" + (cfg.runtime_dir / "client.sock").string());
     event_sock.bind("ipc://" + (cfg.runtime_dir / "events.sock").string());
     ::umask(old);
+    if (!cfg.listen.any()) return;
+    // TCP endpoints come after the ipc ones: libzmq takes a socket's options at bind, so the
+    // ipc endpoints keep the NULL mechanism and the TCP ones are CURVE servers.
+    remote = std::make_unique<RemoteAccess>(ctx, cfg.listen, [this](const std::string& t, json b) { publish(t, std::move(b)); });
+    update_remote_keys();
+    if (!cfg.listen.plugins.empty()) remote->listen(plugin_sock, cfg.listen.plugins, RemoteAccess::Domain::plugins);
+    if (!cfg.listen.clients.empty()) remote->listen(client_sock, cfg.listen.clients, RemoteAccess::Domain::clients);
+    if (!cfg.listen.events.empty()) remote->listen(event_sock, cfg.listen.events, RemoteAccess::Domain::events);
+  }
+
+  // The keys remote plugins are admitted with: each remote source's `remote_key`.
+  void update_remote_keys() {
+    if (!remote) return;
+    std::map<std::string, std::string> keys;
+    for (const auto& s : cfg.sources)
+      if (!s.remote_key.empty()) keys[s.remote_key] = s.name;
+    remote->set_plugin_keys(std::move(keys));
   }
 
   void setup_signals() {
@@ -266,6 +286,11 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   }
 
   void spawn(Instance& in) {
+    if (!in.source.remote_key.empty()) {  // runs on another host: wait for it to connect
+      in.plugin_id = in.source.name;
+      in.state = State::waiting;
+      return;
+    }
     in.spawns++;
     in.plugin_id = in.source.name + "." + std::to_string(in.spawns);
     in.token = random_token();
@@ -414,7 +439,26 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     for (auto id : ids) complete_call(id, {json(), Error(ErrorCode::unavailable, why)});
   }
 
+  // Drops the connection of a remote source's peer (it cannot be killed): the peer is told
+  // goodbye, its calls fail over, and the source waits for the peer to connect again.
+  void drop_remote(Instance& in, const std::string& why) {
+    if (in.routing_id.empty()) return;
+    spdlog::warn("[{}] remote peer dropped: {}", in.source.name, why);
+    Message bye = Message::make(MessageType::goodbye, {{"reason", why}});
+    bus::send_to(plugin_sock, in.routing_id, bye);
+    unregister(in, "remote plugin '" + in.source.name + "' " + why);
+    in.last_exit = "disconnected: " + why;
+    in.state = State::waiting;
+    publish(core::topic::kPluginExited, {{"plugin", in.source.name},
+                                         {"pid", bus::get_int(in.hello, "pid").value_or(0)},
+                                         {"status", in.last_exit},
+                                         {"uptime_ms", ms_between(in.ready_at, Clock::now())},
+                                         {"requested", false},
+                                         {"remote", true}});
+  }
+
   void kill_instance(Instance& in, const std::string& why) {
+    if (!in.source.remote_key.empty()) return drop_remote(in, why);
     if (!in.process) return;
     spdlog::warn("[{}] {}: killing pid {}", in.source.name, why, in.process->pid());
     in.last_error = why;
@@ -445,22 +489,36 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     bus::send_to(plugin_sock, routing, m);
   }
 
-  void on_hello(const std::string& routing, Message& m) {
+  // `user_id` is the ZAP User-Id of a peer admitted over TCP with a CURVE key (empty for
+  // ipc peers): the key, not a token, is what a remote plugin proves.
+  void on_hello(const std::string& routing, Message& m, const std::string& user_id) {
     const json& h = m.body;
     std::string id = bus::get_string(h, "plugin_id");
     Instance* in = nullptr;
-    for (auto& i : instances)
-      if (i->process && i->plugin_id == id) in = i.get();
-    if (!in) return reject(routing, ErrorCode::unauthorized, "unknown plugin id '" + id.substr(0, 80) + "'", h);
-    // Constant-time comparison of the per-spawn token.
-    std::string token = bus::get_string(h, "token");
-    unsigned diff = token.size() ^ in->token.size();
-    for (std::size_t i = 0; i < std::min(token.size(), in->token.size()); ++i) diff |= token[i] ^ in->token[i];
-    if (diff != 0) return reject(routing, ErrorCode::unauthorized, "wrong token for plugin id '" + id + "'", h);
-    if (in->retiring)
-      return reject(routing, ErrorCode::unauthorized, "plugin id '" + id + "' belongs to a source being removed", h);
-    if (in->state != State::starting || !in->routing_id.empty())
-      return reject(routing, ErrorCode::unauthorized, "plugin id '" + id + "' has already said hello", h);
+    if (!user_id.empty()) {
+      std::string source = RemoteAccess::source_of_user(user_id);
+      in = find_instance(source);
+      if (!in || in->source.remote_key.empty())
+        return reject(routing, ErrorCode::unauthorized, "key admitted for '" + source + "', which is no longer a remote source", h);
+      if (!id.empty() && id != source)
+        return reject(routing, ErrorCode::unauthorized,
+                      "plugin id '" + id.substr(0, 80) + "' claimed over TCP with the key of source '" + source + "'", h);
+      // The same key again: the peer reconnected (restarted, or its network came back).
+      if (!in->routing_id.empty()) drop_remote(*in, "replaced by a new connection with its key");
+    } else {
+      for (auto& i : instances)
+        if (i->process && i->plugin_id == id) in = i.get();
+      if (!in) return reject(routing, ErrorCode::unauthorized, "unknown plugin id '" + id.substr(0, 80) + "'", h);
+      // Constant-time comparison of the per-spawn token.
+      std::string token = bus::get_string(h, "token");
+      unsigned diff = token.size() ^ in->token.size();
+      for (std::size_t i = 0; i < std::min(token.size(), in->token.size()); ++i) diff |= token[i] ^ in->token[i];
+      if (diff != 0) return reject(routing, ErrorCode::unauthorized, "wrong token for plugin id '" + id + "'", h);
+      if (in->retiring)
+        return reject(routing, ErrorCode::unauthorized, "plugin id '" + id + "' belongs to a source being removed", h);
+      if (in->state != State::starting || !in->routing_id.empty())
+        return reject(routing, ErrorCode::unauthorized, "plugin id '" + id + "' has already said hello", h);
+    }
     bool speaks = false;
     if (auto p = h.find("protocol"); p != h.end() && p->is_array())
       for (const auto& v : *p)
@@ -513,10 +571,13 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
                                                      {"heartbeat_liveness", cfg.heartbeat_liveness},
                                                      {"config", in->source.config}});
     bus::send_to(plugin_sock, routing, w);
-    spdlog::info("[{}] ready: {} {} (pid {}, priority {}, {} ms after spawn)", in->source.name, rec.plugin, rec.version,
-                 in->process->pid(), rec.priority, ms_between(in->spawned_at, in->ready_at));
+    std::int64_t pid = in->process ? in->process->pid() : bus::get_int(h, "pid").value_or(0);
+    if (!user_id.empty()) in->spawned_at = in->ready_at;
+    spdlog::info("[{}] ready: {} {} ({}pid {}, priority {}, {} ms after spawn)", in->source.name, rec.plugin, rec.version,
+                 user_id.empty() ? "" : "remote over TCP, ", pid, rec.priority, ms_between(in->spawned_at, in->ready_at));
     publish(core::topic::kPluginStarted, {{"plugin", in->source.name},
-                                          {"pid", in->process->pid()},
+                                          {"pid", pid},
+                                          {"remote", !user_id.empty()},
                                           {"version", rec.version},
                                           {"priority", rec.priority},
                                           {"restarts", in->restarts},
@@ -547,7 +608,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       try {
         auto it = by_routing.find(r->routing_id);
         if (it == by_routing.end()) {
-          if (r->message.type == MessageType::hello) on_hello(r->routing_id, r->message);
+          if (r->message.type == MessageType::hello) on_hello(r->routing_id, r->message, r->user_id);
           else spdlog::warn("{} message from a peer that has not said hello; dropped", bus::to_string(r->message.type));
           continue;
         }
@@ -584,6 +645,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       }
       case MessageType::goodbye:
         spdlog::info("[{}] is leaving: {}", in.source.name, bus::get_string(m.body, "reason").substr(0, 500));
+        if (!in.source.remote_key.empty()) drop_remote(in, "said goodbye");  // no process exit will follow
         return;
       case MessageType::request: {
         Message e = Message::make_error(m.id, ErrorCode::bad_request, "the daemon serves no requests to plugins");
@@ -827,7 +889,12 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
             {"priority", rec ? rec->priority : in.source.priority.value_or(0)},
             {"handles", rec ? rec->handles : in.source.handles.value_or(std::vector<std::string>{"*"})},
             {"last_exit", in.last_exit},
-            {"last_error", in.last_error}};
+            {"last_error", in.last_error},
+            {"remote", !in.source.remote_key.empty()}};
+    if (!in.source.remote_key.empty()) {
+      status["remote_key"] = in.source.remote_key;
+      if (in.state == State::ready) status["pid"] = bus::get_int(in.hello, "pid").value_or(0);
+    }
     status["last_limit"] = in.last_limit;  // docs/security.md
     status["limits"] = limits_to_json(in.source.limits);
     status["sandbox"] = in.sandbox_status;
@@ -856,6 +923,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
                        {"config_file", cfg.config_file.string()},
                        {"config_reloads", reloads},
                        {"requests_in_flight", inflight_total},
+                       {"listen", remote ? remote->status() : json(nullptr)},
                        {"plugins", {{"total", total}, {"ready", ready}, {"failed", failed}}}});
     } else if (method == "plugins") {
       json list = json::array();
@@ -1051,7 +1119,9 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
                                             {nullptr, engine->disk_fd(), ZMQ_POLLIN, 0},
                                             {nullptr, engine->background_fd(), ZMQ_POLLIN, 0},
                                             {nullptr, inotify_fd, static_cast<short>(inotify_fd >= 0 ? ZMQ_POLLIN : 0), 0}};
-      constexpr std::size_t kFixed = 7;
+      std::vector<zmq::socket_t*> remote_socks = remote ? remote->sockets() : std::vector<zmq::socket_t*>{};
+      for (auto* rs : remote_socks) items.push_back({rs->handle(), 0, ZMQ_POLLIN, 0});
+      const std::size_t kFixed = items.size();
       std::vector<std::pair<Instance*, int>> fds;  // (instance, fd) for the items after the first kFixed
       for (auto& in : instances) {
         if (!in->process) continue;
@@ -1067,6 +1137,8 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       if (items[4].revents & ZMQ_POLLIN) engine->on_disk_writes();
       if (items[5].revents & ZMQ_POLLIN) engine->on_background();
       if (items[6].revents & ZMQ_POLLIN) on_config_dir_event();
+      for (std::size_t i = 0; i < remote_socks.size(); ++i)
+        if (items[7 + i].revents & ZMQ_POLLIN) remote->on_readable(i);
       for (std::size_t i = 0; i < fds.size(); ++i) {
         if (!(items[kFixed + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) continue;
         auto [in, fd] = fds[i];
@@ -1158,6 +1230,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
                for (const auto& p : s.sandbox_write) a.push_back("w:" + p.string());
                return a;
              }()},
+            {"remote_key", s.remote_key},
             {"local_read", [&] {
                json a = json::array();
                for (const auto& p : s.local_read) a.push_back(p.string());
@@ -1176,6 +1249,12 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       if (c.instance == in.source.name) ids.push_back(id);
     for (auto id : ids)
       complete_call(id, {json(), Error(ErrorCode::unavailable, "source '" + in.source.name + "' " + why)});
+    if (!in.source.remote_key.empty() && !in.routing_id.empty()) {  // a remote peer: only told
+      Message bye = Message::make(MessageType::goodbye, {{"reason", "source " + why}});
+      bus::send_to(plugin_sock, in.routing_id, bye);
+      by_routing.erase(in.routing_id);
+      in.routing_id.clear();
+    }
     if (!in.process) {
       in.state = State::stopped;
       return;
@@ -1279,7 +1358,14 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       if (i) rebuilt.push_back(std::move(i));  // the retiring ones, until they are gone
     instances = std::move(rebuilt);
     spdlog::set_level(spdlog::level::from_str(next.log_level));
+    const ListenSettings &a = next.listen, &b = cfg.listen;
+    if (a.plugins != b.plugins || a.clients != b.clients || a.events != b.events ||
+        a.server_key_file != b.server_key_file || a.client_keys_file != b.client_keys_file) {
+      restart_needed.push_back("listen");
+      next.listen = cfg.listen;
+    }
     cfg = std::move(next);
+    update_remote_keys();
     for (auto* in : to_spawn) spawn(*in);
     spdlog::info("configuration {} reloaded ({}): {} added, {} changed, {} removed{}", file, why, added.size(),
                  changed.size(), removed.size(),
@@ -1294,6 +1380,11 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   // Graceful stop, in reverse start order: ask over the bus, then SIGTERM, then SIGKILL.
   void shutdown() {
     publish(core::topic::kDaemonStopping, {{"pid", ::getpid()}});
+    for (auto& in : instances)
+      if (!in->source.remote_key.empty() && !in->routing_id.empty()) {
+        Message bye = Message::make(MessageType::goodbye, {{"reason", "daemon stopping"}});
+        bus::send_to(plugin_sock, in->routing_id, bye);
+      }
     for (auto it = instances.rbegin(); it != instances.rend(); ++it) {
       Instance& in = **it;
       if (!in.process) continue;

@@ -28,15 +28,33 @@ class DaemonUnavailable : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A daemon on another host, reached over TCP with CURVE (docs/security.md, "Remote peers
+// over TCP"). The daemon must list this client's public key in its client allow-list.
+struct RemoteDaemon {
+  std::string endpoint;         // the daemon's `listen.clients`, tcp://host:port
+  std::string server_key;       // the daemon's public key, 40 Z85 characters
+  std::string key_file;         // this client's key pair (`modelzoo keys generate`)
+  std::string events_endpoint;  // the daemon's `listen.events`, for EventSubscriber
+};
+
+// The remote daemon named by MODELZOO_CONNECT, MODELZOO_SERVER_KEY, MODELZOO_KEY_FILE and
+// MODELZOO_EVENTS_CONNECT; nullopt when MODELZOO_CONNECT is not set.
+std::optional<RemoteDaemon> remote_daemon_from_environment();
+
 class Client {
  public:
   // Connects to the daemon whose runtime directory is `runtime_dir` (empty: default).
   // Throws DaemonUnavailable at once when no daemon listens there.
   explicit Client(std::string runtime_dir = {});
+  // Connects to a daemon over TCP. Throws DaemonUnavailable naming the reason when the CURVE
+  // handshake does not succeed within 5 s (no daemon there, a wrong server key, or this
+  // client's key refused), and bus::KeyError for an unusable key file.
+  explicit Client(const RemoteDaemon& remote);
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
+  // The runtime directory, or the TCP endpoint of a remote daemon.
   const std::string& runtime_dir() const { return runtime_dir_; }
 
   // Calls `method` with `body` and returns the reply body. Progress messages, if any, go to
@@ -62,7 +80,9 @@ class Client {
   nlohmann::json reset_plugin(const std::string& name) { return call("plugin.reset", {{"name", name}}); }
 
  private:
+  void setup_monitor(int events);
   std::string runtime_dir_;
+  bool tcp_ = false;
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::uint64_t next_id_ = 1;
@@ -78,6 +98,8 @@ struct Event {
 class EventSubscriber {
  public:
   EventSubscriber(std::string runtime_dir, const std::vector<std::string>& prefixes);
+  // Over TCP, from `remote.events_endpoint`.
+  EventSubscriber(const RemoteDaemon& remote, const std::vector<std::string>& prefixes);
   ~EventSubscriber();
   EventSubscriber(const EventSubscriber&) = delete;
   EventSubscriber& operator=(const EventSubscriber&) = delete;
@@ -85,6 +107,7 @@ class EventSubscriber {
   std::optional<Event> next(std::chrono::milliseconds timeout);
 
  private:
+  void subscribe(const std::string& endpoint, const std::vector<std::string>& prefixes);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

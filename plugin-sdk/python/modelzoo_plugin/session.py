@@ -31,6 +31,31 @@ __all__ = ["run", "log", "EXIT_OK", "EXIT_CONFIG_REJECTED", "EXIT_NO_ENDPOINT", 
 
 EXIT_OK = 0               # the daemon said goodbye, or SIGTERM/SIGINT
 EXIT_CONFIG_REJECTED = 1  # configure() raised
+def read_key_file(path):
+    """The (public, secret) Z85 keys of a modelzoo key pair file (docs/security.md)."""
+    if not path:
+        raise ValueError("MODELZOO_KEY_FILE (this plugin's key pair) is not set")
+    try:
+        st = os.stat(path)
+        with open(path, encoding="ascii") as f:
+            lines = f.read(4096).splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError("%s: %s" % (path, e))
+    keys = {}
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.partition("=")
+        keys[name.strip()] = value.strip()
+    public, secret = keys.get("public-key", ""), keys.get("secret-key", "")
+    if len(public) != 40 or len(secret) != 40:
+        raise ValueError("%s: needs public-key and secret-key, 40 Z85 characters each" % path)
+    if st.st_mode & 0o077:
+        raise ValueError("%s: holds a secret key but is readable by others; chmod 600 it" % path)
+    return public, secret
+
+
 EXIT_NO_ENDPOINT = 2      # MODELZOO_ENDPOINT is not set: not started by a daemon
 EXIT_REJECTED = 3         # hello rejected, no welcome within 10 s, or no common protocol version
 EXIT_DAEMON_SILENT = 4    # nothing heard from the daemon for heartbeat_ms x heartbeat_liveness
@@ -573,6 +598,17 @@ class _Session:
             self.dealer.setsockopt(zmq.MAXMSGSIZE, 16 << 20)
             self.dealer.setsockopt(zmq.SNDHWM, 10000)
             self.dealer.setsockopt(zmq.RCVHWM, 10000)
+            server_key = self.env.get("MODELZOO_SERVER_KEY", "")
+            if server_key:
+                # A plugin on another host (docs/security.md, "Remote peers over TCP").
+                try:
+                    public, secret = read_key_file(self.env.get("MODELZOO_KEY_FILE", ""))
+                except ValueError as e:
+                    log("error", "MODELZOO_SERVER_KEY is set but CURVE cannot be used: %s" % e)
+                    return EXIT_NO_ENDPOINT
+                self.dealer.curve_serverkey = server_key.encode()
+                self.dealer.curve_publickey = public.encode()
+                self.dealer.curve_secretkey = secret.encode()
             self.dealer.connect(endpoint)
             self.pull = self.ctx.socket(zmq.PULL)
             self.pull.setsockopt(zmq.LINGER, 0)

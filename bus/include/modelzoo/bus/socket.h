@@ -27,6 +27,9 @@ bool send_to(zmq::socket_t& s, const std::string& routing_id, Message& m);
 struct Received {
   std::string routing_id;
   Message message;
+  // The ZAP User-Id of an authenticated peer (a CURVE key admitted over TCP): the name the
+  // daemon gave that key. Empty for local peers (ipc).
+  std::string user_id;
 };
 
 // Receives one whole multipart message without blocking. Returns nullopt when nothing is
