@@ -64,14 +64,18 @@ CurveKeyPair read_key_file(const fs::path& file) {
   while (std::getline(in, line)) {
     ++n;
     line = trim(line);
-    if (line.empty() || line[0] == '#') continue;
     std::string key, value;
-    if (auto eq = line.find('='); eq != std::string::npos) {
-      key = trim(line.substr(0, eq));
-      value = trim(line.substr(eq + 1));
-    } else {
-      key = "public-key";  // a bare key, as `modelzoo keys show` prints it
+    // Z85 uses '=' and '#' too: a line that is a key is a key (a bare public key, as
+    // `modelzoo keys show` prints it) before it is anything else.
+    if (!check_z85_key(line)) {
+      key = "public-key";
       value = line;
+    } else if (line.empty() || line[0] == '#') {
+      continue;
+    } else {
+      auto eq = line.find('=');
+      key = trim(line.substr(0, eq));
+      value = eq == std::string::npos ? std::string() : trim(line.substr(eq + 1));
     }
     std::string where = file.string() + ":" + std::to_string(n);
     if (key != "public-key" && key != "secret-key") throw KeyError(where + ": unknown setting '" + key.substr(0, 40) + "'");
@@ -102,22 +106,25 @@ AllowList parse_allow_list(const std::string& text, const std::string& origin) {
   int n = 0;
   while (std::getline(lines, line)) {
     ++n;
-    if (auto h = line.find('#'); h != std::string::npos) line.erase(h);
     std::istringstream words(line);
     std::string key, name;
     words >> key;
-    if (key.empty()) continue;
+    // '#' is a Z85 character: only a word that is not a key starts a comment.
+    if (key.empty() || (key[0] == '#' && check_z85_key(key))) continue;
     if (key == "public-key") {
       std::string eq;
       words >> eq >> key;
       if (eq != "=") key.clear();
     }
     std::getline(words >> std::ws, name);
+    if (auto h = name.find(" #"); h != std::string::npos) name.erase(h);
+    if (!name.empty() && name[0] == '#') name.clear();
     if (auto why = check_z85_key(key)) {
       out.problems.push_back(origin + ":" + std::to_string(n) + ": " + *why);
       continue;
     }
-    out.keys.push_back({key, name.empty() ? key.substr(0, 8) : trim(name).substr(0, 64)});
+    name = trim(name);
+    out.keys.push_back({key, name.empty() ? key.substr(0, 8) : name.substr(0, 64)});
   }
   return out;
 }

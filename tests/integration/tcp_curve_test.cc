@@ -31,7 +31,16 @@ struct Keys {
   fs::path pair(const std::string& name) const { return dir / (name + ".key"); }
 };
 
-std::string tcp_config(const Keys& k) {
+constexpr const char* kMemoryModels =
+    "      models:\n"
+    "        - name: remote-model\n"
+    "          version: 1.0.0\n"
+    "          files:\n"
+    "            - name: weights.bin\n"
+    "              size: 200000\n"
+    "              seed: 3\n";
+
+std::string tcp_config(const Keys& k, const std::string& source_config = kMemoryModels) {
   return std::string(kFastTimers) + "listen:\n  plugins: tcp://127.0.0.1:*\n  clients: tcp://127.0.0.1:*\n" +
          "  server_key_file: " + k.pair("server").string() + "\n  client_keys_file: " +
          (k.dir / "authorized_clients").string() + "\n" +
@@ -39,22 +48,15 @@ std::string tcp_config(const Keys& k) {
          "  - name: gpu-box\n"
          "    remote_key: \"" + k.pub("gpu-box") + "\"\n"
          "    priority: 10\n"
-         "    config:\n"
-         "      models:\n"
-         "        - name: remote-model\n"
-         "          version: 1.0.0\n"
-         "          files:\n"
-         "            - name: weights.bin\n"
-         "              size: 200000\n"
-         "              seed: 3\n";
+         "    config:\n" + source_config;
 }
 
 // A plugin process started by hand, as on another host: nothing of the daemon's
 // environment, only what the remote side knows.
 class Peer {
  public:
-  explicit Peer(std::vector<std::string> env, const fs::path& log) {
-    std::vector<std::string> argv_s = {(bin_dir() / "modelzoo-plugin-memory").string()};
+  explicit Peer(std::vector<std::string> env, const fs::path& log,
+                std::vector<std::string> argv_s = {(bin_dir() / "modelzoo-plugin-memory").string()}) {
     env.push_back("PATH=/usr/bin:/bin");
     std::vector<char*> argv, envp;
     for (auto& a : argv_s) argv.push_back(a.data());
@@ -140,6 +142,29 @@ TEST(TcpCurve, RemotePluginWithItsKeyIsAdmittedAndServesPulls) {
   // And comes back: admitted again with the same key.
   Peer again(peer_env(d, k, "gpu-box"), d.dir() / "peer2.log");
   d.wait_plugin("gpu-box", "ready");
+}
+
+// The Python SDK speaks CURVE from the same two variables: the example plugin, unchanged,
+// serves a remote source.
+TEST(TcpCurve, PythonPluginOverTcpIsAdmittedWithItsKey) {
+  if (std::system("/usr/bin/python3 -c 'import zmq, msgpack' 2>/dev/null") != 0)
+    GTEST_SKIP() << "python3-zmq or python3-msgpack missing (scripts/deps.sh installs them)";
+  Keys k;
+  Daemon d(tcp_config(k, "      root: " + k.dir.string() + "\n"));
+  auto env = peer_env(d, k, "gpu-box");
+  Peer peer(env, d.dir() / "peer.log",
+            {"/usr/bin/python3", std::string(MODELZOO_SOURCE_DIR) + "/plugins/python-example/plugin.py"});
+  auto ready = d.wait_plugin("gpu-box", "ready");
+  EXPECT_EQ(ready["plugin"], "python-example") << ready.dump();
+  EXPECT_EQ(ready["pid"], peer.pid());
+  // Without its key file the SDK refuses to start rather than fall back to plaintext.
+  env.back() = "MODELZOO_KEY_FILE=" + (k.dir / "missing.key").string();
+  Peer broken(env, d.dir() / "broken.log",
+              {"/usr/bin/python3", std::string(MODELZOO_SOURCE_DIR) + "/plugins/python-example/plugin.py"});
+  EXPECT_EQ(broken.wait_exit(20s), 2);
+  std::ifstream log(d.dir() / "broken.log");
+  std::string text((std::istreambuf_iterator<char>(log)), {});
+  EXPECT_NE(text.find("CURVE cannot be used"), std::string::npos) << text;
 }
 
 TEST(TcpCurve, PeerWithoutCurveIsRefusedAndTheAttemptPublished) {

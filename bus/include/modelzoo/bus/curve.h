@@ -48,7 +48,8 @@ CurveKeyPair read_key_file(const std::filesystem::path& file);
 
 // An allow-list of public keys, one per line: "<40 Z85 characters> [name]", or
 // "public-key = <key>" as in a .pub file (so `cat alice.pub >> authorized_clients` works).
-// '#' starts a comment. A key without a name is named by its first 8 characters.
+// A word starting with '#' that is not a key starts a comment (Z85 itself uses '#' and '='). A
+// key without a name is named by its first 8 characters.
 struct AllowedKey {
   std::string public_key;
   std::string name;
