@@ -15,6 +15,7 @@ MODELZOO_PACKAGES=(
   libzstd-dev                     # .zst models, the decompress extension
   libcpp-httplib-dev              # the example HTTP registry server
   libgtest-dev libgmock-dev       # tests
+  clang libclang-rt-14-dev        # the fuzz targets (scripts/fuzz.sh: libFuzzer, ASan, UBSan)
   python3 python3-zmq python3-msgpack  # Python plugins (the spec's example runs in the tests)
 )
 

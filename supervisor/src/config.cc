@@ -95,6 +95,19 @@ json scalar_to_json(const YAML::Node& n) {
 constexpr int kMaxYamlDepth = 64;
 constexpr std::size_t kMaxYamlValues = 250000;
 
+// YAML takes any bytes, JSON text is UTF-8: a string that is not would make every later dump()
+// of the configuration throw (and plugins refuse it on the bus).
+json utf8_checked(json v, const YAML::Node& n) {
+  if (v.is_string()) {
+    try {
+      (void)v.dump();
+    } catch (const json::type_error&) {
+      throw YAML::Exception(n.Mark(), "a string is not valid UTF-8");
+    }
+  }
+  return v;
+}
+
 json node_to_json(const YAML::Node& n, int depth, std::size_t& values) {
   if (depth > kMaxYamlDepth)
     throw YAML::Exception(n.Mark(), "nested deeper than " + std::to_string(kMaxYamlDepth) +
@@ -104,7 +117,7 @@ json node_to_json(const YAML::Node& n, int depth, std::size_t& values) {
   switch (n.Type()) {
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined: return nullptr;
-    case YAML::NodeType::Scalar: return scalar_to_json(n);
+    case YAML::NodeType::Scalar: return utf8_checked(scalar_to_json(n), n);
     case YAML::NodeType::Sequence: {
       json a = json::array();
       for (const auto& e : n) a.push_back(node_to_json(e, depth + 1, values));
@@ -112,7 +125,8 @@ json node_to_json(const YAML::Node& n, int depth, std::size_t& values) {
     }
     case YAML::NodeType::Map: {
       json m = json::object();
-      for (const auto& kv : n) m[kv.first.as<std::string>()] = node_to_json(kv.second, depth + 1, values);
+      for (const auto& kv : n)
+        m[utf8_checked(kv.first.as<std::string>(), kv.first).get<std::string>()] = node_to_json(kv.second, depth + 1, values);
       return m;
     }
   }
