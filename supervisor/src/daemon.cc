@@ -1122,13 +1122,17 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       std::vector<zmq::socket_t*> remote_socks = remote ? remote->sockets() : std::vector<zmq::socket_t*>{};
       for (auto* rs : remote_socks) items.push_back({rs->handle(), 0, ZMQ_POLLIN, 0});
       const std::size_t kFixed = items.size();
-      std::vector<std::pair<Instance*, int>> fds;  // (instance, fd) for the items after the first kFixed
+      // (instance, its spawn, fd) for the items after the first kFixed. The spawn count tells
+      // a process that exited and was started again earlier in this round: its numbers may
+      // belong to the new process or to any file by then (reading, then closing, one of them
+      // closed a cache partial and libzmq's epoll descriptor: found by tests/chaos).
+      std::vector<std::tuple<Instance*, int, int>> fds;
       for (auto& in : instances) {
         if (!in->process) continue;
         for (int fd : {in->process->pidfd(), in->process->stdout_fd(), in->process->stderr_fd()}) {
           if (fd < 0) continue;
           items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
-          fds.emplace_back(in.get(), fd);
+          fds.emplace_back(in.get(), in->spawns, fd);
         }
       }
       auto timeout = deferred.empty() ? next_wakeup() : milliseconds(0);
@@ -1141,10 +1145,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
         if (items[7 + i].revents & ZMQ_POLLIN) remote->on_readable(i);
       for (std::size_t i = 0; i < fds.size(); ++i) {
         if (!(items[kFixed + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) continue;
-        auto [in, fd] = fds[i];
-        if (!in->process) continue;  // exited earlier in this round
+        auto [in, spawn, fd] = fds[i];
+        if (!in->process || in->spawns != spawn) continue;  // exited earlier in this round
         if (fd == in->process->pidfd()) on_process_exit(*in);
-        else forward_output(*in, fd);
+        else if (fd == in->process->stdout_fd() || fd == in->process->stderr_fd()) forward_output(*in, fd);
       }
       if (items[0].revents & ZMQ_POLLIN) read_plugin_socket();
       if (items[1].revents & ZMQ_POLLIN) read_client_socket();

@@ -794,20 +794,32 @@ int main(int argc, char** argv) {
   std::vector<double> kill_recovery, stop_detect, stop_recovery;
   int event_failovers = 0;
   std::size_t unmeasured = 0;
+  int survived_freezes = 0;  // SIGSTOP then SIGCONT, and the process lived on
   for (const auto& e : sh.events)
     if (e.topic == "model.download.completed") event_failovers += e.body.value("failovers", 0);
   for (const auto& a : actions) {
+    // The exit of that very process, then the first start after it. A process that never
+    // exited (a short freeze it survived) has no recovery to measure.
     std::optional<double> exited, started_again;
+    std::optional<Clock::time_point> exited_at;
     for (const auto& e : sh.events) {
       if (e.plugin != a.plugin || e.at < a.at) continue;
-      if (!exited && e.topic == "plugin.exited" && e.pid == a.pid) exited = static_cast<double>(ms_since(a.at, e.at));
-      if (!started_again && e.topic == "plugin.started" && e.pid != a.pid) started_again = static_cast<double>(ms_since(a.at, e.at));
+      if (!exited && e.topic == "plugin.exited" && e.pid == a.pid) {
+        exited = static_cast<double>(ms_since(a.at, e.at));
+        exited_at = e.at;
+      }
+      if (exited_at && !started_again && e.topic == "plugin.started" && e.pid != a.pid && e.at >= *exited_at)
+        started_again = static_cast<double>(ms_since(a.at, e.at));
+    }
+    if (!exited && a.kind == "stop-cont") {
+      ++survived_freezes;
+      continue;
     }
     if (sh.daemon_killed_at && a.at <= *sh.daemon_killed_at && (!started_again || a.at + std::chrono::milliseconds(
                                                                     static_cast<std::int64_t>(*started_again)) > *sh.daemon_killed_at))
       continue;  // overtaken by the daemon kill
     if (!started_again) {
-      if (a.kind != "stop-cont") ++unmeasured;  // a short freeze may survive with the same pid
+      ++unmeasured;  // its events were lost (events are best effort)
       continue;
     }
     if (a.kind == "kill") kill_recovery.push_back(*started_again);
@@ -845,6 +857,7 @@ int main(int argc, char** argv) {
                        {"daemon_start_to_ping", to_json(percentiles(daemon_restart_ms))},
                        {"daemon_spawn_to_first_client_success", to_json(percentiles(first_request))},
                        {"unmeasured", unmeasured}}},
+      {"freezes_survived", survived_freezes},
       {"bytes_pulled", bytes},
       {"cache_removals", sh.cache_removals.load()},
       {"events_seen", sh.events.size()},
@@ -870,7 +883,7 @@ int main(int argc, char** argv) {
   } else {
     auto line = [](const std::string& k, const json& v) { std::cout << "  " << k << ": " << v.dump() << "\n"; };
     std::cout << "modelzoo-chaos: seed " << opt.seed << ", " << figures["duration_ms"] << " ms, " << opt.clients << " clients\n";
-    for (const char* k : {"requests", "errors", "error_samples", "kills", "failovers", "recovery_ms", "bytes_pulled", "cache_removals", "checks"})
+    for (const char* k : {"requests", "errors", "error_samples", "kills", "failovers", "recovery_ms", "freezes_survived", "bytes_pulled", "cache_removals", "checks"})
       line(k, figures[k]);
     for (const auto& f : sh.failures) std::cout << "FAIL: " << f << "\n";
     std::cout << (sh.failures.empty() ? "PASS" : "FAILED") << "\n";
