@@ -60,6 +60,11 @@ if(MODELZOO_SANITIZE)
     target_link_options(${target} INTERFACE -fsanitize=address,undefined)
   endforeach()
 endif()
+if(MODELZOO_TSAN)
+  foreach(target IN LISTS MODELZOO_EXPORTED_LIBS)
+    target_link_options(${target} INTERFACE -fsanitize=thread)
+  endforeach()
+endif()
 
 install(TARGETS ${MODELZOO_EXPORTED_LIBS}
         EXPORT modelzooTargets

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Every test: install what is missing, build (warnings are errors), run the whole suite,
-# then build again with AddressSanitizer + UndefinedBehaviorSanitizer and run it again.
-#   scripts/test.sh              both builds
-#   scripts/test.sh --no-sanitize  the plain build only
+# Every test: install what is missing, build (warnings are errors), run the whole suite (with
+# the bounded chaos run), quick benchmarks, a bounded fuzz run, then build again with
+# AddressSanitizer + UndefinedBehaviorSanitizer and run the whole suite again, and build the
+# threaded parts with ThreadSanitizer and run their tests.
+#   scripts/test.sh              everything
+#   scripts/test.sh --no-sanitize  the plain build, benchmarks and fuzzing only
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/scripts/deps.sh"
@@ -29,4 +31,21 @@ if [ "${1:-}" != "--no-sanitize" ]; then
   echo "== build and test with ASan + UBSan"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite "$top/build-asan" -DCMAKE_BUILD_TYPE=Debug -DMODELZOO_SANITIZE=ON -DMODELZOO_BENCH=OFF
+  echo "== build and test the threaded parts with ThreadSanitizer"
+  # The daemon (disk and background threads), the SDK (worker pool, download threads) and the
+  # plugins, all built with TSan; the integration tests that drive them concurrently (the
+  # subset is chosen in tests/integration/CMakeLists.txt). Every process writes its reports to
+  # one directory, so a race in a plugin fails the step even when its test passed.
+  cmake -S "$top" -B "$top/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMODELZOO_TSAN=ON \
+    -DMODELZOO_BENCH=OFF -DMODELZOO_UNIT_TESTS=OFF >/dev/null
+  cmake --build "$top/build-tsan" -j"$jobs" --target integration_test
+  reports=$(mktemp -d)
+  TSAN_OPTIONS="suppressions=$top/tests/sanitizers/tsan.supp log_path=$reports/tsan" MODELZOO_TEST_TIMER_SCALE=5 \
+    ctest --test-dir "$top/build-tsan" -L '^integration$' -j"$jobs" --output-on-failure --timeout 300
+  if compgen -G "$reports/tsan*" >/dev/null; then
+    cat "$reports"/tsan*
+    echo "ThreadSanitizer reported the problems above" >&2
+    exit 1
+  fi
+  echo "ThreadSanitizer: no reports"
 fi
