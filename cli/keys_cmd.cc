@@ -33,6 +33,11 @@ fs::path key_file_of(const KeysOptions& options) {
   return fs::exists(dir / (n + ".key"), ec) ? dir / (n + ".key") : dir / (n + ".pub");
 }
 
+void add_dir_option(CLI::App& cmd, KeysOptions& options) {
+  cmd.add_option("--dir", options.dir, "Where the keys are (default $MODELZOO_KEYS_DIR, else <data dir>/keys)")
+      ->type_name("D");
+}
+
 }  // namespace
 
 CLI::App* add_keys_command(CLI::App& app) {
@@ -44,23 +49,20 @@ CLI::App* add_keys_command(CLI::App& app) {
 CLI::App* add_keys_generate_command(CLI::App& keys, KeysOptions& options) {
   CLI::App* cmd = keys.add_subcommand("generate", "Create a key pair: DIR/NAME.key (mode 0600) and DIR/NAME.pub");
   cmd->add_option("NAME", options.name, "The key's name (server, a source name, a user...)")->required();
-  cmd->add_option("--dir", options.dir, "Where the keys are (default $MODELZOO_KEYS_DIR, else <data dir>/keys)")
-      ->type_name("D");
+  add_dir_option(*cmd, options);
   return cmd;
 }
 
 CLI::App* add_keys_list_command(CLI::App& keys, KeysOptions& options) {
   CLI::App* cmd = keys.add_subcommand("list", "List the keys in DIR, and the client allow-list there");
-  cmd->add_option("--dir", options.dir, "Where the keys are (default $MODELZOO_KEYS_DIR, else <data dir>/keys)")
-      ->type_name("D");
+  add_dir_option(*cmd, options);
   return cmd;
 }
 
 CLI::App* add_keys_show_command(CLI::App& keys, KeysOptions& options) {
   CLI::App* cmd = keys.add_subcommand("show", "Print a key's public half (for remote_key or the client allow-list)");
   cmd->add_option("NAME", options.name, "A key's name in DIR, or a key file")->required();
-  cmd->add_option("--dir", options.dir, "Where the keys are (default $MODELZOO_KEYS_DIR, else <data dir>/keys)")
-      ->type_name("D");
+  add_dir_option(*cmd, options);
   return cmd;
 }
 
