@@ -142,7 +142,10 @@ struct PendingCall {
 
 struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   DaemonConfig cfg;
-  zmq::context_t ctx{1};
+  // Two I/O threads: the event socket has one of its own (ZMQ_AFFINITY in bind_sockets), so
+  // a subscriber flooding subscriptions keeps libzmq busy on that thread only, never on the
+  // one moving plugin and client traffic (docs/reliability.md, "Floods").
+  zmq::context_t ctx{2};
   zmq::socket_t plugin_sock{ctx, zmq::socket_type::router};
   zmq::socket_t client_sock{ctx, zmq::socket_type::router};
   zmq::socket_t event_sock{ctx, zmq::socket_type::xpub};
@@ -208,7 +211,11 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   }
 
   void bind_sockets() {
-    for (auto* s : {&plugin_sock, &client_sock}) bus::configure_socket(*s);
+    for (auto* s : {&plugin_sock, &client_sock}) {
+      bus::configure_socket(*s);
+      s->set(zmq::sockopt::affinity, std::uint64_t{1});  // I/O thread 0
+    }
+    event_sock.set(zmq::sockopt::affinity, std::uint64_t{2});  // I/O thread 1
     event_sock.set(zmq::sockopt::linger, 0);
     event_sock.set(zmq::sockopt::sndhwm, 10000);
     event_sock.set(zmq::sockopt::xpub_verbose, 1);  // see every subscription (for _sync.)
