@@ -22,6 +22,21 @@
 #include "modelzoo/bus/curve.h"
 #include "modelzoo/bus/socket.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define MODELZOO_SDK_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MODELZOO_SDK_TSAN 1
+#endif
+#endif
+#ifdef MODELZOO_SDK_TSAN
+extern "C" {
+void __tsan_read_range(void* addr, unsigned long size);
+void __tsan_ignore_thread_begin();
+void __tsan_ignore_thread_end();
+}
+#endif
+
 namespace modelzoo::sdk {
 namespace {
 
@@ -42,14 +57,42 @@ std::string env_or_empty(const char* name) {
   return v ? v : "";
 }
 
+// A frame for the daemon, copied from `data`. Its buffer is written here and read next by
+// libzmq's I/O thread when it writes the frame to the daemon's socket. libzmq hands frames
+// between threads with atomics ThreadSanitizer cannot see (it is not instrumented), so under
+// TSan that read raced with these writes on every 8 bytes of the frame: one (suppressed,
+// race:libzmq.so) report per word, each compared with every address reported before. A
+// 1 MiB chunk kept the I/O thread inside send() for tens of seconds, and with it the
+// whole DEALER connection stalled: chunks, replies and heartbeats both ways ("daemon
+// silent", "missed 3 heartbeats"). So under TSan the copy into the fresh buffer is not
+// recorded (its allocation then starts with clean shadow memory); reading the caller's
+// buffer still is. The buffer belongs to libzmq from here on: no SDK code touches it again.
+// (The plain build is unaffected: this is the cost of reporting, not a race.)
+zmq::message_t outgoing_frame(const void* data, std::size_t size) {
+#ifdef MODELZOO_SDK_TSAN
+  __tsan_read_range(const_cast<void*>(data), size);
+  struct Unrecorded {
+    Unrecorded() { __tsan_ignore_thread_begin(); }
+    ~Unrecorded() { __tsan_ignore_thread_end(); }
+    Unrecorded(const Unrecorded&) = delete;
+    Unrecorded& operator=(const Unrecorded&) = delete;
+  };
+  Unrecorded unrecorded;  // ended even when the allocation throws
+  return zmq::message_t(data, size);
+#else
+  return zmq::message_t(data, size);
+#endif
+}
+
 // Frames a worker wants sent, pushed as one multipart message over inproc.
 void push_message(zmq::socket_t& push, bus::Message& m) {
   std::string env = bus::encode_envelope(m);
+  zmq::message_t head = outgoing_frame(env.data(), env.size());
   if (m.type == bus::MessageType::chunk) {
-    push.send(zmq::buffer(env), zmq::send_flags::sndmore);
+    push.send(head, zmq::send_flags::sndmore);
     push.send(m.data, zmq::send_flags::none);
   } else {
-    push.send(zmq::buffer(env), zmq::send_flags::none);
+    push.send(head, zmq::send_flags::none);
   }
 }
 
@@ -156,6 +199,7 @@ class Session {
   };
 
   bool handshake();
+  zmq::socket_t out_socket();
   void main_loop();
   void on_message(bus::Message& m);
   void start_download(bus::Message& m);
@@ -207,7 +251,7 @@ void SinkImpl::write(const void* data, std::size_t size) {
     std::size_t n = std::min(size, chunk_);
     bus::Message m = bus::Message::make(bus::MessageType::chunk, {{"offset", offset_ + sent_}});
     m.id = id_;
-    m.data = zmq::message_t(p, n);
+    m.data = outgoing_frame(p, n);
     push_message(push_, m);
     p += n;
     size -= n;
@@ -305,10 +349,18 @@ bool Session::wait_configured() {
   return configured_ && !stopping_;
 }
 
-void Session::worker() {
+// A thread's PUSH socket to the main loop. Linger plays no part in inproc delivery: what a
+// thread pushed before closing its socket stays queued for the PULL end, which reads it
+// before it sees the pipe end; 0 keeps shutdown from waiting on anything.
+zmq::socket_t Session::out_socket() {
   zmq::socket_t push(ctx_, zmq::socket_type::push);
   push.set(zmq::sockopt::linger, 0);
   push.connect(kOutEndpoint);
+  return push;
+}
+
+void Session::worker() {
+  zmq::socket_t push = out_socket();
   while (true) {
     Task t;
     {
@@ -370,9 +422,7 @@ void Session::start_download(bus::Message& m) {
   auto idle = std::chrono::milliseconds(m.timeout_ms ? m.timeout_ms : 60000);
   std::uint64_t id = m.id;
   threads_.emplace_back([this, req, st, chunk, idle, id] {
-    zmq::socket_t push(ctx_, zmq::socket_type::push);
-    push.set(zmq::sockopt::linger, 0);
-    push.connect(kOutEndpoint);
+    zmq::socket_t push = out_socket();
     SinkImpl sink(*this, push, id, st, chunk, idle, req.offset);
     bus::Message out;
     try {
