@@ -40,7 +40,8 @@ if [ "${1:-}" != "--no-sanitize" ]; then
     -DMODELZOO_BENCH=OFF -DMODELZOO_UNIT_TESTS=OFF >/dev/null
   cmake --build "$top/build-tsan" -j"$jobs" --target integration_test
   reports=$(mktemp -d)
-  TSAN_OPTIONS="suppressions=$top/tests/sanitizers/tsan.supp log_path=$reports/tsan" MODELZOO_TEST_TIMER_SCALE=5 \
+  TSAN_OPTIONS="suppressions=$top/tests/sanitizers/tsan.supp ignore_noninstrumented_modules=1 log_path=$reports/tsan" \
+    MODELZOO_TEST_TIMER_SCALE=5 \
     ctest --test-dir "$top/build-tsan" -L '^integration$' -j"$jobs" --output-on-failure --timeout 300
   if compgen -G "$reports/tsan*" >/dev/null; then
     cat "$reports"/tsan*

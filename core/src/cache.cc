@@ -267,7 +267,9 @@ fs::path ContentStore::link_view(const bus::ModelMetadata& m) const {
   fs::path dir = view_dir(m.name, m.version);
   for (const auto& f : m.files) {
     fs::path link = dir / f.name;
-    fs::path target = fs::relative(blob_path(f.sha256), link.parent_path());
+    // Lexical: both paths are built from the cache root and checked names. fs::relative
+    // resolves them on disk, and throws when `cache rm` removes a directory meanwhile.
+    fs::path target = blob_path(f.sha256).lexically_normal().lexically_relative(link.parent_path().lexically_normal());
     // Create beside, then rename over: the view never shows a missing or dangling name.
     // (Built with append: GCC 12 -O3 misreports `"lit" + std::string` under -Wrestrict, PR105651.)
     std::string tmp_name = ".";

@@ -87,7 +87,12 @@ void DiskWriter::finished(const std::shared_ptr<Job>& job, std::optional<bus::Er
   std::lock_guard lk(mu_);
   if (error && !job->error) job->error = std::move(error);
   if (--job->remaining > 0) return;
-  done_.push_back({job->transfer, job->call, job->src_fd >= 0 ? job->length : job->data.size(), job->error});
+  // The loop gets an error of its own: a copy of an exception shares its message with the
+  // original through a reference count inside libstdc++, and the original dies on this thread
+  // with the job (a race as ThreadSanitizer sees it, since it cannot see that count).
+  std::optional<bus::Error> own;
+  if (job->error) own.emplace(job->error->code(), std::string(job->error->what()));
+  done_.push_back({job->transfer, job->call, job->src_fd >= 0 ? job->length : job->data.size(), std::move(own)});
   std::uint64_t one = 1;
   (void)!::write(event_fd_, &one, sizeof one);
 }
