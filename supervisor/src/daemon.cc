@@ -446,13 +446,20 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     for (auto id : ids) complete_call(id, {json(), Error(ErrorCode::unavailable, why)});
   }
 
+  // Asks the instance's connected plugin to leave (docs/protocol.md, "Shutdown"). No-op when
+  // no plugin is connected for it.
+  void say_goodbye(const Instance& in, const std::string& reason) {
+    if (in.routing_id.empty()) return;
+    Message bye = Message::make(MessageType::goodbye, {{"reason", reason}});
+    bus::send_to(plugin_sock, in.routing_id, bye);
+  }
+
   // Drops the connection of a remote source's peer (it cannot be killed): the peer is told
   // goodbye, its calls fail over, and the source waits for the peer to connect again.
   void drop_remote(Instance& in, const std::string& why) {
     if (in.routing_id.empty()) return;
     spdlog::warn("[{}] remote peer dropped: {}", in.source.name, why);
-    Message bye = Message::make(MessageType::goodbye, {{"reason", why}});
-    bus::send_to(plugin_sock, in.routing_id, bye);
+    say_goodbye(in, why);
     unregister(in, "remote plugin '" + in.source.name + "' " + why);
     in.last_exit = "disconnected: " + why;
     in.state = State::waiting;
@@ -1260,9 +1267,8 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       if (c.instance == in.source.name) ids.push_back(id);
     for (auto id : ids)
       complete_call(id, {json(), Error(ErrorCode::unavailable, "source '" + in.source.name + "' " + why)});
+    say_goodbye(in, "source " + why);
     if (!in.source.remote_key.empty() && !in.routing_id.empty()) {  // a remote peer: only told
-      Message bye = Message::make(MessageType::goodbye, {{"reason", "source " + why}});
-      bus::send_to(plugin_sock, in.routing_id, bye);
       by_routing.erase(in.routing_id);
       in.routing_id.clear();
     }
@@ -1271,10 +1277,6 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       return;
     }
     in.state = State::stopping;
-    if (!in.routing_id.empty()) {
-      Message bye = Message::make(MessageType::goodbye, {{"reason", "source " + why}});
-      bus::send_to(plugin_sock, in.routing_id, bye);
-    }
     std::string pid_of_spawn = in.plugin_id;
     auto escalate = [this, pid_of_spawn](int sig) {
       for (auto& i : instances)
@@ -1392,10 +1394,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   void shutdown() {
     publish(core::topic::kDaemonStopping, {{"pid", ::getpid()}});
     for (auto& in : instances)
-      if (!in->source.remote_key.empty() && !in->routing_id.empty()) {
-        Message bye = Message::make(MessageType::goodbye, {{"reason", "daemon stopping"}});
-        bus::send_to(plugin_sock, in->routing_id, bye);
-      }
+      if (!in->source.remote_key.empty()) say_goodbye(*in, "daemon stopping");
     for (auto it = instances.rbegin(); it != instances.rend(); ++it) {
       Instance& in = **it;
       if (!in.process) continue;
@@ -1404,8 +1403,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       int budget = static_cast<int>(cfg.stop_timeout.count());
       std::optional<int> st;
       if (!in.routing_id.empty()) {
-        Message bye = Message::make(MessageType::goodbye, {{"reason", "daemon stopping"}});
-        bus::send_to(plugin_sock, in.routing_id, bye);
+        say_goodbye(in, "daemon stopping");
         st = in.process->wait_for(budget);
       }
       if (!st) {
