@@ -1,5 +1,7 @@
 #include "modelzoo/bus/socket.h"
 
+#include <cstring>
+
 #include "modelzoo/bus/curve.h"
 
 namespace modelzoo::bus {
@@ -59,6 +61,22 @@ std::optional<Received> receive(zmq::socket_t& s, bool router, std::string* bad_
   }
   out.message = decode(frames);
   return out;
+}
+
+std::optional<MonitorEvent> read_monitor_event(zmq::socket_t& monitor) {
+  zmq::message_t head;
+  if (!monitor.recv(head, zmq::recv_flags::dontwait)) return std::nullopt;
+  MonitorEvent e;
+  if (head.size() >= 6) {  // frame 1: uint16 event, uint32 value; frame 2: the endpoint
+    std::memcpy(&e.event, head.data(), 2);
+    std::memcpy(&e.value, static_cast<const char*>(head.data()) + 2, 4);
+  }
+  for (bool more = head.more(); more;) {
+    zmq::message_t rest;
+    if (!monitor.recv(rest, zmq::recv_flags::dontwait)) break;
+    more = rest.more();
+  }
+  return e;
 }
 
 std::optional<Received> receive_for(zmq::socket_t& s, bool router, std::chrono::milliseconds timeout) {

@@ -77,19 +77,9 @@ struct Client::Impl {
   // True when the connection to the daemon dropped since the last call (events are consumed).
   bool connection_lost() {
     bool lost = false;
-    while (true) {
-      zmq::message_t ev;
-      if (!monitor.recv(ev, zmq::recv_flags::dontwait)) return lost;
-      // Frame 1: uint16 event, uint32 value; frame 2: the endpoint.
-      if (ev.size() >= 2) {
-        std::uint16_t event;
-        std::memcpy(&event, ev.data(), sizeof event);
-        if (event == ZMQ_EVENT_DISCONNECTED) lost = true;
-      }
-      while (ev.more()) {
-        if (!monitor.recv(ev, zmq::recv_flags::dontwait)) break;
-      }
-    }
+    while (auto e = bus::read_monitor_event(monitor))
+      if (e->event == ZMQ_EVENT_DISCONNECTED) lost = true;
+    return lost;
   }
 };
 
@@ -121,14 +111,9 @@ Client::Client(const RemoteDaemon& remote) : runtime_dir_(remote.endpoint), tcp_
   while (Clock::now() < deadline) {
     zmq::pollitem_t item{impl_->monitor.handle(), 0, ZMQ_POLLIN, 0};
     if (zmq::poll(&item, 1, std::chrono::milliseconds(100)) <= 0) continue;
-    zmq::message_t ev, addr;
-    if (!impl_->monitor.recv(ev, zmq::recv_flags::dontwait)) continue;
-    if (ev.more()) (void)impl_->monitor.recv(addr, zmq::recv_flags::none);
-    if (ev.size() < 6) continue;
-    std::uint16_t event;
-    std::uint32_t value;
-    std::memcpy(&event, ev.data(), 2);
-    std::memcpy(&value, static_cast<const char*>(ev.data()) + 2, 4);
+    auto e = bus::read_monitor_event(impl_->monitor);
+    if (!e) continue;
+    auto [event, value] = *e;
     if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) return;
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
       throw DaemonUnavailable("the daemon at " + remote.endpoint + " refused this client's key (status " +

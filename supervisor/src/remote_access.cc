@@ -6,6 +6,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "modelzoo/bus/socket.h"
+
 namespace modelzoo::supervisor {
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -191,14 +193,10 @@ void RemoteAccess::answer_zap() {
 
 void RemoteAccess::read_monitor(Monitor& m) {
   for (int round = 0; round < 64; ++round) {
-    zmq::message_t head, addr;
-    if (!m.pair->recv(head, zmq::recv_flags::dontwait)) return;
-    if (head.more()) (void)m.pair->recv(addr, zmq::recv_flags::none);
-    if (head.size() < 6) continue;
-    std::uint16_t event;
-    std::uint32_t value;
-    std::memcpy(&event, head.data(), 2);
-    std::memcpy(&value, static_cast<const char*>(head.data()) + 2, 4);
+    auto e = bus::read_monitor_event(*m.pair);
+    if (!e) return;
+    auto [event, value] = *e;
+    if (event == 0) continue;
     // An authentication failure was reported by the ZAP handler itself, with the key.
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) continue;
     std::string why = event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL

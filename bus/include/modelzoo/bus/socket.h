@@ -38,6 +38,15 @@ struct Received {
 // `bad_peer` if non-null.
 std::optional<Received> receive(zmq::socket_t& s, bool router, std::string* bad_peer = nullptr);
 
+// One event of a zmq_socket_monitor() PAIR socket: its ZMQ_EVENT_* and value.
+struct MonitorEvent {
+  std::uint16_t event = 0;
+  std::uint32_t value = 0;
+};
+// Reads one event without blocking (all its frames); nullopt when none is waiting. A
+// malformed event has `event` 0.
+std::optional<MonitorEvent> read_monitor_event(zmq::socket_t& monitor);
+
 // Waits at most `timeout` for a message on a single socket.
 std::optional<Received> receive_for(zmq::socket_t& s, bool router, std::chrono::milliseconds timeout);
 
