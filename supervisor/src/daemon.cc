@@ -28,6 +28,7 @@
 #include "modelzoo/core/events.h"
 #include "modelzoo/core/plugin_manager.h"
 #include "modelzoo/core/resolver.h"
+#include "event_publisher.h"
 #include "process.h"
 #include "pull_engine.h"
 #include "remote_access.h"
@@ -142,13 +143,15 @@ struct PendingCall {
 
 struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   DaemonConfig cfg;
-  // Two I/O threads: the event socket has one of its own (ZMQ_AFFINITY in bind_sockets), so
-  // a subscriber flooding subscriptions keeps libzmq busy on that thread only, never on the
-  // one moving plugin and client traffic (docs/reliability.md, "Floods").
+  // Two I/O threads: the event socket has one of its own (ZMQ_AFFINITY in bind_sockets), and
+  // a thread of its own (EventPublisher), so a subscriber flooding subscriptions keeps busy
+  // that I/O thread and that thread only, never the loop or the plugin and client traffic
+  // (docs/reliability.md, "Floods").
   zmq::context_t ctx{2};
   zmq::socket_t plugin_sock{ctx, zmq::socket_type::router};
   zmq::socket_t client_sock{ctx, zmq::socket_type::router};
-  zmq::socket_t event_sock{ctx, zmq::socket_type::xpub};
+  EventPublisher events{ctx, 20000};
+  zmq::socket_t& event_sock = events.socket();
   std::unique_ptr<RemoteAccess> remote;  // TCP endpoints with CURVE + ZAP; null without `listen`
   int signal_fd = -1;
   int lock_fd = -1;
@@ -264,24 +267,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     body["time"] = core::now_rfc3339();
     if (!body.contains("source")) body["source"] = "modelzood";
     std::string packed = bus::to_msgpack(body);
-    try {
-      event_sock.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-      event_sock.send(zmq::buffer(packed), zmq::send_flags::dontwait);
-    } catch (const zmq::error_t& e) {
-      spdlog::debug("event {} not published: {}", topic, e.what());
-    }
-  }
-
-  void read_subscriptions() {
-    // XPUB delivers subscribe (\x01 prefix) and unsubscribe (\x00 prefix) messages. A
-    // subscription to "_sync.<nonce>" is answered on that topic so a subscriber knows all
-    // its earlier subscriptions are in effect (docs/protocol.md, "Events").
-    for (int i = 0; i < 256; ++i) {
-      zmq::message_t m;
-      if (!event_sock.recv(m, zmq::recv_flags::dontwait)) return;
-      std::string s = m.to_string();
-      if (s.size() > 7 && s[0] == 1 && s.compare(1, 6, "_sync.") == 0) publish(s.substr(1), json::object());
-    }
+    events.publish(topic, packed);
   }
 
   // ---------------------------------------------------------------- plugin lifecycle
@@ -937,6 +923,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
                        {"config_file", cfg.config_file.string()},
                        {"config_reloads", reloads},
                        {"requests_in_flight", inflight_total},
+                       {"events", {{"dropped", events.dropped()}, {"subscriptions_read", events.subscriptions()}}},
                        {"listen", remote ? remote->status() : json(nullptr)},
                        {"plugins", {{"total", total}, {"ready", ready}, {"failed", failed}}}});
     } else if (method == "plugins") {
@@ -1128,7 +1115,6 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     while (!stop) {
       std::vector<zmq::pollitem_t> items = {{plugin_sock.handle(), 0, ZMQ_POLLIN, 0},
                                             {client_sock.handle(), 0, ZMQ_POLLIN, 0},
-                                            {event_sock.handle(), 0, ZMQ_POLLIN, 0},
                                             {nullptr, signal_fd, ZMQ_POLLIN, 0},
                                             {nullptr, engine->disk_fd(), ZMQ_POLLIN, 0},
                                             {nullptr, engine->background_fd(), ZMQ_POLLIN, 0},
@@ -1151,12 +1137,12 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       }
       auto timeout = deferred.empty() ? next_wakeup() : milliseconds(0);
       zmq::poll(items.data(), items.size(), timeout);
-      if (items[3].revents & ZMQ_POLLIN) on_signal();
-      if (items[4].revents & ZMQ_POLLIN) engine->on_disk_writes();
-      if (items[5].revents & ZMQ_POLLIN) engine->on_background();
-      if (items[6].revents & ZMQ_POLLIN) on_config_dir_event();
+      if (items[2].revents & ZMQ_POLLIN) on_signal();
+      if (items[3].revents & ZMQ_POLLIN) engine->on_disk_writes();
+      if (items[4].revents & ZMQ_POLLIN) engine->on_background();
+      if (items[5].revents & ZMQ_POLLIN) on_config_dir_event();
       for (std::size_t i = 0; i < remote_socks.size(); ++i)
-        if (items[7 + i].revents & ZMQ_POLLIN) remote->on_readable(i);
+        if (items[6 + i].revents & ZMQ_POLLIN) remote->on_readable(i);
       for (std::size_t i = 0; i < fds.size(); ++i) {
         if (!(items[kFixed + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) continue;
         auto [in, spawn, fd] = fds[i];
@@ -1166,7 +1152,6 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       }
       if (items[0].revents & ZMQ_POLLIN) read_plugin_socket();
       if (items[1].revents & ZMQ_POLLIN) read_client_socket();
-      if (items[2].revents & ZMQ_POLLIN) read_subscriptions();
       on_timers();
       // Callbacks deferred by call(): run those queued so far (new ones wait a round).
       for (std::size_t n = deferred.size(); n > 0; --n) {
@@ -1428,6 +1413,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     prepare_runtime_dir();
     setup_signals();
     bind_sockets();
+    events.start();
     engine = std::make_unique<PullEngine>(cfg, *this, *this);
     if (auto n = engine->removed_partials())
       spdlog::info("removed {} partial file(s) of pulls interrupted more than {} h ago", n,
@@ -1443,6 +1429,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     publish(core::topic::kDaemonStarted, {{"pid", ::getpid()}, {"version", MODELZOO_VERSION}});
     loop();
     shutdown();
+    events.stop();  // daemon.stopping and the last plugin events go out first
     for (const char* name : {"plugins.sock", "client.sock", "events.sock"}) ::unlink((cfg.runtime_dir / name).c_str());
     spdlog::info("stopped");
     return 0;
