@@ -5,7 +5,7 @@
 # corpus size, coverage gained, and any crash, leak, timeout or OOM with its reproducer.
 # Exits non-zero when a target found anything (or a past crash fails again). docs/fuzzing.md.
 #
-#   scripts/fuzz.sh                      every target, 20 s each (what CI runs)
+#   scripts/fuzz.sh                      every target, 10 s each (what CI runs)
 #   scripts/fuzz.sh --seconds 600        longer runs
 #   scripts/fuzz.sh --seconds 60 fuzz_envelope fuzz_gguf
 #   scripts/fuzz.sh --keep               keep what the runs found in build-fuzz/fuzz-run (default too)
@@ -14,7 +14,7 @@
 # Environment: FUZZ_JOBS (targets run at once; default: number of cores).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-seconds=20
+seconds=10
 merge=0
 targets=()
 while (($#)); do

@@ -24,9 +24,9 @@ echo "== benchmarks, quick form (figures only, never a failure on speed)"
 "$top/build/bin/modelzoo-pull-bench" --quick || { echo "pull benchmark run broke" >&2; exit 1; }
 "$top/build/bin/modelzoo-extension-bench" --quick || { echo "extension benchmark run broke" >&2; exit 1; }
 echo "== fuzz, bounded"
-# Every fuzz target for 20 s (2 at a time) on a copy of its seed corpus, after replaying every
+# Every fuzz target for 10 s (2 at a time) on a copy of its seed corpus, after replaying every
 # past crash; fails on any crash, leak or timeout (docs/fuzzing.md).
-"$top/scripts/fuzz.sh" --seconds 20 || { echo "fuzzing found a problem (reproducer above)" >&2; exit 1; }
+"$top/scripts/fuzz.sh" --seconds 10 || { echo "fuzzing found a problem (reproducer above)" >&2; exit 1; }
 if [ "${1:-}" != "--no-sanitize" ]; then
   echo "== build and test with ASan + UBSan"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
