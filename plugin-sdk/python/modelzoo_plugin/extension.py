@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .errors import BadRequest
+from .functions import FunctionTable
 from .names import check_file_name, check_model_name, check_version
 
 __all__ = ["PRE_DOWNLOAD", "POST_DOWNLOAD", "PRE_LOAD", "POST_LOAD", "POINTS", "HookFile", "HookRequest",
@@ -181,7 +182,7 @@ def parse_hook_request(body, deadline=None):
     return req
 
 
-class FunctionExtension(Extension):
+class FunctionExtension(FunctionTable, Extension):
     """An Extension made of functions:
 
         ext = FunctionExtension()
@@ -193,27 +194,10 @@ class FunctionExtension(Extension):
     """
 
     METHODS = ("configure", "hook")
-
-    def __init__(self, **functions):
-        self._functions = {}
-        for method, fn in functions.items():
-            self.on(method)(fn)
-
-    def on(self, method):
-        if method not in self.METHODS:
-            raise ValueError("unknown extension method %r (one of %s)" % (method, ", ".join(self.METHODS)))
-
-        def register(fn):
-            self._functions[method] = fn
-            return fn
-
-        return register
+    KIND = "extension"
 
     def configure(self, config):
-        fn = self._functions.get("configure")
-        if fn is not None:
-            fn(config)
+        self._call("configure", super().configure, config)
 
     def hook(self, req):
-        fn = self._functions.get("hook")
-        return fn(req) if fn is not None else super().hook(req)
+        return self._call("hook", super().hook, req)

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import List
 
 from .errors import Error
+from .functions import FunctionTable
 
 __all__ = ["FileInfo", "ModelMetadata", "ModelSummary", "DownloadRequest", "ChunkSink", "Registry", "FunctionRegistry",
            "sha256_file"]
@@ -129,7 +130,7 @@ class Registry:
         raise NotImplementedError("download() is not implemented")
 
 
-class FunctionRegistry(Registry):
+class FunctionRegistry(FunctionTable, Registry):
     """A Registry made of functions, for authors who prefer decorators to a subclass:
 
         registry = FunctionRegistry()
@@ -150,42 +151,22 @@ class FunctionRegistry(Registry):
     """
 
     METHODS = ("configure", "metadata", "exists", "list", "download")
-
-    def __init__(self, **functions):
-        self._functions = {}
-        for method, fn in functions.items():
-            self.on(method)(fn)
-
-    def on(self, method):
-        if method not in self.METHODS:
-            raise ValueError("unknown registry method %r (one of %s)" % (method, ", ".join(self.METHODS)))
-
-        def register(fn):
-            self._functions[method] = fn
-            return fn
-
-        return register
+    KIND = "registry"
 
     def configure(self, config):
-        fn = self._functions.get("configure")
-        if fn is not None:
-            fn(config)
+        self._call("configure", super().configure, config)
 
     def metadata(self, name, version):
-        fn = self._functions.get("metadata")
-        return fn(name, version) if fn is not None else super().metadata(name, version)
+        return self._call("metadata", super().metadata, name, version)
 
     def exists(self, name, version):
-        fn = self._functions.get("exists")
-        return fn(name, version) if fn is not None else super().exists(name, version)
+        return self._call("exists", super().exists, name, version)
 
     def list(self):
-        fn = self._functions.get("list")
-        return fn() if fn is not None else super().list()
+        return self._call("list", super().list)
 
     def download(self, req, sink):
-        fn = self._functions.get("download")
-        return fn(req, sink) if fn is not None else super().download(req, sink)
+        return self._call("download", super().download, req, sink)
 
 
 def sha256_file(path, block_size=1 << 20):
