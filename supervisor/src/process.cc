@@ -185,36 +185,45 @@ std::optional<int> ChildProcess::wait_for(int timeout_ms) {
 
 std::vector<std::string> ChildProcess::read_lines(int fd) {
   std::vector<std::string> lines;
-  std::string& buf = fd == out_fd_ ? out_buf_ : err_buf_;
-  char chunk[4096];
+  if (fd == out_fd_) read_output_lines(out_fd_, out_buf_, lines);
+  else if (fd == err_fd_) read_output_lines(err_fd_, err_buf_, lines);
+  return lines;
+}
+
+void read_output_lines(int& fd, std::string& partial, std::vector<std::string>& lines) {
+  constexpr std::size_t kMaxLine = 16384;  // a plugin printing without newlines: cut the line
+  if (fd < 0) return;
+  char chunk[8192];
   while (true) {
     ssize_t n = ::read(fd, chunk, sizeof chunk);
     if (n > 0) {
-      buf.append(chunk, static_cast<std::size_t>(n));
-      std::size_t pos;
-      while ((pos = buf.find('\n')) != std::string::npos) {
-        lines.push_back(buf.substr(0, pos));
-        buf.erase(0, pos + 1);
-      }
-      if (buf.size() > 16384) {  // a plugin printing without newlines: cut the line
-        lines.push_back(buf);
-        buf.clear();
+      partial.append(chunk, static_cast<std::size_t>(n));
+      for (;;) {
+        std::size_t pos = partial.find('\n');
+        if (pos != std::string::npos && pos <= kMaxLine) {
+          lines.push_back(partial.substr(0, pos));
+          partial.erase(0, pos + 1);
+        } else if (partial.size() > kMaxLine) {  // however the bytes came in
+          lines.push_back(partial.substr(0, kMaxLine));
+          partial.erase(0, kMaxLine);
+        } else {
+          break;
+        }
       }
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;
-    // EOF or error: the plugin closed this stream.
-    if (!buf.empty()) lines.push_back(buf);
-    buf.clear();
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    // EOF or error: the stream is closed.
+    if (!partial.empty()) lines.push_back(partial);
+    partial.clear();
     ::close(fd);
-    (fd == out_fd_ ? out_fd_ : err_fd_) = -1;
-    break;
+    fd = -1;
+    return;
   }
-  return lines;
 }
 
-std::string ChildProcess::describe_status(int st) {
+std::string describe_wait_status(int st) {
   if (WIFEXITED(st)) return "exit " + std::to_string(WEXITSTATUS(st));
   if (WIFSIGNALED(st)) {
     int sig = WTERMSIG(st);

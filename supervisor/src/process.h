@@ -33,6 +33,15 @@ struct SpawnSpec {
   int landlock_ruleset = -1;
 };
 
+// Reads what is available on a non-blocking `fd` into `partial` and appends each complete
+// line (without its '\n') to `lines`; a line past 16 KiB without a newline is cut there. At
+// EOF (or on an error) closes fd, sets it to -1 and appends the unterminated rest, if any.
+// Shared with the conformance kit's child process.
+void read_output_lines(int& fd, std::string& partial, std::vector<std::string>& lines);
+
+// A wait(2) status in words: "exit 3", "signal 9 (SIGKILL)".
+std::string describe_wait_status(int wait_status);
+
 class ChildProcess {
  public:
   // Starts the child. Throws std::runtime_error naming the command and the reason.
@@ -63,8 +72,8 @@ class ChildProcess {
   // The CPU time (user + system, seconds) the reaped child used, from wait4(2).
   double cpu_seconds() const { return cpu_seconds_; }
 
-  // "exit 3", "signal 9 (Killed)".
-  static std::string describe_status(int wait_status);
+  // "exit 3", "signal 9 (SIGKILL)".
+  static std::string describe_status(int wait_status) { return describe_wait_status(wait_status); }
 
  private:
   pid_t pid_ = -1;

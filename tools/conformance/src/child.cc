@@ -1,5 +1,7 @@
 #include "child.h"
 
+#include "process.h"  // supervisor: the line reader and wait-status words
+
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
@@ -24,7 +26,6 @@ namespace modelzoo::conformance {
 namespace {
 
 constexpr std::size_t kKeepLines = 200;
-constexpr std::size_t kMaxLine = 16384;
 
 bool executable(const std::string& path) {
   struct stat st {};
@@ -171,17 +172,7 @@ bool Child::poll_exit() {
   return true;
 }
 
-std::string Child::describe_status(int st) {
-  if (WIFEXITED(st)) return "exit " + std::to_string(WEXITSTATUS(st));
-  if (WIFSIGNALED(st)) {
-    int sig = WTERMSIG(st);
-    const char* name = ::sigabbrev_np(sig);
-    return "signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
-  }
-  return "status " + std::to_string(st);
-}
-
-std::string Child::describe() const { return status_ ? describe_status(*status_) : "running"; }
+std::string Child::describe() const { return status_ ? supervisor::describe_wait_status(*status_) : "running"; }
 
 bool Child::exited_cleanly() const { return status_ && WIFEXITED(*status_) && WEXITSTATUS(*status_) == 0; }
 
@@ -193,32 +184,9 @@ void Child::add_line(std::string line, bool is_stdout) {
 }
 
 void Child::read_fd(int& fd, std::string& partial, bool is_stdout) {
-  if (fd < 0) return;
-  char buf[8192];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      partial.append(buf, static_cast<std::size_t>(n));
-      std::size_t pos;
-      while ((pos = partial.find('\n')) != std::string::npos) {
-        add_line(partial.substr(0, pos), is_stdout);
-        partial.erase(0, pos + 1);
-      }
-      if (partial.size() > kMaxLine) {
-        add_line(partial.substr(0, kMaxLine), is_stdout);
-        partial.clear();
-      }
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    // EOF (or an error): the stream is closed.
-    add_line(partial, is_stdout);
-    partial.clear();
-    ::close(fd);
-    fd = -1;
-    return;
-  }
+  std::vector<std::string> lines;
+  supervisor::read_output_lines(fd, partial, lines);
+  for (auto& line : lines) add_line(std::move(line), is_stdout);
 }
 
 void Child::read_output() {

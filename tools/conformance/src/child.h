@@ -48,8 +48,6 @@ class Child {
   // The last lines of stderr and stdout (stdout lines are marked), oldest first.
   std::vector<std::string> tail(std::size_t lines) const;
 
-  static std::string describe_status(int wait_status);
-
  private:
   void read_fd(int& fd, std::string& partial, bool is_stdout);
   void add_line(std::string line, bool is_stdout);
