@@ -194,7 +194,7 @@ class Checker {
   void protocol() {
     const json* v = find("protocol");
     if (!v) return;
-    if (auto why = check_protocol_range(*v, bus::kProtocolVersion)) add("protocol", *why);
+    if (auto why = supervisor::protocol_range_problem(*v, bus::kProtocolVersion)) add("protocol", *why);
   }
 
   void command() {
@@ -327,52 +327,6 @@ std::string strip_origin(std::string message, const std::string& origin) {
 }
 
 }  // namespace
-
-std::optional<std::string> check_protocol_range(const json& v, int host) {
-  const std::string usage = " (a list of protocol versions such as [1], or a range such as \">=1\")";
-  std::string host_s = std::to_string(host);
-  auto excludes = [&](const std::string& what) {
-    return "'" + what + "' does not include protocol " + host_s + ", the version this modelzoo speaks";
-  };
-  if (v.is_number_integer() || v.is_array()) {
-    json list = v.is_array() ? v : json::array({v});
-    if (list.empty()) return "names no protocol version" + usage;
-    bool speaks = false;
-    for (const auto& e : list) {
-      if (!e.is_number_integer() || e.get<long long>() < 1)
-        return "'" + shown(e) + "' is not a protocol version" + usage;
-      if (e.get<long long>() == host) speaks = true;
-    }
-    if (!speaks) return excludes(v.dump());
-    return std::nullopt;
-  }
-  if (!v.is_string()) return "must be a list of protocol versions or a range" + usage;
-  // Constraints separated by commas or blanks, each [>=|<=|>|<|=|==]N; all must hold.
-  std::string s = v.get<std::string>();
-  bool any = false, holds = true;
-  std::size_t i = 0;
-  while (i < s.size()) {
-    if (s[i] == ',' || s[i] == ' ' || s[i] == '\t') {
-      ++i;
-      continue;
-    }
-    std::string op;
-    while (i < s.size() && (s[i] == '>' || s[i] == '<' || s[i] == '=')) op += s[i++];
-    while (i < s.size() && s[i] == ' ') ++i;
-    std::size_t start = i;
-    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
-    if (start == i || i - start > 9 || !(op.empty() || op == ">=" || op == "<=" || op == ">" || op == "<" ||
-                                         op == "=" || op == "=="))
-      return "'" + s + "' is not a protocol version range" + usage;
-    long long n = std::stoll(s.substr(start, i - start));
-    bool ok = op == ">=" ? host >= n : op == "<=" ? host <= n : op == ">" ? host > n : op == "<" ? host < n : host == n;
-    holds = holds && ok;
-    any = true;
-  }
-  if (!any) return "'" + s + "' is not a protocol version range" + usage;
-  if (!holds) return excludes(s);
-  return std::nullopt;
-}
 
 std::vector<std::string> validate_plugin_dir(const fs::path& dir) {
   const std::string shown_file = "plugin.yaml";

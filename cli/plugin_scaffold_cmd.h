@@ -35,9 +35,4 @@ int run_plugin_validate(const PluginValidateOptions& options, bool json);
 // (supervisor::load_manifest) and that the command can be started.
 std::vector<std::string> validate_plugin_dir(const std::filesystem::path& dir);
 
-// A manifest's `protocol` (the bus protocol versions the plugin speaks): an integer, a list of
-// integers, or a range string such as ">=1" or ">=1, <3". Returns the reason it is malformed,
-// or that it excludes `host` (the version this modelzoo speaks); nullopt when compatible.
-std::optional<std::string> check_protocol_range(const nlohmann::json& value, int host);
-
 }  // namespace modelzoo::cli

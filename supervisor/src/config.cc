@@ -423,55 +423,10 @@ bool has_extension_settings(const json& j) {
   return false;
 }
 
-// A manifest's `protocol`: the bus protocol versions the plugin speaks, as an integer, a list
-// of integers ([1]) or a range string (">=1", ">=1, <3"). It must include the one this
-// daemon speaks, else the plugin could never say hello.
+// A manifest's `protocol` must include the version this daemon speaks, else the plugin could
+// never say hello.
 void check_protocol(const Reader& r, const json& v) {
-  const std::string usage = " (a list of versions such as [1], or a range such as \">=1\")";
-  const int host = bus::kProtocolVersion;
-  bool speaks = false;
-  if (v.is_number_integer() || v.is_array()) {
-    json list = v.is_array() ? v : json::array({v});
-    if (list.empty()) r.fail("manifest.protocol", "names no protocol version" + usage);
-    for (const auto& e : list) {
-      if (!e.is_number_integer() || e.get<long long>() < 1)
-        r.fail("manifest.protocol", "'" + e.dump() + "' is not a protocol version" + usage);
-      speaks = speaks || e.get<long long>() == host;
-    }
-  } else if (v.is_string()) {
-    // Constraints separated by commas or blanks, each [>=|<=|>|<|=|==]N; all must hold.
-    const std::string s = v.get<std::string>();
-    bool any = false;
-    speaks = true;
-    for (std::size_t i = 0; i < s.size();) {
-      if (s[i] == ',' || s[i] == ' ' || s[i] == '\t') {
-        ++i;
-        continue;
-      }
-      std::string op;
-      while (i < s.size() && (s[i] == '>' || s[i] == '<' || s[i] == '=')) op += s[i++];
-      while (i < s.size() && s[i] == ' ') ++i;
-      std::size_t start = i;
-      while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
-      bool known_op = op.empty() || op == ">=" || op == "<=" || op == ">" || op == "<" || op == "=" || op == "==";
-      if (start == i || i - start > 9 || !known_op)
-        r.fail("manifest.protocol", "'" + s + "' is not a protocol version range" + usage);
-      long long n = std::stoll(s.substr(start, i - start));
-      speaks = speaks && (op == ">=" ? host >= n
-                          : op == "<=" ? host <= n
-                          : op == ">"  ? host > n
-                          : op == "<"  ? host < n
-                                       : host == n);
-      any = true;
-    }
-    if (!any) r.fail("manifest.protocol", "'" + s + "' is not a protocol version range" + usage);
-  } else {
-    r.fail("manifest.protocol", "must be a list of protocol versions or a range" + usage);
-  }
-  if (!speaks)
-    r.fail("manifest.protocol", "'" + (v.is_string() ? v.get<std::string>() : v.dump()) +
-                                    "' does not include protocol " + std::to_string(host) +
-                                    ", the version this modelzoo speaks");
+  if (auto why = protocol_range_problem(v, bus::kProtocolVersion)) r.fail("manifest.protocol", *why);
 }
 
 Manifest parse_manifest(const json& j, const std::string& origin, const fs::path& dir, const RestartPolicy& defaults) {
@@ -866,6 +821,52 @@ DaemonConfig load_config(const fs::path& path, const fs::path& exe_dir) {
   DaemonConfig c = parse_config(read_file(path), path.string(), exe_dir);
   c.config_file = fs::absolute(path);
   return c;
+}
+
+std::optional<std::string> protocol_range_problem(const json& v, int host) {
+  const std::string usage = " (a list of protocol versions such as [1], or a range such as \">=1\")";
+  std::string host_s = std::to_string(host);
+  auto excludes = [&](const std::string& what) {
+    return "'" + what + "' does not include protocol " + host_s + ", the version this modelzoo speaks";
+  };
+  if (v.is_number_integer() || v.is_array()) {
+    json list = v.is_array() ? v : json::array({v});
+    if (list.empty()) return "names no protocol version" + usage;
+    bool speaks = false;
+    for (const auto& e : list) {
+      if (!e.is_number_integer() || e.get<long long>() < 1)
+        return "'" + (e.is_string() ? e.get<std::string>() : e.dump()) + "' is not a protocol version" + usage;
+      if (e.get<long long>() == host) speaks = true;
+    }
+    if (!speaks) return excludes(v.dump());
+    return std::nullopt;
+  }
+  if (!v.is_string()) return "must be a list of protocol versions or a range" + usage;
+  // Constraints separated by commas or blanks, each [>=|<=|>|<|=|==]N; all must hold.
+  std::string s = v.get<std::string>();
+  bool any = false, holds = true;
+  std::size_t i = 0;
+  while (i < s.size()) {
+    if (s[i] == ',' || s[i] == ' ' || s[i] == '\t') {
+      ++i;
+      continue;
+    }
+    std::string op;
+    while (i < s.size() && (s[i] == '>' || s[i] == '<' || s[i] == '=')) op += s[i++];
+    while (i < s.size() && s[i] == ' ') ++i;
+    std::size_t start = i;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+    if (start == i || i - start > 9 || !(op.empty() || op == ">=" || op == "<=" || op == ">" || op == "<" ||
+                                         op == "=" || op == "=="))
+      return "'" + s + "' is not a protocol version range" + usage;
+    long long n = std::stoll(s.substr(start, i - start));
+    bool ok = op == ">=" ? host >= n : op == "<=" ? host <= n : op == ">" ? host > n : op == "<" ? host < n : host == n;
+    holds = holds && ok;
+    any = true;
+  }
+  if (!any) return "'" + s + "' is not a protocol version range" + usage;
+  if (!holds) return excludes(s);
+  return std::nullopt;
 }
 
 }  // namespace modelzoo::supervisor

@@ -154,4 +154,11 @@ const std::string& default_config_yaml();
 // Converts a YAML node to JSON (scalars become strings, numbers or booleans as they parse).
 nlohmann::json yaml_to_json(const std::string& yaml_text);
 
+// A manifest's `protocol` (the bus protocol versions a plugin speaks): an integer, a list of
+// integers ([1]), or a range string (">=1", ">=1, <3": constraints separated by commas or
+// blanks, each [>=|<=|>|<|=|==]N, all of which must hold). Returns why it is malformed or
+// excludes `host` (the version this modelzoo speaks); nullopt when compatible. Shared by the
+// manifest loader and `modelzoo plugin validate`.
+std::optional<std::string> protocol_range_problem(const nlohmann::json& value, int host);
+
 }  // namespace modelzoo::supervisor
