@@ -6,11 +6,13 @@
 #include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <string_view>
 #include <stdexcept>
@@ -87,6 +89,34 @@ struct ChildSetup : bp::extend::handler {
   }
 };
 
+bool executable_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+}
+
+// argv[0] as a shell would take it: a path when it contains '/', else a name searched in PATH.
+// Checked here so that the reason is named ("does not exist", "not an executable file": a
+// directory passes access(X_OK)), not left to a bare errno from exec.
+std::string resolve_command(const std::string& exe) {
+  if (exe.find('/') != std::string::npos) {
+    if (::access(exe.c_str(), F_OK) != 0)
+      throw std::runtime_error("command '" + exe + "': " + std::strerror(errno));
+    if (!executable_file(exe)) throw std::runtime_error("command '" + exe + "' is not an executable file");
+    return exe;
+  }
+  const char* path = std::getenv("PATH");
+  std::string_view dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  while (true) {
+    std::size_t end = dirs.find(':');
+    std::string_view dir = dirs.substr(0, end);
+    std::string candidate = (dir.empty() ? std::string(".") : std::string(dir)) + "/" + exe;
+    if (executable_file(candidate)) return candidate;
+    if (end == std::string_view::npos) break;
+    dirs.remove_prefix(end + 1);
+  }
+  throw std::runtime_error("command '" + exe + "' not found in PATH");
+}
+
 int take_read_end(bp::pipe& p) {
   int fd = ::fcntl(p.native_source(), F_DUPFD_CLOEXEC, 3);
   if (fd >= 0) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -96,15 +126,8 @@ int take_read_end(bp::pipe& p) {
 }  // namespace
 
 ChildProcess::ChildProcess(const SpawnSpec& spec) {
-  if (spec.argv.empty()) throw std::runtime_error("empty command");
-  std::string exe = spec.argv[0];
-  if (exe.find('/') == std::string::npos) {
-    auto found = bp::search_path(exe);
-    if (found.empty()) throw std::runtime_error("command '" + exe + "' not found in PATH");
-    exe = found.string();
-  }
-  if (::access(exe.c_str(), X_OK) != 0)
-    throw std::runtime_error("command '" + exe + "' is not executable: " + std::strerror(errno));
+  if (spec.argv.empty() || spec.argv[0].empty()) throw std::runtime_error("empty command");
+  const std::string exe = resolve_command(spec.argv[0]);
   std::vector<std::string> args(spec.argv.begin() + 1, spec.argv.end());
   // The daemon's environment, with the spec's variables replacing any of the same name.
   std::vector<std::string> env_store;
