@@ -16,13 +16,13 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <random>
 #include <set>
 #include <sstream>
 
 #include <spdlog/spdlog.h>
 
 #include "modelzoo/bus/names.h"
+#include "modelzoo/bus/random.h"
 #include "modelzoo/bus/sha256.h"
 #include "modelzoo/bus/socket.h"
 #include "modelzoo/core/events.h"
@@ -57,14 +57,6 @@ constexpr std::size_t kMaxRequestsPerClient = 1000;   // per client connection
 constexpr std::size_t kMaxRequestsInFlight = 10000;   // all clients together
 
 std::int64_t ms_between(Clock::time_point a, Clock::time_point b) { return duration_cast<milliseconds>(b - a).count(); }
-
-std::string random_token() {
-  std::random_device rd;
-  std::string out;
-  static const char* hex = "0123456789abcdef";
-  for (int i = 0; i < 32; ++i) out += hex[rd() & 15];
-  return out;
-}
 
 // The level word an SDK puts first on a stderr line ("warn something") picks the log level.
 spdlog::level::level_enum level_of(std::string& line) {
@@ -286,7 +278,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     }
     in.spawns++;
     in.plugin_id = in.source.name + "." + std::to_string(in.spawns);
-    in.token = random_token();
+    in.token = bus::random_hex(32);
     in.routing_id.clear();
     in.invalid_messages = 0;
     in.stop_requested = false;

@@ -18,6 +18,7 @@
 
 #include "modelzoo/bus/model.h"
 #include "modelzoo/bus/names.h"
+#include "modelzoo/bus/random.h"
 #include "modelzoo/bus/sha256.h"
 #include "modelzoo/conformance/kit.h"
 #include "session.h"
@@ -847,8 +848,8 @@ void Runner::check_metadata() {
 void Runner::check_metadata_not_found() {
   if (!running("metadata.not-found")) return;
   std::string base = target_ ? target_->name : name_for_handles(handles_, "modelzoo-kit/model");
-  absent_name_ = base + "-kit-absent-" + random_hex(6);
-  if (bus::check_model_name(absent_name_)) absent_name_ = "modelzoo-kit/absent-" + random_hex(6);
+  absent_name_ = base + "-kit-absent-" + bus::random_hex(6);
+  if (bus::check_model_name(absent_name_)) absent_name_ = "modelzoo-kit/absent-" + bus::random_hex(6);
   auto a = call("metadata", {{"name", absent_name_}});
   if (!a.is(ErrorCode::not_found))
     return fail("metadata.not-found", "metadata of an absent model " + quote(absent_name_) + " answered " + a.what() +

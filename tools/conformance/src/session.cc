@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <random>
 #include <stdexcept>
 
+#include "modelzoo/bus/random.h"
 #include "modelzoo/bus/socket.h"
 #include "modelzoo/conformance/kit.h"
 
@@ -29,17 +29,9 @@ static_assert(std::atomic<bool>::is_always_lock_free);  // set from a signal han
 void interrupt() { g_interrupted.store(true); }
 bool interrupted() { return g_interrupted.load(); }
 
-std::string random_hex(std::size_t digits) {
-  static const char* hex = "0123456789abcdef";
-  std::random_device rd;
-  std::string out;
-  for (std::size_t i = 0; i < digits; ++i) out += hex[rd() & 15];
-  return out;
-}
-
 Session::Session(const std::filesystem::path& dir, const std::string& socket_name, const std::string& source,
                  const std::vector<std::string>& command)
-    : plugin_id_(source + ".1"), token_(random_hex(32)) {
+    : plugin_id_(source + ".1"), token_(bus::random_hex(32)) {
   bus::configure_socket(sock_);
   const std::string endpoint = "ipc://" + (dir / socket_name).string();
   mode_t old = ::umask(0077);  // the socket file is created 0600, as the daemon's

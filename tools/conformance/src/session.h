@@ -109,8 +109,6 @@ class Session {
   Clock::time_point welcomed_at_{}, next_beat_{};
 };
 
-std::string random_hex(std::size_t digits);
-
 // Set by interrupt(); every wait checks it and throws Interrupted.
 bool interrupted();
 
