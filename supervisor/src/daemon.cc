@@ -215,7 +215,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     event_sock.set(zmq::sockopt::sndhwm, 10000);
     event_sock.set(zmq::sockopt::xpub_verbose, 1);  // see every subscription (for _sync.)
     event_sock.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(4096));
-    // Sockets are created 0600 (umask) rather than chmod'ed after the fact: no window.
+    // Sockets are created 0700 (umask 077) rather than chmod'ed after the fact: no window.
     mode_t old = ::umask(0077);
     plugin_sock.bind("ipc://" + (cfg.runtime_dir / "plugins.sock").string());
     client_sock.bind("ipc://" + (cfg.runtime_dir / "client.sock").string());

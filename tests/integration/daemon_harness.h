@@ -110,7 +110,9 @@ class Daemon {
     std::vector<char*> envp;
     for (auto& v : env_store) envp.push_back(v.data());
     envp.push_back(nullptr);
-    std::vector<char*> argv = {exe.data(), const_cast<char*>("--config"), cfg.data(), nullptr};
+    std::vector<char*> argv;
+    for (auto& w : launcher) argv.push_back(w.data());
+    argv.insert(argv.end(), {exe.data(), const_cast<char*>("--config"), cfg.data(), nullptr});
     // A file-size limit for the daemon (disk-full tests): set here, inherited, restored.
     rlimit saved{};
     ::getrlimit(RLIMIT_FSIZE, &saved);
@@ -119,7 +121,7 @@ class Daemon {
       lim.rlim_cur = *file_size_limit;
       ::setrlimit(RLIMIT_FSIZE, &lim);
     }
-    int rc = ::posix_spawn(&pid_, exe.c_str(), &fa, nullptr, argv.data(), envp.data());
+    int rc = ::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), envp.data());
     ::setrlimit(RLIMIT_FSIZE, &saved);
     posix_spawn_file_actions_destroy(&fa);
     ASSERT_EQ(rc, 0) << "cannot start " << exe;
@@ -183,6 +185,9 @@ class Daemon {
   // Set before start(): extra "NAME=value" environment entries, another cache directory
   // (two daemons sharing one), and a file-size limit.
   std::vector<std::string> extra_env;
+  // A program that modelzood is started through (it must exec the rest of its arguments, so
+  // that pid() is the daemon's), e.g. modelzoo-test-without-landlock.
+  std::vector<std::string> launcher;
   std::optional<fs::path> shared_cache;
   std::optional<rlim_t> file_size_limit;
 

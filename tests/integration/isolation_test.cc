@@ -279,5 +279,32 @@ TEST(Sandbox, APythonPluginRunsUnderTheSandbox) {
   EXPECT_EQ(reply["files"][0]["sha256"], bus::Sha256::of("python under landlock\n"));
 }
 
+// Where the kernel has no Landlock, `sandbox: landlock` runs the plugin unconfined and says
+// why, and `sandbox: require` does not start it. modelzood runs under a seccomp filter that
+// makes the Landlock calls fail with ENOSYS, as on a kernel built without it.
+TEST(Sandbox, WithoutLandlockItRunsUnconfinedOrRequireRefusesToStart) {
+  Daemon d(config_with(memory_source("loose", 0, "demo/a") + "    sandbox: landlock\n" +
+                       memory_source("strict", 0, "demo/b", "", 65536, "{policy: never}") + "    sandbox: require\n"),
+           false);
+  d.launcher = {(bin_dir() / "modelzoo-test-without-landlock").string()};
+  d.start();
+  const std::string why = "the kernel has no Landlock (landlock_create_ruleset: ENOSYS; Linux 5.13 or later)";
+  EXPECT_EQ(d.wait_plugin("loose")["sandbox"], "unsupported: " + why);
+  EXPECT_EQ(d.client().pull("demo/a")["files"].size(), 1u);
+  EXPECT_TRUE(wait_until([&] { return d.log().find("[loose] runs without its sandbox: " + why) != std::string::npos; }));
+
+  auto strict = d.wait_plugin("strict", "stopped");
+  EXPECT_EQ(strict["sandbox"], "unsupported: " + why);
+  EXPECT_EQ(strict["last_error"], "the sandbox is required (sandbox: require) but unavailable: " + why);
+  EXPECT_EQ(strict["last_exit"], "not started");
+  EXPECT_EQ(strict["pid"], 0) << "never started";
+  try {
+    d.client().pull("demo/b");
+    ADD_FAILURE() << "demo/b was served without its required sandbox";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("strict"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace modelzoo::testing
