@@ -1,5 +1,6 @@
 #include "event_publisher.h"
 
+#include <cerrno>
 #include <cstdio>
 
 #include <spdlog/spdlog.h>
@@ -27,9 +28,16 @@ void EventPublisher::start() { thread_ = std::thread([this] { run(); }); }
 
 void EventPublisher::stop() {
   if (!thread_.joinable()) return;
-  // A frame without a topic ends the thread once the events before it are out. Sent
-  // blocking: the thread is draining the queue, so there is room soon.
-  in_.send(zmq::message_t{}, zmq::send_flags::none);
+  // A frame without a topic ends the thread once the events before it are out. The thread
+  // drains the queue, so there is room soon; if not within 2 s (held up by a flood), the flag
+  // ends it at its next round and what is still queued is dropped.
+  in_.set(zmq::sockopt::sndtimeo, 2000);
+  bool sent = false;
+  try {
+    sent = in_.send(zmq::message_t{}, zmq::send_flags::none).has_value();
+  } catch (const zmq::error_t&) {
+  }
+  if (!sent) stopping_ = true;
   thread_.join();
 }
 
@@ -48,41 +56,50 @@ void EventPublisher::publish(std::string_view topic, std::string_view body) {
 }
 
 void EventPublisher::run() {
-  zmq::pollitem_t items[] = {{out_.handle(), 0, ZMQ_POLLIN, 0}, {xpub_.handle(), 0, ZMQ_POLLIN, 0}};
-  try {
-    for (;;) {
-      zmq::poll(items, 2, std::chrono::milliseconds(-1));
-      // Bounded batches of each, so that neither events nor subscriptions starve the other.
-      for (int i = 0; i < 1024 && (items[0].revents & ZMQ_POLLIN); ++i) {
-        zmq::message_t topic, body;
-        if (!out_.recv(topic, zmq::recv_flags::dontwait)) break;
-        if (!topic.more()) return;  // stop()
-        (void)out_.recv(body, zmq::recv_flags::none);
-        // An XPUB never blocks: a subscriber beyond its high-water mark misses the event.
-        xpub_.send(topic, zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-        xpub_.send(body, zmq::send_flags::dontwait);
-      }
-      // XPUB delivers subscribe (\x01 prefix) and unsubscribe (\x00 prefix) messages. A
-      // subscription to "_sync.<nonce>" is answered on that topic so a subscriber knows all
-      // its earlier subscriptions are in effect (docs/protocol.md, "Events").
-      for (int i = 0; i < 256 && (items[1].revents & ZMQ_POLLIN); ++i) {
-        zmq::message_t m;
-        if (!xpub_.recv(m, zmq::recv_flags::dontwait)) break;
-        subscriptions_.fetch_add(1, std::memory_order_relaxed);
-        std::string_view s = m.to_string_view();
-        if (s.size() > 7 && s[0] == 1 && s.compare(1, 6, "_sync.") == 0) {
-          std::string_view topic = s.substr(1);
-          std::string body = bus::to_msgpack(
-              {{"topic", topic}, {"time", core::now_rfc3339()}, {"source", "modelzood"}});
-          xpub_.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-          xpub_.send(zmq::buffer(body), zmq::send_flags::dontwait);
-        }
-      }
+  for (;;) {
+    try {
+      if (!round()) return;
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) return;  // the context is going away with the daemon
+      spdlog::warn("event thread: {}", e.what());
+    } catch (const std::exception& e) {
+      // Nothing a subscriber sends may end the thread (or, uncaught, the daemon).
+      spdlog::warn("event thread: {}", e.what());
     }
-  } catch (const zmq::error_t& e) {
-    // Only a context being terminated gets here; the daemon is going down.
-    spdlog::debug("event thread ends: {}", e.what());
   }
+}
+
+bool EventPublisher::round() {
+  zmq::pollitem_t items[] = {{out_.handle(), 0, ZMQ_POLLIN, 0}, {xpub_.handle(), 0, ZMQ_POLLIN, 0}};
+  zmq::poll(items, 2, std::chrono::milliseconds(200));
+  if (stopping_) return false;
+  // Bounded batches of each, so that neither events nor subscriptions starve the other.
+  for (int i = 0; i < 1024 && (items[0].revents & ZMQ_POLLIN); ++i) {
+    zmq::message_t topic, body;
+    if (!out_.recv(topic, zmq::recv_flags::dontwait)) break;
+    if (!topic.more()) return false;  // stop()
+    (void)out_.recv(body, zmq::recv_flags::none);
+    // An XPUB never blocks: a subscriber beyond its high-water mark misses the event.
+    xpub_.send(topic, zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    xpub_.send(body, zmq::send_flags::dontwait);
+  }
+  // XPUB delivers subscribe (\x01 prefix) and unsubscribe (\x00 prefix) messages. A
+  // subscription to "_sync.<nonce>" is answered on that topic so a subscriber knows all
+  // its earlier subscriptions are in effect (docs/protocol.md, "Events").
+  for (int i = 0; i < 256 && (items[1].revents & ZMQ_POLLIN); ++i) {
+    zmq::message_t m;
+    if (!xpub_.recv(m, zmq::recv_flags::dontwait)) break;
+    subscriptions_.fetch_add(1, std::memory_order_relaxed);
+    std::string_view s = m.to_string_view();
+    if (s.size() > 7 && s[0] == 1 && s.compare(1, 6, "_sync.") == 0) {
+      std::string_view topic = s.substr(1);
+      std::string body =
+          bus::to_msgpack({{"topic", topic}, {"time", core::now_rfc3339()}, {"source", "modelzood"}});
+      xpub_.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      xpub_.send(zmq::buffer(body), zmq::send_flags::dontwait);
+    }
+  }
+  return true;
 }
 
 }  // namespace modelzoo::supervisor

@@ -44,12 +44,15 @@ class EventPublisher {
 
  private:
   void run();
+  bool round();  // one poll and its bounded batches; false: stop
+
 
   zmq::socket_t xpub_;
   zmq::socket_t in_;   // the publishing side of the queue (the loop's)
   zmq::socket_t out_;  // the thread's side
   std::thread thread_;
   std::uint64_t dropped_ = 0;
+  std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> subscriptions_{0};
 };
 
