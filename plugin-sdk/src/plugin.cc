@@ -78,10 +78,8 @@ zmq::message_t outgoing_frame(const void* data, std::size_t size) {
     Unrecorded& operator=(const Unrecorded&) = delete;
   };
   Unrecorded unrecorded;  // ended even when the allocation throws
-  return zmq::message_t(data, size);
-#else
-  return zmq::message_t(data, size);
 #endif
+  return zmq::message_t(data, size);
 }
 
 // Frames a worker wants sent, pushed as one multipart message over inproc.

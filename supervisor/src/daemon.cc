@@ -143,7 +143,6 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   zmq::socket_t plugin_sock{ctx, zmq::socket_type::router};
   zmq::socket_t client_sock{ctx, zmq::socket_type::router};
   EventPublisher events{ctx, 20000};
-  zmq::socket_t& event_sock = events.socket();
   std::unique_ptr<RemoteAccess> remote;  // TCP endpoints with CURVE + ZAP; null without `listen`
   int signal_fd = -1;
   int lock_fd = -1;
@@ -210,16 +209,12 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       bus::configure_socket(*s);
       s->set(zmq::sockopt::affinity, std::uint64_t{1});  // I/O thread 0
     }
-    event_sock.set(zmq::sockopt::affinity, std::uint64_t{2});  // I/O thread 1
-    event_sock.set(zmq::sockopt::linger, 0);
-    event_sock.set(zmq::sockopt::sndhwm, 10000);
-    event_sock.set(zmq::sockopt::xpub_verbose, 1);  // see every subscription (for _sync.)
-    event_sock.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(4096));
+    events.socket().set(zmq::sockopt::affinity, std::uint64_t{2});  // I/O thread 1
     // Sockets are created 0700 (umask 077) rather than chmod'ed after the fact: no window.
     mode_t old = ::umask(0077);
     plugin_sock.bind("ipc://" + (cfg.runtime_dir / "plugins.sock").string());
     client_sock.bind("ipc://" + (cfg.runtime_dir / "client.sock").string());
-    event_sock.bind("ipc://" + (cfg.runtime_dir / "events.sock").string());
+    events.socket().bind("ipc://" + (cfg.runtime_dir / "events.sock").string());
     ::umask(old);
     if (!cfg.listen.any()) return;
     // TCP endpoints come after the ipc ones: libzmq takes a socket's options at bind, so the
@@ -228,7 +223,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     update_remote_keys();
     if (!cfg.listen.plugins.empty()) remote->listen(plugin_sock, cfg.listen.plugins, RemoteAccess::Domain::plugins);
     if (!cfg.listen.clients.empty()) remote->listen(client_sock, cfg.listen.clients, RemoteAccess::Domain::clients);
-    if (!cfg.listen.events.empty()) remote->listen(event_sock, cfg.listen.events, RemoteAccess::Domain::events);
+    if (!cfg.listen.events.empty()) remote->listen(events.socket(), cfg.listen.events, RemoteAccess::Domain::events);
   }
 
   // The keys remote plugins are admitted with: each remote source's `remote_key`.
@@ -254,12 +249,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
 
   // ---------------------------------------------------------------- events
   void publish(const std::string& topic, json body) override {
-    if (!body.is_object()) body = json::object();
-    body["topic"] = topic;
-    body["time"] = core::now_rfc3339();
-    if (!body.contains("source")) body["source"] = "modelzood";
-    std::string packed = bus::to_msgpack(body);
-    events.publish(topic, packed);
+    events.publish(topic, std::move(body));
   }
 
   // ---------------------------------------------------------------- plugin lifecycle
@@ -392,7 +382,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     for (int fd : {in.process->stdout_fd(), in.process->stderr_fd()})
       if (fd >= 0) forward_output(in, fd);
     bool was_ready = in.state == State::ready || (in.state == State::stopping && !in.routing_id.empty());
-    in.last_exit = ChildProcess::describe_status(*status);
+    in.last_exit = describe_wait_status(*status);
     in.last_limit = limit_exceeded(*status, in.source.limits, in.process->cpu_seconds(), in.run_error);
     if (!in.last_limit.empty()) spdlog::warn("[{}] pid {}: {}", in.source.name, in.process->pid(), in.last_limit);
     auto uptime = ms_between(in.spawned_at, Clock::now());
@@ -1393,7 +1383,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
         st = in.process->wait_for(5000);
       }
       if (in.process->stderr_fd() >= 0) forward_output(in, in.process->stderr_fd());
-      spdlog::info("[{}] stopped ({})", in.source.name, st ? ChildProcess::describe_status(*st) : "unknown");
+      spdlog::info("[{}] stopped ({})", in.source.name, st ? describe_wait_status(*st) : "unknown");
       unregister(in, "daemon stopping");
       in.process.reset();
       in.state = State::stopped;

@@ -20,6 +20,10 @@ EventPublisher::EventPublisher(zmq::context_t& ctx, int queue)
   out_.set(zmq::sockopt::linger, 0);
   in_.bind(endpoint);
   out_.connect(endpoint);
+  xpub_.set(zmq::sockopt::linger, 0);
+  xpub_.set(zmq::sockopt::sndhwm, 10000);  // per subscriber: a slow one misses events
+  xpub_.set(zmq::sockopt::xpub_verbose, 1);  // see every subscription (for _sync.)
+  xpub_.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(4096));
 }
 
 EventPublisher::~EventPublisher() { stop(); }
@@ -41,7 +45,16 @@ void EventPublisher::stop() {
   thread_.join();
 }
 
-void EventPublisher::publish(std::string_view topic, std::string_view body) {
+std::string pack_event(const std::string& topic, nlohmann::json body) {
+  if (!body.is_object()) body = nlohmann::json::object();
+  body["topic"] = topic;
+  body["time"] = core::now_rfc3339();
+  if (!body.contains("source")) body["source"] = "modelzood";
+  return bus::to_msgpack(body);
+}
+
+void EventPublisher::publish(const std::string& topic, nlohmann::json body) {
+  std::string packed = pack_event(topic, std::move(body));
   try {
     if (!in_.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
       if (++dropped_ % 10000 == 1)
@@ -49,7 +62,7 @@ void EventPublisher::publish(std::string_view topic, std::string_view body) {
       return;
     }
     // The second frame of a pair always fits once the first was taken.
-    in_.send(zmq::buffer(body), zmq::send_flags::none);
+    in_.send(zmq::buffer(packed), zmq::send_flags::none);
   } catch (const zmq::error_t& e) {
     spdlog::debug("event {} not queued: {}", topic, e.what());
   }
@@ -92,9 +105,8 @@ bool EventPublisher::round() {
     subscriptions_.fetch_add(1, std::memory_order_relaxed);
     std::string_view s = m.to_string_view();
     if (s.size() > 7 && s[0] == 1 && s.compare(1, 6, "_sync.") == 0) {
-      std::string_view topic = s.substr(1);
-      std::string body =
-          bus::to_msgpack({{"topic", topic}, {"time", core::now_rfc3339()}, {"source", "modelzood"}});
+      std::string topic(s.substr(1));
+      std::string body = pack_event(topic, nlohmann::json::object());
       xpub_.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
       xpub_.send(zmq::buffer(body), zmq::send_flags::dontwait);
     }

@@ -11,12 +11,17 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
-#include <string_view>
 #include <thread>
 
+#include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
 namespace modelzoo::supervisor {
+
+// An event as published: `body` (an object; anything else counts as {}) with `topic`, `time`
+// (RFC 3339) and, unless it names one, `source` "modelzood", in msgpack (docs/protocol.md,
+// "Events").
+std::string pack_event(const std::string& topic, nlohmann::json body);
 
 class EventPublisher {
  public:
@@ -28,14 +33,15 @@ class EventPublisher {
   EventPublisher(const EventPublisher&) = delete;
   EventPublisher& operator=(const EventPublisher&) = delete;
 
-  // The XPUB, to configure and bind before start(); afterwards only the thread uses it.
+  // The XPUB (its options set: high-water mark, verbose subscriptions for `_sync.`, message
+  // size), to bind before start(); afterwards only the thread uses it.
   zmq::socket_t& socket() { return xpub_; }
   void start();
   // Publishes every event queued so far, then ends the thread. Idempotent.
   void stop();
 
-  // Queues one event (topic frame, then the msgpack body). Never blocks. One thread only.
-  void publish(std::string_view topic, std::string_view body);
+  // Queues one event (pack_event(topic, body)). Never blocks. One thread only.
+  void publish(const std::string& topic, nlohmann::json body);
 
   // Events dropped because the queue was full (the thread was behind).
   std::uint64_t dropped() const { return dropped_; }
@@ -45,7 +51,6 @@ class EventPublisher {
  private:
   void run();
   bool round();  // one poll and its bounded batches; false: stop
-
 
   zmq::socket_t xpub_;
   zmq::socket_t in_;   // the publishing side of the queue (the loop's)

@@ -34,7 +34,7 @@ struct SpawnSpec {
 };
 
 // Reads what is available on a non-blocking `fd` into `partial` and appends each complete
-// line (without its '\n') to `lines`; a line past 16 KiB without a newline is cut there. At
+// line (without its '\n') to `lines`; a line longer than 16 KiB is cut every 16 KiB. At
 // EOF (or on an error) closes fd, sets it to -1 and appends the unterminated rest, if any.
 // Shared with the conformance kit's child process.
 void read_output_lines(int& fd, std::string& partial, std::vector<std::string>& lines);
@@ -71,9 +71,6 @@ class ChildProcess {
 
   // The CPU time (user + system, seconds) the reaped child used, from wait4(2).
   double cpu_seconds() const { return cpu_seconds_; }
-
-  // "exit 3", "signal 9 (SIGKILL)".
-  static std::string describe_status(int wait_status) { return describe_wait_status(wait_status); }
 
  private:
   pid_t pid_ = -1;
