@@ -60,7 +60,13 @@ std::int64_t ms_since(Clock::time_point t) { return duration_cast<milliseconds>(
 
 std::string clip(const std::string& s, std::size_t n = 200) { return s.size() > n ? s.substr(0, n) + "..." : s; }
 
-std::string quote(const std::string& s) { return "'" + clip(s, 120) + "'"; }
+// Built with append: GCC 12 -O3 misreports `"lit" + std::string` under -Wrestrict (PR105651),
+// which broke the Release build of scripts/run.sh.
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  q.append(clip(s, 120)).append("'");
+  return q;
+}
 
 // JSON text of what a plugin sent: its strings need not be valid UTF-8.
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
