@@ -365,14 +365,28 @@ std::string render_cache_verify(const json& report) {
     if (flag(blob, "removed")) out.append("; removed, the next pull fetches it again");
     out.append("\n");
   }
-  for (const json& blob : array_field(report, "missing")) {
+  const json& missing = array_field(report, "missing");
+  for (const json& blob : missing) {
     out.append("missing: ").append(text(blob, "sha256")).append(": owned by ");
-    out.append(owners_text(array_field(blob, "owners"))).append("; the next pull fetches it\n");
+    out.append(owners_text(array_field(blob, "owners"))).append("\n");
   }
+  const json& uncached = array_field(report, "uncached");
+  if (!uncached.empty())
+    out += "uncached " + join(uncached, ", ") + " (each lacked a file; the next pull fetches only what is missing)\n";
+  else if (!corrupt.empty() || !missing.empty())
+    out += "the models named above are incomplete: `modelzoo cache verify --remove-corrupt` uncaches them so the "
+           "next pull heals them\n";
   out += problem_lines(report);
   out += "verified " + counted(count(report, "blobs"), "blob", "blobs") + ", " + human_size(count(report, "bytes")) +
          ": ";
-  out += corrupt.empty() ? std::string("all intact") : counted(corrupt.size(), "corrupt blob", "corrupt blobs");
+  if (corrupt.empty() && missing.empty()) {
+    out += "all intact";
+  } else {
+    std::vector<std::string> bad;
+    if (!corrupt.empty()) bad.push_back(counted(corrupt.size(), "corrupt blob", "corrupt blobs"));
+    if (!missing.empty()) bad.push_back(counted(missing.size(), "missing blob", "missing blobs"));
+    for (std::size_t i = 0; i < bad.size(); ++i) out.append(i == 0 ? "" : ", ").append(bad[i]);
+  }
   return out + "\n";
 }
 
@@ -382,6 +396,10 @@ std::string render_cache_remove(const json& report) {
          counted(count(report, "blobs_removed"), "blob", "blobs") + " deleted";
   if (const std::uint64_t kept = count(report, "blobs_kept"); kept > 0) {
     out += ", " + counted(kept, "blob", "blobs") + " kept: other models use " + (kept == 1 ? "it" : "them");
+  }
+  if (const std::uint64_t kept = count(report, "blobs_kept_in_use"); kept > 0) {
+    out += ", " + counted(kept, "blob", "blobs") + " kept: a pull or load in progress holds " +
+           (kept == 1 ? "it" : "them");
   }
   return out + ")\n";
 }
@@ -400,6 +418,9 @@ std::string render_cache_prune(const json& report) {
   if (const std::uint64_t n = count(report, "locks_removed"); n > 0) {
     parts.push_back(counted(n, "stray lock file", "stray lock files"));
   }
+  if (const std::uint64_t n = count(report, "pins_removed"); n > 0) {
+    parts.push_back(counted(n, "lapsed pin", "lapsed pins") + " (their pull's process died)");
+  }
   if (const std::uint64_t n = count(report, "dirs_removed"); n > 0) {
     parts.push_back(counted(n, "empty directory", "empty directories"));
   }
@@ -415,10 +436,14 @@ std::string render_cache_prune(const json& report) {
     out += "kept " + counted(n, "unreferenced blob", "unreferenced blobs") +
            " written in the last 10 minutes (a pull may still be finishing)\n";
   }
-  if (const std::uint64_t n = count(report, "blobs_kept_receiving"); n > 0) {
+  if (const std::uint64_t n = count(report, "blobs_kept_in_use"); n > 0) {
     out += "kept " + counted(n, "unreferenced blob", "unreferenced blobs") +
-           ": a download is in progress and may need them\n";
+           ": a pull or load in progress holds them\n";
   }
+  if (const std::uint64_t n = count(report, "blobs_restored"); n > 0) {
+    out += "put back " + counted(n, "blob", "blobs") + " a killed remover had moved aside (still needed)\n";
+  }
+
   if (const std::uint64_t n = count(report, "partials_kept"); n > 0) {
     out += "kept " + counted(n, "partial download", "partial downloads") +
            " (being received, or recent enough to resume; --all removes idle ones of any age)\n";

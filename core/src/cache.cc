@@ -12,6 +12,7 @@
 
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
+#include "modelzoo/core/cache_admin.h"
 
 namespace modelzoo::core {
 namespace fs = std::filesystem;
@@ -59,7 +60,7 @@ int in_dir(const fs::path& dir, const std::function<int()>& step) {
 
 ContentStore::ContentStore(fs::path root) : root_(std::move(root)) {
   for (const auto& d : {root_ / "blobs" / "sha256", root_ / "tmp", root_ / "models", root_ / "manifests",
-                        root_ / "staging"}) {
+                        root_ / "staging", root_ / "pins"}) {
     std::error_code ec;
     fs::create_directories(d, ec);
     if (ec) throw std::runtime_error("cannot create cache directory " + d.string() + ": " + ec.message());
@@ -110,6 +111,79 @@ int try_lock(const fs::path& path) {
 }
 
 }  // namespace
+
+// ---- pins ---------------------------------------------------------------------------------
+
+std::unique_ptr<ContentStore::Pin> ContentStore::pin(const std::string& holder) const {
+  std::unique_ptr<Pin> p(new Pin());
+  p->store_ = this;
+  const fs::path dir = root_ / "pins";
+  const std::string id = random_suffix();
+  fs::path fresh = dir / ("." + id + ".pin.new");
+  p->path_ = dir / (id + ".pin");
+  int e = in_dir(dir, [&] {
+    p->fd_ = ::open(fresh.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+    return p->fd_ < 0 ? errno : 0;
+  });
+  if (p->fd_ < 0) throw Error(ErrorCode::internal, "cannot create pin " + fresh.string() + ": " + std::strerror(e));
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  // Locked before it is visible: a visible pin whose lock is free belongs to a dead holder.
+  if (::fcntl(p->fd_, F_OFD_SETLK, &fl) != 0 || ::rename(fresh.c_str(), p->path_.c_str()) != 0) {
+    int err = errno;
+    ::unlink(fresh.c_str());
+    ::close(p->fd_);
+    p->fd_ = -1;
+    throw Error(ErrorCode::internal, "cannot create pin " + p->path_.string() + ": " + std::strerror(err));
+  }
+  std::string head = "# ";
+  for (char c : holder) head += (c == '\n' || c == '\r') ? ' ' : c;
+  head += " (pid " + std::to_string(::getpid()) + ")\n";
+  p->append(head);
+  return p;
+}
+
+ContentStore::Pin::~Pin() {
+  if (fd_ < 0) return;
+  ::unlink(path_.c_str());  // while still locked
+  ::close(fd_);
+}
+
+void ContentStore::Pin::append(const std::string& line) {
+  // O_APPEND: one write per line, so a reader sees whole lines (a torn last line at worst,
+  // which the hold() protocol tolerates: the blob is looked at only after write returns).
+  ssize_t n;
+  do n = ::write(fd_, line.data(), line.size());
+  while (n < 0 && errno == EINTR);
+  if (n != static_cast<ssize_t>(line.size()))
+    throw Error(ErrorCode::internal, "cannot write pin " + path_.string() + ": " +
+                                         (n < 0 ? std::strerror(errno) : std::string("short write")));
+}
+
+bool ContentStore::Pin::hold(const std::string& sha256) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!held_.count(sha256)) {
+      append("+" + sha256 + "\n");
+      held_.insert(sha256);
+    }
+  }
+  return store_->has_blob(sha256);  // only now: see the class comment
+}
+
+void ContentStore::Pin::release(const std::vector<std::string>& sha256s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& h : sha256s)
+    if (held_.erase(h)) append("-" + h + "\n");
+}
+
+bool ContentStore::Pin::holds(const std::string& sha256) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return held_.count(sha256) > 0;
+}
+
+// ---- writer -------------------------------------------------------------------------------
 
 ContentStore::Writer::Writer(const ContentStore& store, bus::FileInfo expected)
     : store_(store), expected_(std::move(expected)) {}
@@ -357,7 +431,7 @@ std::unique_ptr<ContentStore::Staging> ContentStore::begin_staging() const {
   return s;
 }
 
-bus::FileInfo ContentStore::adopt(const fs::path& file, const std::string& name) const {
+bus::FileInfo ContentStore::adopt(const fs::path& file, const std::string& name, Pin* pin) const {
   auto fail = [&](const std::string& why) { return Error(ErrorCode::internal, "cannot commit '" + name + "': " + why); };
   int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) throw fail(file.string() + ": " + std::strerror(errno));
@@ -388,6 +462,7 @@ bus::FileInfo ContentStore::adopt(const fs::path& file, const std::string& name)
   if (!synced) throw fail(std::string("fsync: ") + std::strerror(errno));
   bus::FileInfo info(name, size, h.hex_digest());
   fs::path dst = blob_path(info.sha256);
+  if (pin) pin->hold(info.sha256);  // before the blob appears: no remover can take it then
   if (has_blob(info.sha256)) {
     ::unlink(file.c_str());  // the same content is already there
   } else if (::rename(file.c_str(), dst.c_str()) != 0) {
@@ -398,22 +473,7 @@ bus::FileInfo ContentStore::adopt(const fs::path& file, const std::string& name)
 }
 
 bool ContentStore::remove_unreferenced_blob(const std::string& sha256) const {
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(root_ / "manifests", ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    if (it->path().extension() != ".json") continue;
-    std::ifstream in(it->path());
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (text.find(sha256) == std::string::npos) continue;  // cheap: most manifests do not mention it
-    try {  // listed among the files (not only among a derived model's source_files)?
-      auto j = nlohmann::json::parse(text);
-      for (const auto& f : j.at("metadata").at("files"))
-        if (f.value("sha256", "") == sha256) return false;
-    } catch (const std::exception&) {
-      return false;  // unreadable: keep what it may reference
-    }
-  }
-  return ::unlink(blob_path(sha256).c_str()) == 0;
+  return !remove_blobs_if_unused(root_, {sha256}).removed.empty();
 }
 
 std::vector<std::string> ContentStore::cached_versions(const std::string& name) const {
@@ -460,6 +520,7 @@ std::size_t ContentStore::clean_partials(std::chrono::seconds older_than) const 
     ::unlink(lock.c_str());
     ::close(fd);
   }
+  clean_leftovers(root_);
   return n;
 }
 

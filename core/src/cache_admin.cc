@@ -14,7 +14,9 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
+#include <sys/statvfs.h>
 
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
@@ -109,11 +111,6 @@ int take_lock(const fs::path& lock, bool create) {
   return fd;
 }
 
-bool any_lock_held(const fs::path& root) {
-  for (const auto& p : entries_of(tmp_dir(root)))
-    if (p.extension() == ".lock" && lock_held(p)) return true;
-  return false;
-}
 
 // ---- scanning -------------------------------------------------------------------------------
 
@@ -290,6 +287,79 @@ json problems_json(const std::vector<CacheProblem>& problems) {
   return out;
 }
 
+fs::path pins_dir(const fs::path& root) { return root / "pins"; }
+
+std::string random_id() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+// Puts a blob moved aside back, unless a new copy was committed meanwhile (then the aside
+// one goes: the content is the same, its name says so).
+void put_back(const fs::path& root, const std::string& hex, const fs::path& aside) {
+  fs::path blob = blobs_dir(root) / hex;
+  if (::link(aside.c_str(), blob.c_str()) != 0 && errno != EEXIST)
+    throw Error(ErrorCode::internal, "cannot put " + blob.string() + " back (it is at " + aside.string() +
+                                         "): " + errno_text(errno));
+  ::unlink(aside.c_str());
+}
+
+// Removes the manifest and the view of `name`:`version` (not its blobs). `before` is a scan
+// taken earlier (another model's view may live inside this one's: a model named
+// "<name>/<version>/x" is valid; then only this version's own links go); `own_files` are its
+// files by name -> blob.
+void drop_version(const fs::path& root, const std::string& name, const std::string& v, const Scan& before,
+                  const std::vector<std::pair<std::string, std::string>>& own_files) {
+  const fs::path dir = manifests_dir(root) / name;
+  fs::path manifest = dir / (v + ".json");
+  if (::unlink(manifest.c_str()) != 0 && errno != ENOENT)
+    throw Error(ErrorCode::internal, "cannot remove " + manifest.string() + ": " + errno_text(errno));
+  const fs::path view = models_dir(root) / name / v;
+  std::error_code ec;
+  std::string inside = name;
+  inside.append("/").append(v).append("/");
+  bool nested = std::any_of(before.manifests.begin(), before.manifests.end(), [&](const Manifest& m) {
+    return (m.name + "/").rfind(inside, 0) == 0;
+  });
+  if (!nested) {
+    // A daemon pulling this version meanwhile may add a link between remove_all's
+    // unlinks and its rmdir (ENOTEMPTY, seen by tests/chaos): go again a few times.
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      ec.clear();
+      fs::remove_all(view, ec);
+      if (ec != std::errc::directory_not_empty) break;
+    }
+    if (ec && ec != std::errc::no_such_file_or_directory)
+      throw Error(ErrorCode::internal, "cannot remove " + view.string() + ": " + ec.message());
+  } else {
+    for (const auto& [file_name, hex] : own_files) {
+      fs::path link = view / file_name;
+      ::unlink(link.c_str());
+      remove_empty_parents(link.parent_path(), view);
+    }
+    ::rmdir(view.c_str());
+  }
+  remove_empty_parents(view.parent_path(), models_dir(root));
+  remove_empty_parents(dir, manifests_dir(root));
+}
+
+// The files of `name`:`version` by file name -> blob: from its manifest in `scan`, or from
+// its view's links when the manifest is unreadable.
+std::vector<std::pair<std::string, std::string>> files_of(const fs::path& root, const Scan& scan,
+                                                          const std::string& name, const std::string& v) {
+  std::vector<std::pair<std::string, std::string>> files;
+  auto m = std::find_if(scan.manifests.begin(), scan.manifests.end(),
+                        [&](const Manifest& x) { return x.name == name && x.version == v; });
+  if (m != scan.manifests.end()) {
+    for (const auto& f : m->md.files) files.emplace_back(f.name, f.sha256);
+  } else {
+    files = view_links(root, name, v);
+  }
+  return files;
+}
+
 }  // namespace
 
 fs::path default_cache_dir() {
@@ -324,6 +394,7 @@ CacheListing list_cache(const fs::path& root) {
 
   std::unique_ptr<ContentStore> store;  // only for a cache that has manifests: it creates the layout
   if (!scan.manifests.empty()) store = std::make_unique<ContentStore>(root);
+  const std::set<std::string> pinned = pinned_blobs(root);
   for (auto& m : scan.manifests) {
     CachedVersion v;
     v.name = m.name;
@@ -333,6 +404,7 @@ CacheListing list_cache(const fs::path& root) {
     v.last_used = m.mtime;
     v.files = m.md.files;
     v.complete = store->complete(m.md);
+    v.in_use = std::any_of(m.md.files.begin(), m.md.files.end(), [&](const bus::FileInfo& f) { return pinned.count(f.sha256) > 0; });
     out.models.push_back(std::move(v));
   }
   std::stable_sort(out.models.begin(), out.models.end(), [](const CachedVersion& a, const CachedVersion& b) {
@@ -440,6 +512,21 @@ VerifyReport verify_cache(const fs::path& root, const VerifyOptions& options) {
 
   for (const auto& [hex, owners] : scan.refs)
     if (!present.count(hex) && !is_regular(blobs_dir(root) / hex)) report.missing.push_back({hex, owners});
+
+  if (options.remove_corrupt) {
+    // A model version that lacks a file is not cached any more: its manifest and view go
+    // (its other blobs stay, so the next pull fetches only what is missing).
+    std::set<std::pair<std::string, std::string>> lacking;
+    for (const auto& c : report.corrupt)
+      if (c.removed)
+        for (const auto& o : c.owners) lacking.insert({o.name, o.version});
+    for (const auto& m : report.missing)
+      for (const auto& o : m.owners) lacking.insert({o.name, o.version});
+    for (const auto& [name, version] : lacking) {
+      drop_version(root, name, version, scan, files_of(root, scan, name, version));
+      report.uncached.push_back(ref_text(name, version));
+    }
+  }
   return report;
 }
 
@@ -475,78 +562,26 @@ RemoveReport remove_cached(const fs::path& root, const std::string& name, const 
     report.versions = {version};
   }
 
-  // The files of each version, by file name -> blob: from its manifest, or from its view's
-  // links when the manifest is unreadable.
   Scan before = scan_manifests(root);
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> own_files;
-  std::set<std::string> candidates;
+  std::vector<std::string> candidates;
   for (const auto& v : report.versions) {
-    auto m = std::find_if(before.manifests.begin(), before.manifests.end(),
-                          [&](const Manifest& x) { return x.name == name && x.version == v; });
-    auto& files = own_files[v];
-    if (m != before.manifests.end()) {
-      for (const auto& f : m->md.files) files.emplace_back(f.name, f.sha256);
-    } else {
-      files = view_links(root, name, v);
-    }
-    for (const auto& f : files) candidates.insert(f.second);
+    own_files[v] = files_of(root, before, name, v);
+    for (const auto& f : own_files[v]) candidates.push_back(f.second);
   }
 
   // Names are checked, but a directory on the way may still be a symlink leading out.
   require_inside(manifests_dir(root), dir);
   require_inside(models_dir(root), models_dir(root) / name);
 
-  for (const auto& v : report.versions) {
-    fs::path manifest = dir / (v + ".json");
-    if (::unlink(manifest.c_str()) != 0 && errno != ENOENT)
-      throw Error(ErrorCode::internal, "cannot remove " + manifest.string() + ": " + errno_text(errno));
-    // The view. Another model's view may live inside it (a model named "<name>/<version>/x"
-    // is valid): then only this version's own links go.
-    const fs::path view = models_dir(root) / name / v;
-    std::error_code ec;
-    std::string inside = name;
-    inside.append("/").append(v).append("/");
-    bool nested = std::any_of(before.manifests.begin(), before.manifests.end(), [&](const Manifest& m) {
-      return (m.name + "/").rfind(inside, 0) == 0;
-    });
-    if (!nested) {
-      // A daemon pulling this version meanwhile may add a link between remove_all's
-      // unlinks and its rmdir (ENOTEMPTY, seen by tests/chaos): go again a few times.
-      for (int attempt = 0; attempt < 10; ++attempt) {
-        ec.clear();
-        fs::remove_all(view, ec);
-        if (ec != std::errc::directory_not_empty) break;
-      }
-      if (ec && ec != std::errc::no_such_file_or_directory)
-        throw Error(ErrorCode::internal, "cannot remove " + view.string() + ": " + ec.message());
-    } else {
-      for (const auto& [file_name, hex] : own_files[v]) {
-        fs::path link = view / file_name;
-        ::unlink(link.c_str());
-        remove_empty_parents(link.parent_path(), view);
-      }
-      ::rmdir(view.c_str());
-    }
-    remove_empty_parents(view.parent_path(), models_dir(root));
-  }
-  remove_empty_parents(dir, manifests_dir(root));
+  for (const auto& v : report.versions) drop_version(root, name, v, before, own_files[v]);
 
-  Scan after = scan_manifests(root);
-  for (const auto& hex : candidates) {
-    if (after.refs.count(hex)) {
-      report.blobs_kept++;
-      continue;
-    }
-    fs::path blob = blobs_dir(root) / hex;
-    auto st = lstat_of(blob);
-    if (!st || !S_ISREG(st->st_mode)) continue;
-    if (::unlink(blob.c_str()) != 0) {
-      if (errno == ENOENT) continue;
-      throw Error(ErrorCode::internal, "cannot remove " + blob.string() + ": " + errno_text(errno));
-    }
-    report.blobs_removed++;
-    report.bytes_freed += static_cast<std::uint64_t>(st->st_size);
-  }
+  // Its blobs that nothing else needs: no other manifest, no pull or load in progress.
+  BlobRemoval removal = remove_blobs_if_unused(root, candidates);
+  report.blobs_removed = removal.removed.size();
+  report.blobs_kept = removal.kept_referenced;
+  report.blobs_kept_in_use = removal.kept_in_use;
+  report.bytes_freed = removal.bytes_freed;
   return report;
 }
 
@@ -586,31 +621,28 @@ PruneReport prune_cache(const fs::path& root, const PruneOptions& options) {
   if (!is_cache(root)) return report;
   const auto now = FileTime::clock::now();
 
-  // Orphan blobs. Blobs are listed before the manifests are read, so a blob whose manifest
-  // appears between the two steps is seen as referenced.
+  // Leftovers of killed holders and removers first: a half-removed blob still needed
+  // goes back before anything is judged an orphan.
+  std::tie(report.pins_removed, report.blobs_restored) = clean_leftovers(root);
+
+  // Orphan blobs: no manifest lists them. Young ones stay (a killed pull's files, worth a
+  // retry); remove_blobs_if_unused keeps those a pin holds, and those a manifest written
+  // meanwhile lists.
   std::vector<Blob> blobs = scan_blobs(root, nullptr);
-  const bool receiving = any_lock_held(root);
   Scan scan = scan_manifests(root);
+  std::vector<std::string> candidates;
   for (const auto& b : blobs) {
     if (scan.refs.count(b.sha256)) continue;
     if (now - b.modified < kBlobGracePeriod) {
       report.blobs_kept_recent++;
       continue;
     }
-    if (receiving) {
-      report.blobs_kept_receiving++;
-      continue;
-    }
-    fs::path path = blobs_dir(root) / b.sha256;
-    auto st = lstat_of(path);
-    if (!st || st->st_ino != b.ino || st->st_dev != b.dev) continue;  // replaced meanwhile
-    if (::unlink(path.c_str()) != 0) {
-      if (errno == ENOENT) continue;
-      throw Error(ErrorCode::internal, "cannot remove " + path.string() + ": " + errno_text(errno));
-    }
-    report.blobs_removed++;
-    report.blob_bytes_freed += b.size;
+    candidates.push_back(b.sha256);
   }
+  BlobRemoval removal = remove_blobs_if_unused(root, candidates);
+  report.blobs_removed = removal.removed.size();
+  report.blob_bytes_freed = removal.bytes_freed;
+  report.blobs_kept_in_use = removal.kept_in_use;
 
   // Partials nobody receives, under their lock (as ContentStore::clean_partials).
   for (const auto& p : entries_of(tmp_dir(root))) {
@@ -653,6 +685,300 @@ PruneReport prune_cache(const fs::path& root, const PruneOptions& options) {
   return report;
 }
 
+// ---- pins and removal --------------------------------------------------------------------
+
+namespace {
+
+// The blobs one pin file holds ("+hex" adds, "-hex" removes; anything else is ignored).
+std::set<std::string> read_pin(const fs::path& file) {
+  std::set<std::string> held;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.size() != 65 || !bus::is_sha256_hex(line.substr(1))) continue;
+    if (line[0] == '+') held.insert(line.substr(1));
+    else if (line[0] == '-') held.erase(line.substr(1));
+  }
+  return held;
+}
+
+constexpr std::chrono::seconds kLeftoverAge{60};  // a remover takes milliseconds, a pin creator too
+
+}  // namespace
+
+std::set<std::string> pinned_blobs(const fs::path& root) {
+  std::set<std::string> out;
+  for (const auto& p : entries_of(pins_dir(root))) {
+    if (p.extension() != ".pin" || is_hidden(p)) continue;
+    if (!lock_held(p)) continue;  // its holder died: the pin lapsed
+    auto held = read_pin(p);
+    out.insert(held.begin(), held.end());
+  }
+  return out;
+}
+
+BlobRemoval remove_blobs_if_unused(const fs::path& root, const std::vector<std::string>& candidates) {
+  BlobRemoval out;
+  struct Aside {
+    std::string hex;
+    fs::path path;
+    std::uint64_t size;
+  };
+  std::vector<Aside> moved;
+  std::set<std::string> seen;
+  // First out of blobs/, so that a pull looking from now on sees it gone...
+  for (const auto& hex : candidates) {
+    if (!bus::is_sha256_hex(hex) || !seen.insert(hex).second) continue;
+    fs::path blob = blobs_dir(root) / hex;
+    auto st = lstat_of(blob);
+    if (!st || !S_ISREG(st->st_mode)) continue;
+    fs::path aside = tmp_dir(root) / (hex + "." + random_id() + ".removing");
+    if (::rename(blob.c_str(), aside.c_str()) != 0) {
+      if (errno == ENOENT) continue;
+      int e = errno;
+      for (const auto& m : moved) put_back(root, m.hex, m.path);
+      throw Error(ErrorCode::internal, "cannot remove " + blob.string() + ": " + errno_text(e));
+    }
+    moved.push_back({hex, aside, static_cast<std::uint64_t>(st->st_size)});
+  }
+  if (moved.empty()) return out;
+  // ...then the pins and manifests: a pin written before the move is seen here, and a
+  // manifest written by a pull that finished meanwhile (it pinned first, then unpinned).
+  const std::set<std::string> pins = pinned_blobs(root);
+  const Scan scan = scan_manifests(root);
+  for (const auto& m : moved) {
+    const bool referenced = scan.refs.count(m.hex) > 0, pinned = pins.count(m.hex) > 0;
+    if (referenced || pinned) {
+      put_back(root, m.hex, m.path);
+      if (referenced) out.kept_referenced++;
+      else out.kept_in_use++;
+      continue;
+    }
+    if (::unlink(m.path.c_str()) != 0 && errno != ENOENT)
+      throw Error(ErrorCode::internal, "cannot remove " + m.path.string() + ": " + errno_text(errno));
+    out.removed.push_back(m.hex);
+    out.bytes_freed += m.size;
+  }
+  return out;
+}
+
+std::pair<std::size_t, std::size_t> clean_leftovers(const fs::path& root) {
+  std::size_t pins = 0, restored = 0;
+  const auto now = FileTime::clock::now();
+  for (const auto& p : entries_of(pins_dir(root))) {
+    const std::string n = p.filename().string();
+    const bool visible = p.extension() == ".pin" && !is_hidden(p);
+    const bool fresh = is_hidden(p) && n.size() > 8 && n.compare(n.size() - 8, 8, ".pin.new") == 0;
+    if (!visible && !fresh) continue;
+    auto st = lstat_of(p);
+    if (!st || !S_ISREG(st->st_mode)) continue;
+    if (fresh && now - mtime_of(*st) < kLeftoverAge) continue;  // being created (locked next)
+    int fd = take_lock(p, false);
+    if (fd < 0) continue;  // alive
+    if (::unlink(p.c_str()) == 0) pins++;
+    ::close(fd);
+  }
+  std::vector<std::pair<std::string, fs::path>> abandoned;
+  for (const auto& p : entries_of(tmp_dir(root))) {
+    if (p.extension() != ".removing") continue;
+    const std::string n = p.filename().string();
+    if (n.size() < 65 || n[64] != '.' || !bus::is_sha256_hex(n.substr(0, 64))) continue;
+    auto st = lstat_of(p);
+    if (!st || !S_ISREG(st->st_mode) || now - mtime_of(*st) < kLeftoverAge) continue;
+    abandoned.emplace_back(n.substr(0, 64), p);
+  }
+  if (!abandoned.empty()) {
+    const std::set<std::string> pinned = pinned_blobs(root);
+    const Scan scan = scan_manifests(root);
+    for (const auto& [hex, path] : abandoned) {
+      if (scan.refs.count(hex) || pinned.count(hex)) {
+        put_back(root, hex, path);
+        restored++;
+      } else {
+        ::unlink(path.c_str());
+      }
+    }
+  }
+  return {pins, restored};
+}
+
+// ---- space --------------------------------------------------------------------------------
+
+std::string format_size(std::uint64_t bytes) {
+  static const char* units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  double v = static_cast<double>(bytes);
+  int u = -1;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+  return buf;
+}
+
+FsSpace fs_space(const fs::path& dir) {
+  struct statvfs v {};
+  if (::statvfs(dir.c_str(), &v) != 0)
+    throw Error(ErrorCode::internal, "cannot read the free space of " + dir.string() + ": " + errno_text(errno));
+  FsSpace out;
+  out.free = static_cast<std::uint64_t>(v.f_bavail) * v.f_frsize;
+  out.total = static_cast<std::uint64_t>(v.f_blocks) * v.f_frsize;
+  // The mount point: the topmost directory on the same device.
+  std::error_code ec;
+  fs::path at = fs::weakly_canonical(dir, ec);
+  if (ec) at = dir;
+  struct stat here {};
+  if (::stat(at.c_str(), &here) == 0) {
+    while (at.has_parent_path() && at.parent_path() != at) {
+      struct stat up {};
+      if (::stat(at.parent_path().c_str(), &up) != 0 || up.st_dev != here.st_dev) break;
+      at = at.parent_path();
+    }
+  }
+  out.mount = at;
+  return out;
+}
+
+std::string SpaceOutcome::describe() const {
+  std::string s = "needs " + format_size(needed) + ", " + format_size(free) + " free on " + mount.string();
+  if (min_free > 0) s += " (cache.min_free keeps " + format_size(min_free) + " of it free)";
+  if (max_size > 0 && cache_size + needed > max_size)
+    s += "; the cache holds " + format_size(cache_size) + " of its cache.max_size " + format_size(max_size);
+  if (bytes_freed > 0) {
+    s += "; freed " + format_size(bytes_freed) + " (" + std::to_string(partials_removed) + " idle partials, " +
+         std::to_string(blobs_removed) + " unused blobs";
+    if (!evicted.empty()) s += ", " + std::to_string(evicted.size()) + " models evicted";
+    s += ")";
+  }
+  if (reclaimable_models > 0) {
+    s += "; could be freed: " + format_size(reclaimable_models) + " in cached models not in use (modelzoo cache rm";
+    for (const auto& n : reclaimable_names) s += " " + n;
+    s += "), or set cache.max_size / cache.min_free to evict the least recently used";
+  } else {
+    s += "; nothing else in the cache can be freed (every other file is in use)";
+  }
+  return s;
+}
+
+SpaceOutcome make_room(const fs::path& root, const SpaceRequest& request, const SpacePolicy& policy) {
+  SpaceOutcome out;
+  out.needed = request.bytes;
+  out.min_free = policy.min_free;
+  out.max_size = policy.max_size;
+  auto shortfall = [&] {
+    std::uint64_t want = request.bytes + policy.min_free;
+    std::uint64_t fs_short = want > out.free ? want - out.free : 0;
+    std::uint64_t max_short = 0;
+    if (policy.max_size > 0 && out.cache_size + request.bytes > policy.max_size)
+      max_short = out.cache_size + request.bytes - policy.max_size;
+    return std::max(fs_short, max_short);
+  };
+  auto measure = [&] {
+    FsSpace sp = fs_space(root);
+    out.free = sp.free;
+    out.mount = sp.mount;
+    out.cache_size = 0;
+    for (const auto& b : scan_blobs(root, nullptr)) out.cache_size += b.size;
+    for (const auto& p : entries_of(tmp_dir(root)))
+      if (auto st = lstat_of(p); st && S_ISREG(st->st_mode) && p.extension() == ".partial") out.cache_size += st->st_size;
+    out.shortfall = shortfall();
+  };
+  auto freed = [&](std::uint64_t n) {
+    out.bytes_freed += n;
+    out.free += n;
+    out.cache_size -= std::min(out.cache_size, n);
+    out.shortfall = shortfall();
+  };
+  measure();
+  if (out.shortfall == 0) return out;
+
+  // 1. Partials nobody is receiving, oldest first (resume state: worth less than the pull at hand).
+  struct Idle {
+    fs::path path;
+    FileTime mtime;
+  };
+  std::vector<Idle> idle;
+  for (const auto& p : entries_of(tmp_dir(root))) {
+    std::string hex = hex_of_partial(p);
+    if (p.extension() != ".partial" || hex.empty() || request.own_partials.count(hex)) continue;
+    auto st = lstat_of(p);
+    if (st && S_ISREG(st->st_mode)) idle.push_back({p, mtime_of(*st)});
+  }
+  std::sort(idle.begin(), idle.end(), [](const Idle& a, const Idle& b) { return a.mtime < b.mtime; });
+  for (const auto& i : idle) {
+    if (out.shortfall == 0) break;
+    fs::path lock = i.path;
+    lock.replace_extension(".lock");
+    int fd = take_lock(lock, true);
+    if (fd < 0) continue;  // being received
+    auto st = lstat_of(i.path);
+    if (st && ::unlink(i.path.c_str()) == 0) {
+      out.partials_removed++;
+      freed(static_cast<std::uint64_t>(st->st_size));
+    }
+    ::unlink(lock.c_str());
+    ::close(fd);
+  }
+
+  // 2. Orphan blobs no pin holds, oldest first, any age.
+  if (out.shortfall > 0) {
+    std::vector<Blob> blobs = scan_blobs(root, nullptr);
+    Scan scan = scan_manifests(root);
+    std::sort(blobs.begin(), blobs.end(), [](const Blob& a, const Blob& b) { return a.modified < b.modified; });
+    std::vector<std::string> batch;
+    std::uint64_t batch_bytes = 0;
+    for (const auto& b : blobs) {
+      if (scan.refs.count(b.sha256)) continue;
+      batch.push_back(b.sha256);
+      batch_bytes += b.size;
+      if (batch_bytes >= out.shortfall) break;
+    }
+    BlobRemoval r = remove_blobs_if_unused(root, batch);
+    out.blobs_removed += r.removed.size();
+    freed(r.bytes_freed);
+  }
+
+  // 3. Whole models no pin holds, least recently used first: only when the user set a limit.
+  std::vector<Manifest> candidates;
+  std::set<std::string> pinned;
+  if (out.shortfall > 0) {
+    Scan scan = scan_manifests(root);
+    pinned = pinned_blobs(root);
+    for (auto& m : scan.manifests) {
+      if (request.keep_models.count(ref_text(m.name, m.version))) continue;
+      bool in_use = std::any_of(m.md.files.begin(), m.md.files.end(),
+                                [&](const bus::FileInfo& f) { return pinned.count(f.sha256) > 0; });
+      if (!in_use) candidates.push_back(std::move(m));
+    }
+    std::sort(candidates.begin(), candidates.end(), [](const Manifest& a, const Manifest& b) { return a.mtime < b.mtime; });
+  }
+  if (out.shortfall > 0 && policy.evict_models()) {
+    for (const auto& m : candidates) {
+      if (out.shortfall == 0) break;
+      try {
+        RemoveReport r = remove_cached(root, m.name, m.version);
+        out.evicted.push_back(ref_text(m.name, m.version));
+        out.blobs_removed += r.blobs_removed;
+        freed(r.bytes_freed);
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::not_found) throw;  // removed meanwhile
+      }
+    }
+  }
+  measure();
+  if (out.shortfall > 0 && !policy.evict_models()) {
+    std::sort(candidates.begin(), candidates.end(),
+              [](const Manifest& a, const Manifest& b) { return a.md.total_size() > b.md.total_size(); });
+    for (const auto& m : candidates) {
+      out.reclaimable_models += m.md.total_size();
+      if (out.reclaimable_names.size() < 5) out.reclaimable_names.push_back(ref_text(m.name, m.version));
+    }
+  }
+  return out;
+}
+
 // ---- JSON ---------------------------------------------------------------------------------
 
 json to_json(const CacheListing& l, FileTime now) {
@@ -668,6 +994,7 @@ json to_json(const CacheListing& l, FileTime now) {
                       {"last_used", rfc3339(m.last_used)},
                       {"last_used_ms_ago", age_ms(now, m.last_used)},
                       {"complete", m.complete},
+                      {"in_use", m.in_use},
                       {"files", files}});
     model_bytes += m.size;
   }
@@ -712,7 +1039,7 @@ json to_json(const VerifyReport& r) {
   for (const auto& m : r.missing) missing.push_back({{"sha256", m.sha256}, {"owners", owners_json(m.owners)}});
   return {{"cache_dir", r.root.string()}, {"ok", r.ok()},          {"blobs", r.blobs},
           {"bytes", r.bytes},             {"corrupt", corrupt},    {"missing", missing},
-          {"problems", problems_json(r.problems)}};
+          {"uncached", r.uncached},       {"problems", problems_json(r.problems)}};
 }
 
 json to_json(const RemoveReport& r) {
@@ -720,6 +1047,7 @@ json to_json(const RemoveReport& r) {
           {"versions", r.versions},
           {"blobs_removed", r.blobs_removed},
           {"blobs_kept", r.blobs_kept},
+          {"blobs_kept_in_use", r.blobs_kept_in_use},
           {"bytes_freed", r.bytes_freed}};
 }
 
@@ -727,7 +1055,9 @@ json to_json(const PruneReport& r) {
   return {{"blobs_removed", r.blobs_removed},
           {"blob_bytes_freed", r.blob_bytes_freed},
           {"blobs_kept_recent", r.blobs_kept_recent},
-          {"blobs_kept_receiving", r.blobs_kept_receiving},
+          {"blobs_kept_in_use", r.blobs_kept_in_use},
+          {"pins_removed", r.pins_removed},
+          {"blobs_restored", r.blobs_restored},
           {"partials_removed", r.partials_removed},
           {"partial_bytes_freed", r.partial_bytes_freed},
           {"partials_kept", r.partials_kept},

@@ -600,7 +600,7 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
                                "heartbeat_liveness", "request_timeout_ms", "download_stall_timeout_ms",
                                "stop_timeout_ms", "log_level", "restart", "sources", "offline",
                                "partial_retention_hours", "secret_key_file", "listen",
-                               "limits", "sandbox"});
+                               "limits", "sandbox", "cache"});
   DaemonConfig c;
   c.exe_dir = exe_dir;
   c.env_overrides = overrides;
@@ -640,6 +640,19 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
   }
   if (auto v = r.integer(j, "partial_retention_hours", "top level", 0, 100000))
     c.partial_retention = std::chrono::hours(*v);
+  if (auto ca = j.find("cache"); ca != j.end() && !ca->is_null()) {
+    // Space policy (docs/configuration.md, "Cache space"): 0 or unlimited is no limit.
+    if (!ca->is_object()) r.fail("cache", "must be a map");
+    r.only_keys(*ca, "cache", {"max_size", "min_free"});
+    auto limit = [&](const char* key) -> std::uint64_t {
+      auto it = ca->find(key);
+      if (it == ca->end() || it->is_null()) return 0;
+      std::uint64_t v = r.size(*it, std::string("cache.") + key);
+      return v == ResourceLimits::kUnlimited ? 0 : v;
+    };
+    c.cache_max_size = limit("max_size");
+    c.cache_min_free = limit("min_free");
+  }
   static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "err", "error", "critical", "off"};
   if (!levels.count(c.log_level)) r.fail("top level.log_level", "'" + c.log_level + "' is not one of trace, debug, info, warn, error, critical, off");
   if (c.log_level == "error") c.log_level = "err";

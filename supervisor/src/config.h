@@ -117,6 +117,8 @@ struct DaemonConfig {
   milliseconds download_stall_timeout{30000};
   milliseconds stop_timeout{3000};  // per stage of a graceful stop (ask, then SIGTERM)
   std::chrono::seconds partial_retention{7 * 24 * 3600};  // partials of interrupted pulls kept for resume
+  std::uint64_t cache_max_size = 0;  // `cache.max_size`: blobs + partials at most this; 0: no limit
+  std::uint64_t cache_min_free = 0;  // `cache.min_free`: leave this free on the cache's filesystem
   bool offline = false;  // serve from the cache only; never ask a source
   std::string log_level = "info";
   std::vector<Source> sources;

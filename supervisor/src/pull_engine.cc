@@ -12,6 +12,7 @@
 #include "background.h"
 #include "disk_writer.h"
 #include "modelzoo/core/cache.h"
+#include "modelzoo/core/cache_admin.h"
 
 namespace modelzoo::supervisor {
 namespace fs = std::filesystem;
@@ -75,7 +76,13 @@ struct PullEngine::Impl {
     std::size_t next_file = 0, running = 0, finished = 0;
     std::vector<std::pair<std::string, Error>> failures;
     std::optional<Error> error;  // the pull failed: stop starting files
+    bool disk_failed = false;    // error came from writing to the cache, not from a source
     bool answered = false;
+    // Every blob this job counts as present or fetches, held from before it looks at it
+    // until it has answered: `cache rm`, prune and eviction, in any process, leave them.
+    std::unique_ptr<core::ContentStore::Pin> pin;
+    bool derived = false;  // md.files were made by extensions: they cannot be fetched again
+    int refetches = 0;     // times a file vanished before the answer and was fetched again
     std::uint64_t total = 0, cached_bytes = 0, downloaded = 0;
     Clock::time_point started = Clock::now(), last_progress, last_event;
   };
@@ -116,6 +123,7 @@ struct PullEngine::Impl {
 
   // True when the cache holds `md` whole: its manifest lists the same files, or lists what
   // extensions made of these very files (derived.source_files).
+  bool cached_derived = false;  // what cached_as found was made by extensions
   std::optional<bus::ModelMetadata> cached_as(const bus::ModelMetadata& md) {
     auto rec = store->read_manifest_record(md.name, md.version);
     if (!rec) return std::nullopt;
@@ -131,27 +139,35 @@ struct PullEngine::Impl {
       return true;
     };
     bool match = false;
-    if (auto d = rec->find("derived"); d != rec->end() && d->is_object()) match = same(d->value("source_files", json()));
-    else match = same(rec->at("metadata").value("files", json()));
+    cached_derived = false;
+    if (auto d = rec->find("derived"); d != rec->end() && d->is_object()) {
+      match = same(d->value("source_files", json()));
+      cached_derived = true;
+    } else {
+      match = same(rec->at("metadata").value("files", json()));
+    }
     if (!match || !store->complete(cached)) return std::nullopt;
     return cached;
   }
 
-  // Another pull in progress needs this blob.
-  bool blob_in_use(const std::string& sha256, const PullJob* except) const {
-    for (const auto& [_, j] : pulls) {
-      if (j.get() == except) continue;
-      for (const auto& f : j->md.files)
-        if (f.sha256 == sha256) return true;
-    }
-    return false;
+  // Removes the blobs of `files` that no manifest and no other pull or load needs (pins;
+  // this job's own are released first).
+  void drop_blobs(const std::vector<bus::FileInfo>& files, PullJob* job, const std::set<std::string>& keep = {}) {
+    std::vector<std::string> drop;
+    for (const auto& f : files)
+      if (!keep.count(f.sha256)) drop.push_back(f.sha256);
+    if (job->pin) job->pin->release(drop);
+    for (const auto& f : files)
+      if (!keep.count(f.sha256) && store->remove_unreferenced_blob(f.sha256))
+        spdlog::debug("removed blob {} ('{}'), which no model uses", f.sha256, f.name);
   }
 
-  // Removes the blobs of `files` that no manifest and no other pull needs.
-  void drop_blobs(const std::vector<bus::FileInfo>& files, const PullJob* job, const std::set<std::string>& keep = {}) {
-    for (const auto& f : files)
-      if (!keep.count(f.sha256) && !blob_in_use(f.sha256, job) && store->remove_unreferenced_blob(f.sha256))
-        spdlog::debug("removed blob {} ('{}'), which no model uses", f.sha256, f.name);
+  // A pin for `job`, holding every file of `md`. Returns whether all of them are present.
+  bool pin_files(PullJob& job, const bus::ModelMetadata& md) {
+    if (!job.pin) job.pin = store->pin((job.load ? "load " : "pull ") + job.ref.str());
+    bool all = true;
+    for (const auto& f : md.files) all &= job.pin->hold(f.sha256);
+    return all;
   }
 
   // Answers from the cache when it holds the whole model (the newest cached version when
@@ -160,11 +176,19 @@ struct PullEngine::Impl {
     std::vector<std::string> versions =
         job->ref.version.empty() ? store->cached_versions(job->ref.name) : std::vector<std::string>{job->ref.version};
     for (const auto& v : versions) {
-      auto md = store->read_manifest(job->ref.name, v);
-      if (!md || !store->complete(*md)) continue;
-      job->md = *md;
-      job->total = md->total_size();
-      spdlog::info("{}:{} served from the cache ({})", md->name, md->version, why);
+      auto rec = store->read_manifest_record(job->ref.name, v);
+      if (!rec) continue;
+      auto md = bus::ModelMetadata::from_json(rec->at("metadata"));
+      try {
+        if (!pin_files(*job, md) || !store->complete(md)) continue;
+      } catch (const Error& e) {
+        finish_pull(job, e);
+        return true;
+      }
+      job->md = md;
+      job->derived = rec->contains("derived");
+      job->total = md.total_size();
+      spdlog::info("{}:{} served from the cache ({})", md.name, md.version, why);
       finish_pull(job, std::nullopt, pull_reply(*job, "cache", true));
       return true;
     }
@@ -173,9 +197,17 @@ struct PullEngine::Impl {
 
   void finish_pull(const std::shared_ptr<PullJob>& job, const std::optional<Error>& err, json reply = {}) {
     if (job->answered) return;  // files finishing in a cascade may all reach here
+    if (!err) {
+      // Every file the answer names is there now, and stays while the pin holds it.
+      if (auto gone = missing_files(*job); !gone.empty()) return refetch(job, gone);
+    }
     if (!err && job->load && !job->load_hooks_done) return load_hooks(job, std::move(reply));
     job->answered = true;
     pulls.erase((job->load ? "load " : "pull ") + job->ref.str());
+    struct Unpin {  // after the answers: until then the files stay
+      PullJob& j;
+      ~Unpin() { j.pin.reset(); }
+    } unpin{*job};
     auto ms = ms_between(job->started, Clock::now());
     if (job->load) {
       if (err)
@@ -242,20 +274,25 @@ struct PullEngine::Impl {
     }
     job->resolution = same;
     job->total = job->md.total_size();
-    if (auto cached = cached_as(job->md)) {
-      job->md = *cached;
-      job->total = cached->total_size();
-      try {
+    // Pinned before anything is looked at: what is seen present stays present.
+    std::map<std::string, bool> present;
+    try {
+      job->pin = store->pin((job->load ? "load " : "pull ") + job->ref.str());
+      for (const auto& f : job->md.files) present[f.sha256] = job->pin->hold(f.sha256);
+      if (auto cached = cached_as(job->md); cached && pin_files(*job, *cached) && store->complete(*cached)) {
+        job->md = *cached;
+        job->derived = cached_derived;
+        job->total = cached->total_size();
         store->link_view(job->md);
-      } catch (const std::exception& e) {
-        return finish_pull(job, Error(ErrorCode::internal, e.what()));
+        return finish_pull(job, std::nullopt, pull_reply(*job, best->plugin.name, true));
       }
-      return finish_pull(job, std::nullopt, pull_reply(*job, best->plugin.name, true));
+    } catch (const std::exception& e) {
+      return finish_pull(job, Error(ErrorCode::internal, e.what()));
     }
     job->post_download = !hooks_for(host.extensions(), "post-download", job->md.name).empty();
     std::set<std::string> queued;  // a model may list the same content twice
     for (const auto& f : job->md.files) {
-      if (store->has_blob(f.sha256) || !queued.insert(f.sha256).second) {
+      if (present[f.sha256] || !queued.insert(f.sha256).second) {
         job->cached_bytes += f.size;
         continue;
       }
@@ -271,20 +308,115 @@ struct PullEngine::Impl {
       if (job->post_download) return post_download(job);
       return complete_pull(job, best->plugin.name, true);
     }
-    try {
-      // The manifest first: every blob this pull commits is referenced from the moment it
-      // appears, so a concurrent `modelzoo cache prune` never takes it for an orphan. Not
-      // when extensions may still reject or replace the files: prune then keeps orphans
-      // while the transfer's or the staging directory's lock is held.
-      if (!job->post_download) store->write_manifest(job->md, job->source);
-    } catch (const Error& e) {
-      return finish_pull(job, e);
+    // The manifest is written only once every file is in (complete_pull): the pin keeps
+    // this pull's blobs from prune meanwhile, and a daemon killed now leaves no manifest
+    // that lists files the cache lacks.
+    if (auto no_room = make_room(*job, nullptr)) {
+      events.publish(core::topic::kDownloadFailed,
+                     {{"model", job->md.name}, {"version", job->md.version}, {"error", bus::to_json(*no_room)}});
+      return finish_pull(job, *no_room);
     }
     events.publish(core::topic::kDownloadStarted, {{"model", job->md.name},
                                             {"version", job->md.version},
                                             {"plugin", best->plugin.name},
                                             {"files", job->files.size()},
                                             {"total_bytes", job->total}});
+    start_files(job);
+  }
+
+  // The bytes this job still has to write (its files less what their partials hold).
+  core::SpaceRequest space_request(const PullJob& job) {
+    core::SpaceRequest r;
+    for (const auto& t : job.files) {
+      if (t->done) continue;
+      r.own_partials.insert(t->info.sha256);
+      std::error_code ec;
+      auto have = fs::file_size(store->root() / "tmp" / (t->info.sha256 + ".partial"), ec);
+      if (ec) have = 0;
+      r.bytes += t->info.size - std::min<std::uint64_t>(have, t->info.size);
+    }
+    r.keep_models.insert(job.md.name + ":" + job.md.version);
+    return r;
+  }
+
+  // Makes room for what `job` still has to write (core::make_room: idle partials, unused
+  // blobs, and least recently used models when cache.max_size / cache.min_free are set).
+  // Returns the error to fail it with when it does not fit; `outcome` receives the figures.
+  std::optional<Error> make_room(PullJob& job, core::SpaceOutcome* outcome) {
+    core::SpaceOutcome out;
+    try {
+      out = core::make_room(store->root(), space_request(job), {cfg.cache_max_size, cfg.cache_min_free});
+    } catch (const Error& e) {
+      spdlog::warn("pull {}:{}: cannot check the free space: {}", job.md.name, job.md.version, e.what());
+      return std::nullopt;  // the writes will tell
+    }
+    if (out.bytes_freed > 0) {
+      spdlog::info("made room for {}:{}: freed {} ({} idle partials, {} unused blobs, {} models evicted{})", job.md.name,
+                   job.md.version, core::format_size(out.bytes_freed), out.partials_removed, out.blobs_removed,
+                   out.evicted.size(), out.evicted.empty() ? "" : ": least recently used first");
+      events.publish(core::topic::kCacheReclaimed, {{"model", job.md.name},
+                                                    {"version", job.md.version},
+                                                    {"bytes_freed", out.bytes_freed},
+                                                    {"partials_removed", out.partials_removed},
+                                                    {"blobs_removed", out.blobs_removed},
+                                                    {"evicted", out.evicted},
+                                                    {"free_bytes", out.free},
+                                                    {"needed_bytes", out.needed}});
+    }
+    if (outcome) *outcome = out;
+    if (out.ok()) return std::nullopt;
+    return Error(ErrorCode::unavailable,
+                 "not enough space in the cache for '" + job.md.name + ":" + job.md.version + "': " + out.describe());
+  }
+
+  // The files of `job` whose blob is gone (removed by something that does not honour pins:
+  // `cache verify --remove-corrupt`, a user's rm), after relinking the view once.
+  std::vector<bus::FileInfo> missing_files(const PullJob& job) {
+    if (store->complete(job.md)) return {};
+    std::vector<bus::FileInfo> gone;
+    for (const auto& f : job.md.files) {
+      std::error_code ec;
+      auto size = fs::file_size(store->blob_path(f.sha256), ec);
+      if (ec || size != f.size) gone.push_back(f);
+    }
+    if (gone.empty()) {  // only links: a `cache rm` of this very version meanwhile; the pull wins
+      try {
+        store->link_view(job.md);
+      } catch (const std::exception& e) {
+        spdlog::warn("pull {}:{}: {}", job.md.name, job.md.version, e.what());
+      }
+      if (!store->complete(job.md)) gone = job.md.files;
+    }
+    return gone;
+  }
+
+  // A file vanished between the start of the pull and its answer: fetch it again (a few
+  // times at most), never answer without it.
+  void refetch(const std::shared_ptr<PullJob>& job, const std::vector<bus::FileInfo>& gone) {
+    std::string names;
+    for (const auto& f : gone) names += (names.empty() ? "'" : ", '") + f.name + "'";
+    if (job->derived || !job->resolution || job->refetches >= 3) {
+      std::string why = job->derived ? "made by extensions, it cannot be fetched again"
+                        : !job->resolution ? "no source was asked (offline or every source down)"
+                                           : "it vanished " + std::to_string(job->refetches) + " times";
+      return finish_pull(job, Error(ErrorCode::unavailable, names + " of '" + job->md.name + ":" + job->md.version +
+                                                                "' left the cache before the pull could answer (" +
+                                                                why + "); pull again"));
+    }
+    job->refetches++;
+    spdlog::warn("pull {}:{}: {} left the cache before the answer; fetching again", job->md.name, job->md.version, names);
+    std::set<std::string> queued;
+    for (const auto& f : gone) {
+      if (!queued.insert(f.sha256).second) continue;
+      if (job->pin) job->pin->hold(f.sha256);
+      auto t = std::make_shared<FileTransfer>();
+      t->info = f;
+      t->tag = next_transfer_tag++;
+      t->job = job;
+      transfers[t->tag] = t;
+      job->files.push_back(std::move(t));
+    }
+    job->post_download = false;  // the extensions saw these very bytes (same sha256)
     start_files(job);
   }
 
@@ -318,7 +450,11 @@ struct PullEngine::Impl {
     }
     if (job->running > 0) return;
     if (job->error) {
-      std::string msg = job->error->what();
+      if (job->disk_failed) {  // name the space, and free what is idle so the next pull is not wedged
+        core::SpaceOutcome room;
+        if (make_room(*job, &room))
+          job->error = Error(job->error->code(), std::string(job->error->what()) + "; " + room.describe());
+      }
       events.publish(core::topic::kDownloadFailed,
               {{"model", job->md.name}, {"version", job->md.version}, {"error", bus::to_json(*job->error)}});
       return finish_pull(job, job->error);
@@ -355,8 +491,9 @@ struct PullEngine::Impl {
       // New files are hashed and moved into the blobs off the loop (they may be large).
       auto result = std::make_shared<std::pair<std::vector<bus::FileInfo>, std::optional<Error>>>();
       auto files = out.files;
+      core::ContentStore::Pin* pin = job->pin.get();  // lives as long as the job, which waits for this
       background->submit(
-          [this, files, result] {
+          [this, files, result, pin] {
             try {
               std::map<fs::path, bus::FileInfo> adopted;  // one file may be listed under two names
               for (const auto& f : files) {
@@ -365,7 +502,7 @@ struct PullEngine::Impl {
                   continue;
                 }
                 auto it = adopted.find(f.path);
-                if (it == adopted.end()) it = adopted.emplace(f.path, store->adopt(f.path, f.name)).first;
+                if (it == adopted.end()) it = adopted.emplace(f.path, store->adopt(f.path, f.name, pin)).first;
                 result->first.emplace_back(f.name, it->second.size, it->second.sha256);
               }
             } catch (const Error& e) {
@@ -385,6 +522,8 @@ struct PullEngine::Impl {
               source_files.push_back({{"name", f.name}, {"size", f.size}, {"sha256", f.sha256}});
             auto original = job->md.files;
             job->md.files = result->first;
+            job->derived = true;
+            for (const auto& f : job->md.files) job->pin->hold(f.sha256);
             job->total = job->md.total_size();
             json derived = {{"source_files", source_files}, {"extensions", applied}};
             std::set<std::string> keep;
@@ -692,7 +831,10 @@ struct PullEngine::Impl {
         t->disk_error = d.error;
         for (auto& [key, job] : pulls)  // a disk problem is no source's fault: stop the pull
           for (const auto& f : job->files)
-            if (f == t && !job->error) job->error = d.error;
+            if (f == t && !job->error) {
+              job->error = d.error;
+              job->disk_failed = true;
+            }
         if (t->call_id) {
           host.cancel_call(t->call_id);
           host.complete_call(t->call_id, {json(), *d.error});

@@ -5,6 +5,8 @@
 
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -12,6 +14,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -259,23 +262,47 @@ TEST_F(CacheAdminTest, VerifyReportsEveryCorruptBlobWithItsOwners) {
   EXPECT_EQ(j["corrupt"].size(), 3u);
 }
 
-TEST_F(CacheAdminTest, VerifyCanRemoveCorruptBlobsWhichThenShowAsMissing) {
+TEST_F(CacheAdminTest, VerifyRemoveCorruptUncachesTheOwnerAndKeepsItsGoodFiles) {
   add_model("demo/a", "1.0.0", {{"a.bin", "content of a"}, {"ok.bin", "fine"}});
+  add_model("demo/other", "1.0.0", {{"x.bin", "unrelated"}});
   corrupt(blob("content of a"));
   admin::VerifyOptions opts;
   opts.remove_corrupt = true;
   auto r = admin::verify_cache(root_, opts);
+  EXPECT_FALSE(r.ok());  // it found damage, even though it cleaned it up
   ASSERT_EQ(r.corrupt.size(), 1u);
   EXPECT_TRUE(r.corrupt[0].removed);
+  EXPECT_EQ(r.uncached, std::vector<std::string>{"demo/a:1.0.0"});
   EXPECT_FALSE(fs::exists(blob("content of a")));
-  EXPECT_TRUE(fs::exists(blob("fine")));
-  EXPECT_FALSE(admin::list_cache(root_).models[0].complete);  // the next pull fetches it
+  EXPECT_TRUE(fs::exists(blob("fine")));  // the next pull fetches only a.bin
+  EXPECT_FALSE(fs::exists(manifest("demo/a", "1.0.0")));
+  EXPECT_FALSE(fs::exists(root_ / "models" / "demo" / "a" / "1.0.0"));
+  EXPECT_TRUE(fs::exists(manifest("demo/other", "1.0.0")));
 
-  r = admin::verify_cache(root_);
+  r = admin::verify_cache(root_);  // consistent again
   EXPECT_TRUE(r.ok());
+  EXPECT_TRUE(r.missing.empty());
+  EXPECT_TRUE(r.corrupt.empty());
+}
+
+TEST_F(CacheAdminTest, AModelWithAMissingBlobFailsVerificationNamingIt) {
+  add_model("demo/a", "1.0.0", {{"a.bin", "content of a"}, {"ok.bin", "fine"}});
+  fs::remove(blob("content of a"));
+  auto r = admin::verify_cache(root_);
+  EXPECT_FALSE(r.ok());
   ASSERT_EQ(r.missing.size(), 1u);
   EXPECT_EQ(r.missing[0].sha256, Sha256::of("content of a"));
+  ASSERT_EQ(r.missing[0].owners.size(), 1u);
   EXPECT_EQ(r.missing[0].owners[0].name, "demo/a");
+  EXPECT_EQ(r.missing[0].owners[0].file, "a.bin");
+  EXPECT_FALSE(admin::to_json(r)["ok"].get<bool>());
+
+  admin::VerifyOptions opts;
+  opts.remove_corrupt = true;
+  r = admin::verify_cache(root_, opts);
+  EXPECT_EQ(r.uncached, std::vector<std::string>{"demo/a:1.0.0"});
+  EXPECT_TRUE(admin::verify_cache(root_).ok());
+  EXPECT_TRUE(fs::exists(blob("fine")));
 }
 
 TEST_F(CacheAdminTest, VerifyOfAnIntactCacheIsOk) {
@@ -436,9 +463,11 @@ TEST_F(CacheAdminTest, PruneDeletesOldOrphansButNeverYoungOnes) {
   EXPECT_TRUE(admin::list_cache(root_).models[0].complete);
 }
 
-TEST_F(CacheAdminTest, PruneKeepsOrphansWhileAFileIsBeingReceived) {
+TEST_F(CacheAdminTest, PruneNeverTouchesAPartialBeingReceivedNorAPinnedOrphan) {
   put_blob("first file of a pull");
   age(blob("first file of a pull"), 3h);
+  auto pin = store_->pin("pull demo/a:1.0.0");
+  EXPECT_TRUE(pin->hold(Sha256::of("first file of a pull")));
   std::string second = "second file, still arriving";
   auto w = store_->begin(info("second", second));
   ASSERT_NE(w, nullptr);
@@ -446,7 +475,7 @@ TEST_F(CacheAdminTest, PruneKeepsOrphansWhileAFileIsBeingReceived) {
 
   auto r = admin::prune_cache(root_, {std::chrono::seconds(0)});
   EXPECT_EQ(r.blobs_removed, 0u);
-  EXPECT_EQ(r.blobs_kept_receiving, 1u);
+  EXPECT_EQ(r.blobs_kept_in_use, 1u);
   EXPECT_EQ(r.partials_removed, 0u);  // held, even with --all
   EXPECT_EQ(r.partials_kept, 1u);
   EXPECT_TRUE(fs::exists(blob("first file of a pull")));
@@ -454,11 +483,158 @@ TEST_F(CacheAdminTest, PruneKeepsOrphansWhileAFileIsBeingReceived) {
   w->write(second.data() + 3, second.size() - 3);  // the receiver was not disturbed
   w->commit();
   w.reset();
+  pin.reset();  // the pull ended without a manifest (failed): its blobs are orphans now
 
   r = admin::prune_cache(root_);
   EXPECT_EQ(r.blobs_removed, 1u);  // the second blob is younger than the grace period
   EXPECT_EQ(r.blobs_kept_recent, 1u);
   EXPECT_FALSE(fs::exists(blob("first file of a pull")));
+}
+
+// The interleaving, at the level of the cache: pull b counted shared.bin present
+// (pinned it), then `cache rm a` and `cache rm b` ran before b's manifest existed.
+TEST_F(CacheAdminTest, RemoveOfEveryOwnerKeepsABlobAPullInProgressHolds) {
+  add_model("m-share/a", "1.0.0", {{"big.bin", "big a"}, {"shared.bin", "shared"}});
+  add_model("m-share/b", "1.0.0", {{"other.bin", "other b"}, {"shared.bin", "shared"}});
+  auto pin = store_->pin("pull m-share/b:1.0.0");
+  EXPECT_TRUE(pin->hold(Sha256::of("shared")));
+  EXPECT_TRUE(pin->hold(Sha256::of("other b")));
+
+  auto ra = admin::remove_cached(root_, "m-share/a");
+  EXPECT_EQ(ra.blobs_removed, 1u);  // big.bin
+  EXPECT_EQ(ra.blobs_kept, 1u);     // shared.bin: b's manifest still lists it
+  auto rb = admin::remove_cached(root_, "m-share/b");
+  EXPECT_EQ(rb.blobs_removed, 0u);
+  EXPECT_EQ(rb.blobs_kept_in_use, 2u);
+  EXPECT_TRUE(fs::exists(blob("shared")));
+  EXPECT_TRUE(fs::exists(blob("other b")));
+  EXPECT_EQ(admin::to_json(rb)["blobs_kept_in_use"], 2);
+  // Nothing was left half-removed.
+  for (const auto& e : fs::directory_iterator(root_ / "tmp")) EXPECT_NE(e.path().extension(), ".removing") << e.path();
+
+  pin.reset();
+  EXPECT_TRUE(admin::pinned_blobs(root_).empty());
+  EXPECT_TRUE(store_->remove_unreferenced_blob(Sha256::of("shared")));
+}
+
+TEST_F(CacheAdminTest, ReleasedPinsAndPinsOfDeadHoldersHoldNothing) {
+  put_blob("x");
+  auto pin = store_->pin("load demo/x:1.0.0");
+  pin->hold(Sha256::of("x"));
+  pin->hold(Sha256::of("y"));
+  EXPECT_EQ(admin::pinned_blobs(root_).size(), 2u);
+  pin->release({Sha256::of("y")});
+  EXPECT_EQ(admin::pinned_blobs(root_), std::set<std::string>{Sha256::of("x")});
+  EXPECT_FALSE(store_->remove_unreferenced_blob(Sha256::of("x")));
+
+  // A holder killed with its pin: the kernel drops its lock; the pin lapses at once.
+  fs::path child_pin;
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  pid_t child = ::fork();
+  if (child == 0) {
+    ContentStore store(root_);
+    auto p = store.pin("pull demo/killed:1.0.0");
+    p->hold(Sha256::of("z"));
+    std::string path = p->path().string();
+    (void)!::write(pipe_fds[1], path.data(), path.size());
+    ::_exit(0);  // no destructor: the file stays, as after SIGKILL
+  }
+  ::close(pipe_fds[1]);
+  char buf[4096];
+  ssize_t n = ::read(pipe_fds[0], buf, sizeof buf);
+  ::close(pipe_fds[0]);
+  ASSERT_GT(n, 0);
+  child_pin = std::string(buf, static_cast<std::size_t>(n));
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  EXPECT_TRUE(fs::exists(child_pin));
+  EXPECT_FALSE(admin::pinned_blobs(root_).count(Sha256::of("z")));
+  auto r = admin::prune_cache(root_);
+  EXPECT_EQ(r.pins_removed, 1u);
+  EXPECT_FALSE(fs::exists(child_pin));
+  EXPECT_TRUE(fs::exists(pin->path()));  // the live one stays
+  fs::path live = pin->path();
+  pin.reset();
+  EXPECT_FALSE(fs::exists(live));
+}
+
+TEST_F(CacheAdminTest, ABlobAKilledRemoverLeftAsideGoesBackWhenStillNeeded) {
+  add_model("demo/a", "1.0.0", {{"a.bin", "needed"}});
+  put_blob("garbage");
+  // A remover killed between its move and its decision.
+  fs::path aside = root_ / "tmp" / (Sha256::of("needed") + ".0123456789abcdef.removing");
+  fs::path junk = root_ / "tmp" / (Sha256::of("garbage") + ".0123456789abcdef.removing");
+  fs::rename(blob("needed"), aside);
+  fs::rename(blob("garbage"), junk);
+  age(aside, 2min);
+  age(junk, 2min);
+  EXPECT_FALSE(admin::verify_cache(root_).ok());
+  auto r = admin::prune_cache(root_);
+  EXPECT_EQ(r.blobs_restored, 1u);
+  EXPECT_TRUE(fs::exists(blob("needed")));
+  EXPECT_FALSE(fs::exists(aside));
+  EXPECT_FALSE(fs::exists(junk));
+  EXPECT_FALSE(fs::exists(blob("garbage")));
+  EXPECT_TRUE(admin::verify_cache(root_).ok());
+}
+
+// ---- space --------------------------------------------------------------------------------
+
+TEST_F(CacheAdminTest, MakeRoomFreesIdlePartialsThenOrphansThenLeastRecentlyUsedModels) {
+  const std::string big(1000, 'b');
+  add_model("demo/old", "1.0.0", {{"f", std::string(3000, 'o')}});
+  add_model("demo/recent", "1.0.0", {{"f", std::string(3000, 'r')}});
+  add_model("demo/pinned", "1.0.0", {{"f", std::string(3000, 'p')}});
+  age(manifest("demo/old", "1.0.0"), 3h);
+  age(manifest("demo/recent", "1.0.0"), 1h);
+  age(manifest("demo/pinned", "1.0.0"), 5h);  // oldest, but in use
+  auto pin = store_->pin("load demo/pinned:1.0.0");
+  pin->hold(Sha256::of(std::string(3000, 'p')));
+  put_blob(std::string(2000, 'x'));          // an orphan
+  add_partial(std::string(4000, 'q'), 1500);  // an idle partial
+  // 9000 in models + 2000 orphan + 1500 partial = 12500.
+  admin::SpacePolicy policy{12500 + 100, 0};
+
+  admin::SpaceRequest small{50, {}, {}};
+  auto out = admin::make_room(root_, small, policy);
+  EXPECT_TRUE(out.ok());
+  EXPECT_EQ(out.bytes_freed, 0u);  // it fits: nothing touched
+
+  admin::SpaceRequest req{1700, {}, {}};  // needs 1600 more: the partial (1500), then the orphan
+  out = admin::make_room(root_, req, policy);
+  EXPECT_TRUE(out.ok()) << out.describe();
+  EXPECT_EQ(out.partials_removed, 1u);
+  EXPECT_EQ(out.blobs_removed, 1u);
+  EXPECT_TRUE(out.evicted.empty());
+  EXPECT_FALSE(fs::exists(blob(std::string(2000, 'x'))));
+
+  admin::SpaceRequest more{4000, {}, {"demo/recent:1.0.0"}};  // 9000 + 4000 > 9100: evict 3000+
+  out = admin::make_room(root_, more, policy);
+  EXPECT_TRUE(out.ok()) << out.describe();
+  EXPECT_EQ(out.evicted, std::vector<std::string>{"demo/old:1.0.0"});  // not pinned, not the kept one
+  EXPECT_TRUE(fs::exists(manifest("demo/pinned", "1.0.0")));
+  EXPECT_TRUE(fs::exists(manifest("demo/recent", "1.0.0")));
+
+  admin::SpaceRequest huge{100000, {}, {}};
+  out = admin::make_room(root_, huge, policy);
+  EXPECT_FALSE(out.ok());
+  EXPECT_NE(out.describe().find("needs 97.7 KiB"), std::string::npos) << out.describe();
+  EXPECT_NE(out.describe().find("cache.max_size"), std::string::npos) << out.describe();
+  EXPECT_TRUE(fs::exists(manifest("demo/pinned", "1.0.0")));  // never one in use
+}
+
+TEST_F(CacheAdminTest, WithoutALimitMakeRoomEvictsNoModelAndNamesWhatCouldBeFreed) {
+  add_model("demo/a", "1.0.0", {{"f", std::string(3000, 'a')}});
+  // More than any filesystem has free: the shortfall cannot be met.
+  admin::SpaceRequest req{std::uint64_t{1} << 62, {}, {}};
+  auto out = admin::make_room(root_, req, {});
+  EXPECT_FALSE(out.ok());
+  EXPECT_TRUE(out.evicted.empty());
+  EXPECT_TRUE(fs::exists(manifest("demo/a", "1.0.0")));
+  std::string text = out.describe();
+  EXPECT_NE(text.find("free on /"), std::string::npos) << text;
+  EXPECT_NE(text.find("modelzoo cache rm demo/a:1.0.0"), std::string::npos) << text;
 }
 
 TEST_F(CacheAdminTest, PruneDeletesIdlePartialsByAgeAndAllWithAll) {

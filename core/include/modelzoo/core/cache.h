@@ -7,6 +7,9 @@
 //   <root>/tmp/<64 hex>.lock                who is receiving it (an OFD lock on this file)
 //   <root>/staging/<id>/                    files extensions work on before they are committed
 //   <root>/tmp/staging-<id>.lock            held while that staging directory is in use
+//   <root>/pins/<id>.pin                    blobs a pull or load in progress needs (Pin)
+//   <root>/tmp/<64 hex>.<id>.removing       a blob being removed, until its remover has
+//                                           checked nobody needs it (remove_blobs_if_unused)
 //
 // A blob appears only by rename() after its size and sha256 were checked and its data
 // fsync'ed, so nothing partial or corrupt is ever visible under blobs/ or models/. The lock
@@ -20,7 +23,9 @@
 #include <filesystem>
 #include <vector>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -46,6 +51,44 @@ class ContentStore {
   std::filesystem::path view_dir(const std::string& name, const std::string& version) const;
   // True when every file of `m` is present as a blob and linked in the view.
   bool complete(const bus::ModelMetadata& m) const;
+
+  // The blobs one pull or load needs while it runs: every remover of blobs (`cache rm`,
+  // `cache prune`, eviction, a rejected pull) leaves a pinned blob alone, in any process.
+  // A pin is the file pins/<id>.pin, append-only lines "+<hex>" / "-<hex>", under an OFD
+  // lock its holder keeps for the pin's life: when the holder dies (a daemon killed) the
+  // kernel drops the lock and the pin lapses at once, so nothing stays pinned forever;
+  // prune and the next daemon remove the lapsed file. The file appears (by rename) only
+  // once locked, so a pin is never seen unheld while its holder lives.
+  // hold() writes the pin *before* it looks at the blob, and a remover moves the blob
+  // away *before* it reads the pins (remove_blobs_if_unused): whichever goes second sees
+  // the other, so either the remover keeps the blob or the holder sees it gone and fetches
+  // it again. Thread-safe.
+  class Pin {
+   public:
+    ~Pin();  // unpins everything
+    Pin(const Pin&) = delete;
+    Pin& operator=(const Pin&) = delete;
+    // Pins `sha256`, then returns whether its blob is present. Throws bus::Error(internal)
+    // naming the pin file when it cannot be written.
+    bool hold(const std::string& sha256);
+    // No longer needs these (blobs it is about to remove itself).
+    void release(const std::vector<std::string>& sha256s);
+    bool holds(const std::string& sha256) const;
+    const std::filesystem::path& path() const { return path_; }
+
+   private:
+    friend class ContentStore;
+    Pin() = default;
+    void append(const std::string& line);
+    const ContentStore* store_ = nullptr;
+    std::filesystem::path path_;
+    int fd_ = -1;
+    mutable std::mutex mu_;
+    std::set<std::string> held_;
+  };
+  // A new, empty pin; `holder` ("pull org/model:1.0.0") names it in `cache list`. Throws
+  // bus::Error(internal) naming the directory when it cannot be created.
+  std::unique_ptr<Pin> pin(const std::string& holder) const;
 
   // Receives one file into tmp/<sha256>.partial, hashing as it goes. Resumes: bytes
   // already in the partial (from an interrupted transfer) are re-hashed and kept, and
@@ -133,11 +176,12 @@ class ContentStore {
   // Commits a finished file that an extension wrote inside a staging directory: checks that
   // it is a regular file with a single link, hashes it, fsyncs it, makes it read-only and
   // renames it into blobs/ (or drops it when that blob exists). Returns it as `name`.
-  // Throws bus::Error(internal) naming `name` on any failure. Safe to call from any thread.
-  bus::FileInfo adopt(const std::filesystem::path& file, const std::string& name) const;
+  // `pin`, when given, holds the blob from before it appears. Throws bus::Error(internal)
+  // naming `name` on any failure. Safe to call from any thread.
+  bus::FileInfo adopt(const std::filesystem::path& file, const std::string& name, Pin* pin = nullptr) const;
 
   // Removes blob `sha256` unless a manifest lists it (the source files of a model that
-  // extensions replaced). Returns true when it was removed.
+  // extensions replaced) or a pin holds it. Returns true when it was removed.
   bool remove_unreferenced_blob(const std::string& sha256) const;
   // Versions of `name` whose manifest exists, newest first.
   std::vector<std::string> cached_versions(const std::string& name) const;
@@ -148,8 +192,9 @@ class ContentStore {
   std::filesystem::path link_view(const bus::ModelMetadata& m) const;
 
   // Removes partials nobody is receiving that were last written more than `older_than`
-  // ago (and their lock files), and staging directories nobody holds (left by a daemon that
-  // died). Returns how many partials were removed.
+  // ago (and their lock files), staging directories nobody holds (left by a daemon that
+  // died), lapsed pins, and blobs a killed remover left half-removed (restored when still
+  // needed). Returns how many partials were removed.
   std::size_t clean_partials(std::chrono::seconds older_than) const;
 
  private:

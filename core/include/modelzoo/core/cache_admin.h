@@ -4,22 +4,28 @@
 // so a long verify never blocks the daemon, and they work while no daemon runs.
 //
 // Sharing the cache with a running daemon (or several) is safe within these rules:
-//   * A blob is referenced when a readable manifest lists it. Unreferenced blobs ("orphans")
-//     are what prune deletes, but NEVER one modified less than kBlobGracePeriod (10 minutes)
-//     ago: a daemon commits each blob of a pull as it arrives and writes the manifest only
-//     once every file is in, so a young orphan is most likely part of a pull in progress.
-//     For the same reason prune deletes no orphan at all while any file is being received
-//     (some tmp/<hex>.lock is held): a pull of several large files may take longer than the
-//     grace period, and its first blobs would otherwise look abandoned.
+//   * A blob is needed when a readable manifest lists it (it is "referenced") or a live pin
+//     holds it (ContentStore::Pin: a pull or load in progress, in any process). Every
+//     removal of blobs here -- remove, prune, eviction -- goes through
+//     remove_blobs_if_unused, which moves a blob aside first, then reads the manifests and
+//     pins, and puts it back when anything needs it; a pull pins first, then looks. So a
+//     blob a pull counts as present is never deleted under it, and a pull that looked just
+//     too late sees the blob gone and fetches it again (docs/reliability.md, "Pins").
+//   * A daemon writes a model's manifest only when every file is in (and checks them again
+//     before it answers): a manifest never lists a blob that was not there, so a missing
+//     blob is always damage (verify fails on it). Orphans -- blobs no manifest references --
+//     are what prune deletes, never one that is pinned nor one modified less than
+//     kBlobGracePeriod (10 minutes) ago (a killed pull's files, worth keeping for a retry).
 //   * Partials are deleted only under their OFD lock (the one a receiving ContentStore::Writer
 //     holds), so a partial being received is never touched; list only tests the lock
 //     (F_OFD_GETLK) and never takes it, so it cannot make a receiver back off.
 //   * Empty directories under models/ and manifests/ are removed by prune only when their
 //     own mtime is older than the grace period (or they became empty in that same prune):
 //     a daemon creates a directory just before it writes into it.
-//   * remove and verify --remove-corrupt delete what they are told to at once. A removed
-//     model or blob is fetched again by the next pull; a pull racing with them may reply with
-//     a view whose links dangle, which the pull after it repairs (complete() is false).
+//   * remove deletes the model's manifest and view at once; a pull of the same version in
+//     progress writes them again when it finishes (the pull wins, and its blobs stayed
+//     pinned). verify --remove-corrupt deletes a corrupt blob even when pinned (its bytes
+//     are wrong): the pull holding it finds it gone at its final check and fetches it again.
 // Names and versions given by users (remove) are checked with bus::check_model_name and
 // bus::check_version before they become paths. Names found on disk that do not pass these
 // checks are reported as problems, never followed.
@@ -34,6 +40,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -65,6 +72,7 @@ struct CachedVersion {
   FileTime last_used{};       // the manifest's mtime (ContentStore::touch)
   std::vector<bus::FileInfo> files;
   bool complete = false;      // ContentStore::complete: every blob present and linked
+  bool in_use = false;        // a pull or load in progress holds one of its files (a pin)
 };
 
 struct OrphanBlob {
@@ -127,7 +135,9 @@ struct MissingBlob {            // listed by a manifest but not in blobs/ (fetch
 };
 
 struct VerifyOptions {
-  bool remove_corrupt = false;  // delete corrupt blobs so that the next pull fetches them again
+  // Delete corrupt blobs, and uncache the model versions that lack a file (corrupt or
+  // missing), so that the next pull fetches them again.
+  bool remove_corrupt = false;
   // Called with (bytes hashed so far, bytes to hash in all) after every read, and once at
   // the start. May throw to abort.
   std::function<void(std::uint64_t, std::uint64_t)> on_progress;
@@ -140,7 +150,13 @@ struct VerifyReport {
   std::vector<CorruptBlob> corrupt;  // every corrupt blob, by sha256
   std::vector<MissingBlob> missing;  // by sha256
   std::vector<CacheProblem> problems;
-  bool ok() const { return corrupt.empty(); }
+  // With remove_corrupt: the model versions that lost a file (corrupt and removed, or
+  // missing) and were uncached -- manifest and view removed, their other blobs kept -- so
+  // that the next pull fetches what they lack.
+  std::vector<std::string> uncached;  // "name:version"
+  // A model with a corrupt or a missing file is a failed verification (also when
+  // remove_corrupt cleaned it up: the next verify is the one that passes).
+  bool ok() const { return corrupt.empty() && missing.empty(); }
 };
 
 // Re-hashes every blob (SHA-256, 1 MiB reads) and reports every one whose content does not
@@ -156,6 +172,7 @@ struct RemoveReport {
   std::vector<std::string> versions;  // the versions removed
   std::size_t blobs_removed = 0;
   std::size_t blobs_kept = 0;         // still referenced by another manifest
+  std::size_t blobs_kept_in_use = 0;  // held by a pull or load in progress (a pin)
   std::uint64_t bytes_freed = 0;      // size of the blobs removed
 };
 
@@ -178,12 +195,14 @@ struct PruneReport {
   std::size_t blobs_removed = 0;
   std::uint64_t blob_bytes_freed = 0;
   std::size_t blobs_kept_recent = 0;   // orphans younger than kBlobGracePeriod
-  std::size_t blobs_kept_receiving = 0;  // orphans kept because a transfer is in progress
+  std::size_t blobs_kept_in_use = 0;   // orphans a pull or load in progress holds (pins)
   std::size_t partials_removed = 0;
   std::uint64_t partial_bytes_freed = 0;
   std::size_t partials_kept = 0;       // being received, or younger than partial_age
   std::size_t locks_removed = 0;       // lock files without a partial, held by nobody
   std::size_t dirs_removed = 0;        // empty directories under models/ and manifests/
+  std::size_t pins_removed = 0;        // pin files whose holder died
+  std::size_t blobs_restored = 0;      // half-removed by a killed remover and still needed
   std::uint64_t bytes_freed() const { return blob_bytes_freed + partial_bytes_freed; }
 };
 
@@ -191,6 +210,82 @@ struct PruneReport {
 // `options.partial_age`, stray lock files and empty directories under models/ and
 // manifests/. A missing root prunes nothing.
 PruneReport prune_cache(const std::filesystem::path& root, const PruneOptions& options = {});
+
+// ---- pins and removal --------------------------------------------------------------------
+
+// The blobs live pins hold now (pins whose holder died are ignored).
+std::set<std::string> pinned_blobs(const std::filesystem::path& root);
+
+struct BlobRemoval {
+  std::vector<std::string> removed;  // sha256 of each blob deleted
+  std::size_t kept_referenced = 0;   // a manifest lists it
+  std::size_t kept_in_use = 0;       // a pin holds it
+  std::uint64_t bytes_freed = 0;
+};
+// Deletes those of `candidates` that no manifest lists and no pin holds, safely against
+// pulls in progress in any process (see the rules above). Blobs not present are skipped.
+// Throws bus::Error(internal) naming the blob when the filesystem refuses.
+BlobRemoval remove_blobs_if_unused(const std::filesystem::path& root, const std::vector<std::string>& candidates);
+
+// Removes pins whose holder died and finishes removals a killed remover left half-done
+// (tmp/<hex>.<id>.removing older than a minute: put back when a manifest or pin needs
+// the blob, else deleted). Returns {pins removed, blobs put back}.
+std::pair<std::size_t, std::size_t> clean_leftovers(const std::filesystem::path& root);
+
+// ---- space --------------------------------------------------------------------------------
+
+struct FsSpace {
+  std::uint64_t free = 0;           // bytes an unprivileged writer may still use (f_bavail)
+  std::uint64_t total = 0;
+  std::filesystem::path mount;      // the filesystem's mount point
+};
+// Throws bus::Error(internal) naming `dir` when statvfs fails.
+FsSpace fs_space(const std::filesystem::path& dir);
+
+// The cache's limits (docs/configuration.md, `cache`). 0 means no limit.
+struct SpacePolicy {
+  std::uint64_t max_size = 0;  // blobs + partials may take at most this
+  std::uint64_t min_free = 0;  // leave at least this free on the filesystem
+  // Whether cached models may be evicted (least recently used first, never one in use):
+  // only when the user set a limit. Idle partials and unused orphans are always fair game
+  // when space is short.
+  bool evict_models() const { return max_size > 0 || min_free > 0; }
+};
+
+struct SpaceRequest {
+  std::uint64_t bytes = 0;               // what the transfer still has to write
+  std::set<std::string> own_partials;    // partials of the files it fetches: kept (resume)
+  std::set<std::string> keep_models;     // "name:version" never evicted (the one pulled)
+};
+
+struct SpaceOutcome {
+  std::uint64_t needed = 0;       // the request's bytes
+  std::uint64_t free = 0;         // free on the filesystem afterwards
+  std::uint64_t cache_size = 0;   // blobs + partials afterwards
+  std::uint64_t shortfall = 0;    // 0: the transfer fits within the filesystem and the policy
+  std::filesystem::path mount;
+  std::uint64_t min_free = 0, max_size = 0;  // the policy it was measured against
+  std::size_t partials_removed = 0, blobs_removed = 0;
+  std::vector<std::string> evicted;  // "name:version", least recently used first
+  std::uint64_t bytes_freed = 0;
+  // When short: what the user could still free by hand (models not in use, when eviction
+  // is off) and what is held (in use).
+  std::uint64_t reclaimable_models = 0;
+  std::vector<std::string> reclaimable_names;  // largest first, at most 5
+  bool ok() const { return shortfall == 0; }
+  // "needs 40.0 MiB, 3.1 MiB free on /mnt/models (...)": for the error of a pull that does not fit.
+  std::string describe() const;
+};
+// Makes room for `request` under `policy`: when the filesystem's free space (less
+// min_free) or max_size leaves less than request.bytes, removes, oldest first, idle
+// partials (nobody receiving; not request.own_partials), then orphan blobs no pin holds
+// (any age: space is short), then -- only when policy.evict_models() -- whole model
+// versions no pin holds and not in request.keep_models, least recently used first
+// (manifest mtime), until it fits. Returns what it did and whether it fits now.
+SpaceOutcome make_room(const std::filesystem::path& root, const SpaceRequest& request, const SpacePolicy& policy);
+
+// Human sizes ("3.1 MiB") for messages.
+std::string format_size(std::uint64_t bytes);
 
 // ---- JSON ---------------------------------------------------------------------------------
 // The shapes `modelzoo cache ... --json` prints. Times are RFC 3339 UTC with milliseconds

@@ -21,6 +21,7 @@ inline constexpr const char* kLoadStarted = "model.load.started";
 inline constexpr const char* kLoadCompleted = "model.load.completed";
 inline constexpr const char* kLoadFailed = "model.load.failed";
 inline constexpr const char* kExtensionHook = "extension.hook";
+inline constexpr const char* kCacheReclaimed = "cache.reclaimed";
 inline constexpr const char* kDaemonStarted = "daemon.started";
 inline constexpr const char* kConfigReloaded = "daemon.config.reloaded";
 inline constexpr const char* kConfigRejected = "daemon.config.rejected";
