@@ -75,6 +75,18 @@ std::string plugin_uptime(const json& plugin) {
   return human_duration(static_cast<std::int64_t>(count(plugin, "uptime_ms")));
 }
 
+// "name: starting for 4 s, no hello yet (hello timeout 10 s)" for a spawn that has not
+// said hello: a plugin stopped or stuck before its hello shows here long before its hello
+// timeout ends it. Empty for any other plugin.
+std::string starting_line(const json& plugin) {
+  if (text(plugin, "state") != "starting" || count(plugin, "starting_for_ms") == 0) return "";
+  std::string line = text(plugin, "name") + ": starting for " + std::to_string(count(plugin, "starting_for_ms") / 1000) +
+                     " s, no hello yet";
+  if (const std::uint64_t timeout = count(plugin, "hello_timeout_ms"); timeout > 0)
+    line += " (hello timeout " + std::to_string(timeout / 1000) + (timeout % 1000 ? "." + std::to_string(timeout % 1000 / 100) : "") + " s)";
+  return line;
+}
+
 // "name: last_error (last_exit; last_limit)" for a failed plugin.
 std::string failure_line(const json& plugin) {
   std::string line = text(plugin, "name") + ": " + text(plugin, "last_error", "failed");
@@ -164,7 +176,7 @@ std::string render_status(const json& reply) {
 std::string render_plugins(const json& reply) {
   const json& plugins = array_field(reply, "plugins");
   std::vector<Row> rows;
-  std::string failures, extensions, isolation;
+  std::string failures, extensions, isolation, starting;
   for (const json& plugin : plugins) {
     if (text(plugin, "kind", "registry") == "extension") {
       std::string line = text(plugin, "name") + ": " +
@@ -178,12 +190,14 @@ std::string render_plugins(const json& reply) {
                     std::to_string(count(plugin, "restarts")), plugin_uptime(plugin),
                     text(plugin, "priority", "0")});
     if (text(plugin, "state") == "failed") failures += failure_line(plugin) + "\n";
+    if (const std::string line = starting_line(plugin); !line.empty()) starting += line + "\n";
     if (const std::string line = isolation_line(plugin); !line.empty()) isolation += line + "\n";
   }
   if (rows.empty()) return "no plugins\n";
   std::string out = render_table({"NAME", "STATE", "PID", "RESTARTS", "UPTIME", "PRIORITY"}, rows);
   if (!extensions.empty()) out += "\nextensions:\n" + extensions;
   if (!isolation.empty()) out += "\nisolation:\n" + isolation;
+  if (!starting.empty()) out += "\n" + starting;
   if (!failures.empty()) out += "\n" + failures;
   return out;
 }

@@ -180,6 +180,83 @@ std::optional<std::int64_t> get_int(const nlohmann::json& body, const char* key)
   return it->get<std::int64_t>();
 }
 
+std::string_view type_name(const nlohmann::json& v) {
+  switch (v.type()) {
+    case nlohmann::json::value_t::null: return "nil";
+    case nlohmann::json::value_t::boolean: return "boolean";
+    case nlohmann::json::value_t::number_integer:
+    case nlohmann::json::value_t::number_unsigned: return "integer";
+    case nlohmann::json::value_t::number_float: return "float";
+    case nlohmann::json::value_t::string: return "string";
+    case nlohmann::json::value_t::binary: return "binary";
+    case nlohmann::json::value_t::array: return "array";
+    case nlohmann::json::value_t::object: return "map";
+    default: return "unknown";
+  }
+}
+
+std::string_view expected_name(FieldType type) {
+  switch (type) {
+    case FieldType::string: return "a string";
+    case FieldType::integer: return "an integer";
+    case FieldType::boolean: return "a boolean";
+    case FieldType::map: return "a map";
+    case FieldType::string_list: return "a list of strings";
+    case FieldType::integer_list: return "a list of integers";
+  }
+  return "?";
+}
+
+namespace {
+// "a string", "an integer": a type name with its article, as errors read.
+std::string with_article(std::string_view name) {
+  bool vowel = !name.empty() && std::strchr("aeiou", name[0]) != nullptr;
+  return (vowel ? "an " : "a ") + std::string(name);
+}
+}  // namespace
+
+std::optional<std::string> field_type_error(const nlohmann::json& body, const char* key, FieldType type) {
+  if (!body.is_object()) return std::nullopt;
+  auto it = body.find(key);
+  if (it == body.end()) return std::nullopt;
+  const nlohmann::json& v = *it;
+  std::string got = with_article(type_name(v));
+  bool ok = false;
+  switch (type) {
+    case FieldType::string: ok = v.is_string(); break;
+    case FieldType::integer: ok = v.is_number_integer(); break;
+    case FieldType::boolean: ok = v.is_boolean(); break;
+    case FieldType::map: ok = v.is_object(); break;
+    case FieldType::string_list:
+    case FieldType::integer_list:
+      ok = v.is_array();
+      if (ok)  // (nlohmann iterates a scalar as a list of one)
+        for (const auto& e : v)
+          if (type == FieldType::string_list ? !e.is_string() : !e.is_number_integer()) {
+            ok = false;
+            got = "an array holding " + with_article(type_name(e));
+            break;
+          }
+      break;
+  }
+  if (ok) return std::nullopt;
+  return "'" + std::string(key) + "' must be " + std::string(expected_name(type)) + ", not " + got;
+}
+
+std::string require_string_param(const nlohmann::json& body, const char* key) {
+  if (auto why = field_type_error(body, key, FieldType::string)) throw Error(ErrorCode::bad_request, "parameter " + *why);
+  auto it = body.find(key);
+  if (it == body.end()) throw Error(ErrorCode::bad_request, std::string("request lacks string parameter '") + key + "'");
+  return it->get<std::string>();
+}
+
+std::optional<bool> optional_bool_param(const nlohmann::json& body, const char* key) {
+  if (auto why = field_type_error(body, key, FieldType::boolean)) throw Error(ErrorCode::bad_request, "parameter " + *why);
+  auto it = body.find(key);
+  if (it == body.end()) return std::nullopt;
+  return it->get<bool>();
+}
+
 std::string_view to_string(MessageType t) { return kTypeNames[static_cast<std::size_t>(t)]; }
 std::optional<MessageType> message_type_from_string(std::string_view s) {
   for (std::size_t i = 0; i < kTypeNames.size(); ++i)

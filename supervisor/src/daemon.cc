@@ -83,6 +83,64 @@ bool socket_alive(const fs::path& path) {
   return alive;
 }
 
+// "49,999": counts in log lines are read by people.
+std::string with_commas(std::uint64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+// Warnings anyone who can connect can cause at will (messages from a connection that never
+// said hello): one line per message let a flood of 50,000 heartbeats write 50,000 lines. Per
+// kind, the first is logged, then at most one line per window counts the rest ("… and
+// 49,999 more in 10 s"). A kind quiet for a whole window is forgotten: its next one is
+// logged at once again. The kinds are a small fixed set, never a peer's bytes, so the map
+// stays small whatever the peers send.
+class LimitedWarnings {
+ public:
+  static constexpr std::chrono::seconds kWindow{10};
+
+  void warn(const std::string& kind, const std::string& line, Clock::time_point now = Clock::now()) {
+    auto it = kinds_.find(kind);
+    if (it != kinds_.end() && !flush(it->second, now)) {
+      kinds_.erase(it);
+      it = kinds_.end();
+    }
+    if (it != kinds_.end()) {
+      ++it->second.suppressed;
+      return;
+    }
+    spdlog::warn("{}", line);
+    kinds_[kind] = {line, now + kWindow, 0};
+  }
+  // Writes the count of every window that has ended; called by the loop's timer round, so a
+  // burst's count is written even when nothing follows it.
+  void flush_due(Clock::time_point now = Clock::now()) {
+    for (auto it = kinds_.begin(); it != kinds_.end();)
+      it = flush(it->second, now) ? std::next(it) : kinds_.erase(it);
+  }
+
+ private:
+  struct Kind {
+    std::string first;  // the line logged first, which the counts refer to
+    Clock::time_point window_end;
+    std::uint64_t suppressed = 0;
+  };
+  // False when the kind's window ended with nothing suppressed: forget it.
+  static bool flush(Kind& k, Clock::time_point now) {
+    if (now < k.window_end) return true;
+    if (k.suppressed == 0) return false;
+    spdlog::warn("{} … and {} more in {} s", k.first, with_commas(k.suppressed), kWindow.count());
+    k.suppressed = 0;
+    k.window_end = now + kWindow;
+    return true;
+  }
+  std::map<std::string, Kind> kinds_;
+};
+
 // `waiting`: a remote source (docs/security.md) whose peer is not connected.
 enum class State { starting, ready, backoff, stopping, stopped, failed, waiting };
 const char* to_string(State s) {
@@ -169,6 +227,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     std::function<void()> fire;
   };
   std::vector<Timer> timers;  // one-shot
+  LimitedWarnings unidentified_warnings;  // from connections that never said hello
 
   // Declared after `calls` and `timers`, whose callbacks may hold its transfers: it is
   // destroyed first, so its disk threads finish before any writer they use goes.
@@ -475,6 +534,9 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   // ipc peers): the key, not a token, is what a remote plugin proves.
   void on_hello(const std::string& routing, Message& m, const std::string& user_id) {
     const json& h = m.body;
+    // Types first (docs/protocol.md, "hello"): a mistyped field is named, not read as absent
+    // or empty, so a plugin author learns which field is wrong.
+    if (auto why = hello_type_error(h)) return reject(routing, ErrorCode::bad_request, "hello: " + *why, h);
     std::string id = bus::get_string(h, "plugin_id");
     Instance* in = nullptr;
     if (!user_id.empty()) {
@@ -575,7 +637,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       } catch (const bus::ProtocolError& e) {
         auto it = by_routing.find(peer);
         if (it == by_routing.end()) {
-          spdlog::warn("invalid message from an unidentified peer on the plugin socket: {}", e.what());
+          unidentified_warnings.warn("invalid", std::string("invalid message from an unidentified peer on the plugin socket: ") + e.what());
           continue;
         }
         Instance& in = *it->second;
@@ -591,7 +653,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
         auto it = by_routing.find(r->routing_id);
         if (it == by_routing.end()) {
           if (r->message.type == MessageType::hello) on_hello(r->routing_id, r->message, r->user_id);
-          else spdlog::warn("{} message from a peer that has not said hello; dropped", bus::to_string(r->message.type));
+          else {
+            std::string type(bus::to_string(r->message.type));
+            unidentified_warnings.warn(type, type + " message from a peer that has not said hello; dropped");
+          }
           continue;
         }
         Instance& in = *it->second;
@@ -626,6 +691,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
         return;
       }
       case MessageType::goodbye:
+        if (auto why = bus::field_type_error(m.body, "reason", bus::FieldType::string)) {
+          spdlog::warn("[{}] sent an invalid goodbye: {}", in.source.name, *why);
+          if (++in.invalid_messages >= kMaxInvalidMessages) kill_instance(in, "sent too many invalid messages");
+        }
         spdlog::info("[{}] is leaving: {}", in.source.name, bus::get_string(m.body, "reason").substr(0, 500));
         if (!in.source.remote_key.empty()) drop_remote(in, "said goodbye");  // no process exit will follow
         return;
@@ -639,6 +708,21 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
         if (++in.invalid_messages >= kMaxInvalidMessages) kill_instance(in, "sent too many invalid messages");
         return;
     }
+  }
+
+  // The type of every hello field the daemon reads (docs/protocol.md, "hello"); the first
+  // mistyped one, if any.
+  static std::optional<std::string> hello_type_error(const json& h) {
+    using bus::FieldType;
+    static const std::pair<const char*, FieldType> fields[] = {
+        {"protocol", FieldType::integer_list}, {"plugin_id", FieldType::string},    {"token", FieldType::string},
+        {"name", FieldType::string},           {"version", FieldType::string},      {"pid", FieldType::integer},
+        {"kind", FieldType::string},           {"capabilities", FieldType::string_list},
+        {"points", FieldType::string_list},    {"formats", FieldType::string_list}, {"order", FieldType::integer},
+        {"priority", FieldType::integer},      {"handles", FieldType::string_list}};
+    for (const auto& [key, type] : fields)
+      if (auto why = bus::field_type_error(h, key, type)) return why;
+    return std::nullopt;
   }
 
   // The extension fields of a hello (docs/protocol.md, "Extension hooks"); the reason it
@@ -837,12 +921,9 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     }
   }
 
-  static std::string require_str(const json& body, const char* key) {
-    auto it = body.find(key);
-    if (it == body.end() || !it->is_string())
-      throw Error(ErrorCode::bad_request, std::string("request lacks string parameter '") + key + "'");
-    return it->get<std::string>();
-  }
+  // Every parameter is read strictly (docs/protocol.md, "Client protocol"): a mistyped one
+  // is `bad_request` naming it, never taken as absent.
+  static std::string require_str(const json& body, const char* key) { return bus::require_string_param(body, key); }
 
   std::uint32_t plugin_timeout(const Message& m) const {
     auto t = static_cast<std::uint32_t>(cfg.request_timeout.count());
@@ -868,6 +949,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
             {"restarts", in.restarts},
             {"failures", in.tracker.consecutive_failures()},
             {"uptime_ms", in.state == State::ready ? ms_between(in.ready_at, Clock::now()) : 0},
+            // A spawn that has not said hello yet (slow, or stopped before its hello): how
+            // long it has been at it, against its hello timeout.
+            {"starting_for_ms", in.state == State::starting && running ? ms_between(in.spawned_at, Clock::now()) : 0},
+            {"hello_timeout_ms", in.source.restart.hello_timeout.count()},
             {"priority", rec ? rec->priority : in.source.priority.value_or(0)},
             {"handles", rec ? rec->handles : in.source.handles.value_or(std::vector<std::string>{"*"})},
             {"last_exit", in.last_exit},
@@ -946,8 +1031,8 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       });
     } else if (method == "pull" || method == "load") {
       auto ref = bus::parse_model_ref(require_str(m.body, "model"));
-      auto offline = m.body.find("offline");
-      engine->start(w, ref, method == "load", offline != m.body.end() && offline->is_boolean() && offline->get<bool>());
+      bool offline = bus::optional_bool_param(m.body, "offline").value_or(false);
+      engine->start(w, ref, method == "load", offline);
     } else if (method == "ping") {
       reply_client(w, {{"pong", true}});
     } else {
@@ -1037,6 +1122,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   // ---------------------------------------------------------------- timers
   void on_timers() {
     auto now = Clock::now();
+    unidentified_warnings.flush_due(now);
     if (!timers.empty()) {
       std::vector<Timer> due;
       for (auto it = timers.begin(); it != timers.end();) {
@@ -1357,6 +1443,32 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
                                            {"restart_needed", restart_needed}});
   }
 
+  // Waits up to `budget_ms` for `in` to exit. Meanwhile the plugins still waiting their turn
+  // to be stopped keep getting heartbeats: the stop of a slow one can last longer than their
+  // liveness, and they would leave on their own with "daemon silent" (exit 4), an error in a
+  // clean stop. Their output is forwarded too, so none blocks on a full pipe.
+  std::optional<int> wait_heartbeating(Instance& in, int budget_ms) {
+    auto deadline = Clock::now() + milliseconds(budget_ms);
+    for (;;) {
+      auto now = Clock::now();
+      if (now >= next_heartbeat) {
+        next_heartbeat = now + cfg.heartbeat_interval;
+        for (auto& other : instances) {
+          if (other->stop_requested || other->state != State::ready || other->routing_id.empty()) continue;
+          Message hb = Message::make(MessageType::heartbeat);
+          bus::send_to(plugin_sock, other->routing_id, hb);
+        }
+      }
+      for (auto& other : instances)
+        if (other.get() != &in && other->process && !other->stop_requested)
+          for (int fd : {other->process->stdout_fd(), other->process->stderr_fd()})
+            if (fd >= 0) forward_output(*other, fd);
+      auto slice = std::min(deadline, next_heartbeat) - now;
+      auto st = in.process->wait_for(static_cast<int>(std::max<std::int64_t>(0, duration_cast<milliseconds>(slice).count())));
+      if (st || Clock::now() >= deadline) return st;
+    }
+  }
+
   // Graceful stop, in reverse start order: ask over the bus, then SIGTERM, then SIGKILL.
   void shutdown() {
     publish(core::topic::kDaemonStopping, {{"pid", ::getpid()}});
@@ -1371,16 +1483,16 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       std::optional<int> st;
       if (!in.routing_id.empty()) {
         say_goodbye(in, "daemon stopping");
-        st = in.process->wait_for(budget);
+        st = wait_heartbeating(in, budget);
       }
       if (!st) {
         in.process->signal_group(SIGTERM);
-        st = in.process->wait_for(budget);
+        st = wait_heartbeating(in, budget);
       }
       if (!st) {
         spdlog::warn("[{}] did not stop within {} ms of SIGTERM; SIGKILL", in.source.name, budget);
         in.process->signal_group(SIGKILL);
-        st = in.process->wait_for(5000);
+        st = wait_heartbeating(in, 5000);
       }
       if (in.process->stderr_fd() >= 0) forward_output(in, in.process->stderr_fd());
       spdlog::info("[{}] stopped ({})", in.source.name, st ? describe_wait_status(*st) : "unknown");

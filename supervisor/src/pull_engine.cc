@@ -375,6 +375,9 @@ struct PullEngine::Impl {
     if (store->complete(job.md)) return {};
     std::vector<bus::FileInfo> gone;
     for (const auto& f : job.md.files) {
+      // A `cache rm` of another model with this blob may have it aside while it checks the
+      // pins; it would put it back, having seen ours.
+      if (job.pin) job.pin->recover(f.sha256);
       std::error_code ec;
       auto size = fs::file_size(store->blob_path(f.sha256), ec);
       if (ec || size != f.size) gone.push_back(f);

@@ -104,5 +104,24 @@ TEST(ConfigReload, SighupReloadsAndSettingsThatNeedARestartAreSaid) {
   EXPECT_TRUE(reloaded->body["changed"].empty());
 }
 
+// SIGHUP alone, the file untouched (so the watcher has nothing to see): the daemon re-reads
+// and re-applies it, and keeps running with every plugin (docs/protocol.md, "Shutdown").
+TEST(ConfigReload, SighupReloadsAnUnchangedFile) {
+  Daemon d(with_sources(memory_source("mem", 0, "demo/x")));
+  pid_t pid = d.wait_plugin("mem")["pid"].get<pid_t>();
+  ASSERT_EQ(d.client().status()["config_reloads"], 0);
+  EventSubscriber sub(d.runtime_dir().string(), {"daemon."});
+  ::kill(d.pid(), SIGHUP);
+  auto reloaded = wait_event(sub, "daemon.config.reloaded");
+  ASSERT_TRUE(reloaded);
+  EXPECT_TRUE(reloaded->body["added"].empty() && reloaded->body["changed"].empty() && reloaded->body["removed"].empty())
+      << reloaded->body.dump();
+  EXPECT_EQ(d.client().status()["config_reloads"], 1);
+  EXPECT_NE(d.log().find("reloaded (SIGHUP)"), std::string::npos);
+  EXPECT_TRUE(process_alive(d.pid()));
+  EXPECT_EQ(d.plugin("mem")["pid"], pid) << "an unchanged source keeps its process";
+  EXPECT_EQ(d.log().find("stopping"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace modelzoo::testing

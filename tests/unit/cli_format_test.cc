@@ -318,6 +318,24 @@ TEST(PluginsView, LimitsSandboxAndTheLimitThatEndedAPlugin) {
   EXPECT_NE(out.find("burner: failed (signal 24 (SIGXCPU); CPU time limit of 2 s exceeded)\n"), std::string::npos) << out;
 }
 
+TEST(PluginsView, ASpawnWithoutHelloShowsHowLongItHasBeenStarting) {
+  json frozen = plugin("frozen", "starting", 77, 0, 0, 0);
+  frozen["starting_for_ms"] = 7400;
+  frozen["hello_timeout_ms"] = 10000;
+  json quick = plugin("quick", "starting", 78, 0, 0, 0);
+  quick["starting_for_ms"] = 0;  // not running yet, or just spawned: nothing to say
+  json half = plugin("half", "starting", 79, 0, 0, 0);
+  half["starting_for_ms"] = 1200;
+  half["hello_timeout_ms"] = 1500;
+  const std::string out = render_plugins({{"plugins", {frozen, quick, half, plugin("memory", "ready", 4242, 0, 1000, 10)}}});
+  EXPECT_NE(out.find("\nfrozen: starting for 7 s, no hello yet (hello timeout 10 s)\nhalf: starting for 1 s, no hello yet "
+                     "(hello timeout 1.5 s)\n"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("quick:"), std::string::npos) << out;
+  EXPECT_EQ(out.find("memory:"), std::string::npos) << out;
+}
+
 TEST(PluginsView, EmptyList) { EXPECT_EQ(render_plugins({{"plugins", json::array()}}), "no plugins\n"); }
 
 TEST(PluginsView, FailedWithoutDetails) {

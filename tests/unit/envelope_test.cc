@@ -784,4 +784,64 @@ TEST(EnvelopeFuzz, RandomFrameSets) {
   }
 }
 
+// Strict field reading (issue 19): a mistyped field is named with the type expected and the
+// type found, never read as absent; an absent one is not an error.
+TEST(StrictFields, MistypedFieldsAreNamedWithBothTypes) {
+  using modelzoo::bus::field_type_error;
+  using modelzoo::bus::FieldType;
+  const nlohmann::json body = {{"s", "x"},         {"i", 3},          {"b", true},        {"n", nullptr},
+                               {"f", 1.5},         {"l", {"a", "b"}}, {"li", {1, 2}},     {"mixed", {"a", 1}},
+                               {"m", {{"k", 1}}}, {"neg", -4}};
+  EXPECT_EQ(field_type_error(body, "absent", FieldType::string), std::nullopt);
+  EXPECT_EQ(field_type_error(body, "s", FieldType::string), std::nullopt);
+  EXPECT_EQ(field_type_error(body, "i", FieldType::integer), std::nullopt);
+  EXPECT_EQ(field_type_error(body, "neg", FieldType::integer), std::nullopt);
+  EXPECT_EQ(field_type_error(body, "b", FieldType::boolean), std::nullopt);
+  EXPECT_EQ(field_type_error(body, "l", FieldType::string_list), std::nullopt);
+  EXPECT_EQ(field_type_error(body, "li", FieldType::integer_list), std::nullopt);
+  EXPECT_EQ(field_type_error(body, "m", FieldType::map), std::nullopt);
+  EXPECT_EQ(field_type_error(body, "s", FieldType::boolean), "'s' must be a boolean, not a string");
+  EXPECT_EQ(field_type_error(body, "i", FieldType::boolean), "'i' must be a boolean, not an integer");
+  EXPECT_EQ(field_type_error(body, "n", FieldType::boolean), "'n' must be a boolean, not a nil");
+  EXPECT_EQ(field_type_error(body, "f", FieldType::integer), "'f' must be an integer, not a float");
+  EXPECT_EQ(field_type_error(body, "l", FieldType::string), "'l' must be a string, not an array");
+  EXPECT_EQ(field_type_error(body, "m", FieldType::string), "'m' must be a string, not a map");
+  EXPECT_EQ(field_type_error(body, "s", FieldType::string_list), "'s' must be a list of strings, not a string");
+  EXPECT_EQ(field_type_error(body, "mixed", FieldType::string_list),
+            "'mixed' must be a list of strings, not an array holding an integer");
+  EXPECT_EQ(field_type_error(body, "l", FieldType::integer_list), "'l' must be a list of integers, not an array holding a string");
+  EXPECT_EQ(field_type_error(nlohmann::json::array(), "s", FieldType::string), std::nullopt);  // not a map: nothing to read
+}
+
+TEST(StrictFields, RequestParametersThrowBadRequest) {
+  using modelzoo::bus::optional_bool_param;
+  using modelzoo::bus::require_string_param;
+  EXPECT_EQ(require_string_param({{"model", "a/b"}}, "model"), "a/b");
+  EXPECT_EQ(optional_bool_param({{"offline", true}}, "offline"), true);
+  EXPECT_EQ(optional_bool_param(nlohmann::json::object(), "offline"), std::nullopt);
+  for (const nlohmann::json& wrong : {nlohmann::json("yes"), nlohmann::json(1), nlohmann::json("false"),
+                                      nlohmann::json::array({true}), nlohmann::json(nullptr)}) {
+    try {
+      optional_bool_param({{"offline", wrong}}, "offline");
+      ADD_FAILURE() << wrong.dump() << " accepted";
+    } catch (const modelzoo::bus::Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::bad_request);
+      EXPECT_THAT(e.what(), ::testing::StartsWith("parameter 'offline' must be a boolean, not "));
+    }
+  }
+  try {
+    require_string_param(nlohmann::json::object(), "model");
+    ADD_FAILURE();
+  } catch (const modelzoo::bus::Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::bad_request);
+    EXPECT_STREQ(e.what(), "request lacks string parameter 'model'");
+  }
+  try {
+    require_string_param({{"model", 7}}, "model");
+    ADD_FAILURE();
+  } catch (const modelzoo::bus::Error& e) {
+    EXPECT_STREQ(e.what(), "parameter 'model' must be a string, not an integer");
+  }
+}
+
 }  // namespace

@@ -104,6 +104,22 @@ std::string get_string(const nlohmann::json& body, const char* key, const std::s
 std::optional<std::uint64_t> get_uint(const nlohmann::json& body, const char* key);
 std::optional<std::int64_t> get_int(const nlohmann::json& body, const char* key);
 
+// Strict reading, for the fields a receiver acts on (docs/protocol.md, "Errors"): a field of
+// the wrong type is refused, never read as absent or as a default, so a client that sends
+// `"offline": "yes"` learns its mistake instead of getting a pull it did not ask for.
+enum class FieldType { string, integer, boolean, map, string_list, integer_list };
+// The msgpack family of a value as an error names it: "nil", "boolean", "integer", "float",
+// "string", "binary", "array", "map".
+std::string_view type_name(const nlohmann::json& v);
+// What a field of `type` is called in an error: "a string", "a list of strings", ...
+std::string_view expected_name(FieldType type);
+// Why `body[key]` does not have `type` ("'offline' must be a boolean, not a string"), or
+// nothing when it does or is absent. A nil value is a wrong type, not an absent field.
+std::optional<std::string> field_type_error(const nlohmann::json& body, const char* key, FieldType type);
+// Request parameters: throw Error(bad_request) naming the parameter and the type expected.
+std::string require_string_param(const nlohmann::json& body, const char* key);
+std::optional<bool> optional_bool_param(const nlohmann::json& body, const char* key);
+
 // msgpack <-> JSON value conversion used for bodies (binary values map to json::binary).
 std::string to_msgpack(const nlohmann::json& value);
 nlohmann::json from_msgpack(const void* data, std::size_t size);  // throws ProtocolError

@@ -74,6 +74,12 @@ class ContentStore {
     // No longer needs these (blobs it is about to remove itself).
     void release(const std::vector<std::string>& sha256s);
     bool holds(const std::string& sha256) const;
+    // For a held blob found missing later. hold() saw it present after pinning, so a
+    // remover that moved it aside since is between its move and its reading of the pins,
+    // and will put it back; this puts it back now instead of waiting. Returns whether the
+    // blob is present afterwards (false: something that does not honour pins removed it,
+    // such as `cache verify --remove-corrupt`).
+    bool recover(const std::string& sha256) const;
     const std::filesystem::path& path() const { return path_; }
 
    private:
