@@ -726,6 +726,22 @@ BlobRemoval remove_blobs_if_unused(const fs::path& root, const std::vector<std::
   };
   std::vector<Aside> moved;
   std::set<std::string> seen;
+  // A blob some model or pin needs now is never moved at all: a reader opening it through
+  // a view would find it gone for the moment of the check. Only what looks unused goes
+  // aside, to be checked again.
+  {
+    const std::set<std::string> pins = pinned_blobs(root);
+    const Scan scan = scan_manifests(root);
+    for (const auto& hex : candidates) {
+      if (!bus::is_sha256_hex(hex) || seen.count(hex)) continue;
+      auto st = lstat_of(blobs_dir(root) / hex);
+      if (!st || !S_ISREG(st->st_mode)) continue;
+      if (scan.refs.count(hex)) out.kept_referenced++;
+      else if (pins.count(hex)) out.kept_in_use++;
+      else continue;
+      seen.insert(hex);
+    }
+  }
   // First out of blobs/, so that a pull looking from now on sees it gone...
   for (const auto& hex : candidates) {
     if (!bus::is_sha256_hex(hex) || !seen.insert(hex).second) continue;
