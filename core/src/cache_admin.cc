@@ -755,6 +755,9 @@ BlobRemoval remove_blobs_if_unused(const fs::path& root, const std::vector<std::
       for (const auto& m : moved) put_back(root, m.hex, m.path);
       throw Error(ErrorCode::internal, "cannot remove " + blob.string() + ": " + errno_text(e));
     }
+    // Its age from now: rename keeps the blob's mtime, and a concurrent prune takes an
+    // old .removing for one whose remover died.
+    ::utimensat(AT_FDCWD, aside.c_str(), nullptr, 0);
     moved.push_back({hex, aside, static_cast<std::uint64_t>(st->st_size)});
   }
   if (moved.empty()) return out;

@@ -83,6 +83,9 @@ struct PullEngine::Impl {
     std::unique_ptr<core::ContentStore::Pin> pin;
     bool derived = false;  // md.files were made by extensions: they cannot be fetched again
     int refetches = 0;     // times a file vanished before the answer and was fetched again
+    // What the manifest was written with ({"source", "derived"}), once committed or found
+    // cached: a `cache rm` of this very version before the answer is undone with it.
+    std::optional<json> manifest;
     std::uint64_t total = 0, cached_bytes = 0, downloaded = 0;
     Clock::time_point started = Clock::now(), last_progress, last_event;
   };
@@ -187,6 +190,7 @@ struct PullEngine::Impl {
       }
       job->md = md;
       job->derived = rec->contains("derived");
+      job->manifest = json{{"source", rec->value("source", "")}, {"derived", rec->value("derived", json())}};
       job->total = md.total_size();
       spdlog::info("{}:{} served from the cache ({})", md.name, md.version, why);
       finish_pull(job, std::nullopt, pull_reply(*job, "cache", true));
@@ -372,6 +376,15 @@ struct PullEngine::Impl {
   // The files of `job` whose blob is gone (removed by something that does not honour pins:
   // `cache verify --remove-corrupt`, a user's rm), after relinking the view once.
   std::vector<bus::FileInfo> missing_files(const PullJob& job) {
+    // A `cache rm` of this very version since the commit: the pull wins, manifest and all,
+    // or the model it answers with would be uncached and its blobs orphans.
+    if (job.manifest && !store->read_manifest_record(job.md.name, job.md.version)) {
+      try {
+        store->write_manifest(job.md, job.manifest->value("source", ""), job.manifest->value("derived", json()));
+      } catch (const std::exception& e) {
+        spdlog::warn("pull {}:{}: {}", job.md.name, job.md.version, e.what());
+      }
+    }
     if (store->complete(job.md)) return {};
     std::vector<bus::FileInfo> gone;
     for (const auto& f : job.md.files) {
@@ -382,13 +395,15 @@ struct PullEngine::Impl {
       auto size = fs::file_size(store->blob_path(f.sha256), ec);
       if (ec || size != f.size) gone.push_back(f);
     }
-    if (gone.empty()) {  // only links: a `cache rm` of this very version meanwhile; the pull wins
+    // Only links: a `cache rm` of this very version meanwhile; the pull wins and links them
+    // again. Should another rm remove them once more, that one counts as after the answer
+    // (every blob is there, held by the pin): fetching again would not help it.
+    if (gone.empty()) {
       try {
         store->link_view(job.md);
       } catch (const std::exception& e) {
         spdlog::warn("pull {}:{}: {}", job.md.name, job.md.version, e.what());
       }
-      if (!store->complete(job.md)) gone = job.md.files;
     }
     return gone;
   }
@@ -428,6 +443,7 @@ struct PullEngine::Impl {
                      const json& derived = nullptr, const std::function<void()>& after_commit = {}) {
     try {
       store->write_manifest(job->md, source, derived);
+      job->manifest = json{{"source", source}, {"derived", derived}};
       store->link_view(job->md);
     } catch (const std::exception& e) {
       return finish_pull(job, Error(ErrorCode::internal, e.what()));

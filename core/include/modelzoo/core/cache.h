@@ -92,7 +92,8 @@ class ContentStore {
     mutable std::mutex mu_;
     std::set<std::string> held_;
   };
-  // A new, empty pin; `holder` ("pull org/model:1.0.0") names it in `cache list`. Throws
+  // A new, empty pin; `holder` ("pull org/model:1.0.0") is its file's first line, for a
+  // person looking into pins/. Throws
   // bus::Error(internal) naming the directory when it cannot be created.
   std::unique_ptr<Pin> pin(const std::string& holder) const;
 
@@ -161,8 +162,8 @@ class ContentStore {
   std::optional<nlohmann::json> read_manifest_record(const std::string& name, const std::string& version) const;
 
   // A private directory under staging/ for one pull's extensions, removed (with everything
-  // in it) when the object goes. While it exists its lock in tmp/ is held, so `cache prune`
-  // deletes no orphan blob (the blobs it works on are not referenced by a manifest yet).
+  // in it) when the object goes. While it exists its lock in tmp/ is held; the blobs its
+  // extensions work on (not referenced by a manifest yet) are kept by the pull's pin.
   class Staging {
    public:
     ~Staging();
