@@ -19,7 +19,8 @@ using Result = Run;  // (inside a fixture, Run is testing::Test::Run)
 // The build tree holds bin/ (MODELZOO_BIN_DIR).
 fs::path build_dir() { return bin_dir().parent_path(); }
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+// Appended: '"'" + std::string' at -O3 trips GCC 12's false -Wrestrict (PR105651).
+std::string q(const fs::path& p) { return std::string("'").append(p.string()).append("'"); }
 
 int exit_status(const Result& r) { return WIFEXITED(r.status) ? WEXITSTATUS(r.status) : -1; }
 

@@ -303,16 +303,18 @@ TEST(Resolve, TiesAreBrokenByNameWhateverTheOrderOfAnswers) {
 }
 
 TEST(Resolve, AnswersInReverseOrderLandOnTheirOwnSource) {
+  // "p" + std::to_string(i) at -O3 trips GCC 12's false -Wrestrict (PR105651): appended instead.
+  auto numbered = [](const char* prefix, int i) { return std::string(prefix).append(std::to_string(i)); };
   PluginManager pm;
-  for (int i = 0; i < 6; ++i) pm.add(rec("p" + std::to_string(i), 100 - i));
+  for (int i = 0; i < 6; ++i) pm.add(rec(numbered("p", i), 100 - i));
   FakeCaller caller;
   auto r = start(pm, caller, "m");
   ASSERT_EQ(caller.calls.size(), 6u);
   for (int i = 5; i >= 0; --i) {
     EXPECT_EQ(r->calls, 0);
-    std::string n = "p" + std::to_string(i);
-    if (i % 2) caller.fail(n, ErrorCode::timeout, "slow " + n);
-    else caller.reply(n, metadata("m", "1.0." + std::to_string(i), n));
+    std::string n = numbered("p", i);
+    if (i % 2) caller.fail(n, ErrorCode::timeout, std::string("slow ").append(n));
+    else caller.reply(n, metadata("m", numbered("1.0.", i), n));
   }
   ASSERT_EQ(r->calls, 1);
   const Resolution& res = *r->result;
@@ -321,11 +323,11 @@ TEST(Resolve, AnswersInReverseOrderLandOnTheirOwnSource) {
     const auto& s = res.sources[static_cast<std::size_t>(i)];
     if (i % 2) {
       ASSERT_TRUE(s.error.has_value());
-      EXPECT_EQ(std::string(s.error->what()), "slow p" + std::to_string(i));
+      EXPECT_EQ(std::string(s.error->what()), numbered("slow p", i));
     } else {
       ASSERT_TRUE(s.metadata.has_value());
-      EXPECT_EQ(s.metadata->description, "p" + std::to_string(i));
-      EXPECT_EQ(s.metadata->version, "1.0." + std::to_string(i));
+      EXPECT_EQ(s.metadata->description, numbered("p", i));
+      EXPECT_EQ(s.metadata->version, numbered("1.0.", i));
     }
   }
   EXPECT_EQ(res.best()->plugin.name, "p0");
