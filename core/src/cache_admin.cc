@@ -63,11 +63,16 @@ bool is_hidden(const fs::path& p) {
   return !n.empty() && n[0] == '.';
 }
 
-// Directory entries of `dir` (not recursive), sorted by name; nothing when it is missing.
+// Directory entries of `dir` (not recursive), sorted by name; nothing when it is missing
+// (or was removed meanwhile). Any other error throws: a listing cut short would make what it
+// did not reach look absent, and removers decide from these listings what nothing needs.
 std::vector<fs::path> entries_of(const fs::path& dir) {
   std::vector<fs::path> out;
   std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) out.push_back(it->path());
+  fs::directory_iterator it(dir, ec), end;
+  if (ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory) return out;
+  for (; !ec && it != end; it.increment(ec)) out.push_back(it->path());
+  if (ec) throw Error(ErrorCode::internal, "cannot list " + dir.string() + ": " + ec.message());
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -137,35 +142,55 @@ struct Scan {
 
 // The blob names the view of `name`:`version` links to, by file name (an unreadable
 // manifest's view still protects its blobs).
-std::vector<std::pair<std::string, std::string>> view_links(const fs::path& root, const std::string& name,
-                                                            const std::string& version) {
-  std::vector<std::pair<std::string, std::string>> out;
-  fs::path dir = models_dir(root) / name / version;
-  std::error_code ec;
-  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (!it->is_symlink(ec)) continue;
-    fs::path target = fs::read_symlink(it->path(), ec);
+void collect_links(const fs::path& dir, const fs::path& top, std::vector<std::pair<std::string, std::string>>& out,
+                   int depth) {
+  if (depth > 64) throw Error(ErrorCode::internal, dir.string() + " is nested deeper than any model name");
+  for (const auto& p : entries_of(dir)) {
+    auto st = lstat_of(p);
+    if (!st) continue;  // removed meanwhile
+    if (S_ISDIR(st->st_mode)) {
+      collect_links(p, top, out, depth + 1);
+      continue;
+    }
+    if (!S_ISLNK(st->st_mode)) continue;
+    std::error_code ec;
+    fs::path target = fs::read_symlink(p, ec);
     if (ec) continue;
     std::string hex = target.filename().string();
     if (target.parent_path().filename() == "sha256" && bus::is_sha256_hex(hex))
-      out.emplace_back(fs::relative(it->path(), dir, ec).generic_string(), hex);
+      out.emplace_back(p.lexically_relative(top).generic_string(), hex);
   }
+}
+
+std::vector<std::pair<std::string, std::string>> view_links(const fs::path& root, const std::string& name,
+                                                            const std::string& version) {
+  std::vector<std::pair<std::string, std::string>> out;
+  const fs::path dir = models_dir(root) / name / version;
+  collect_links(dir, dir, out, 0);
   return out;
+}
+
+// The manifest files below `dir`, walked one directory at a time without following links.
+// A directory removed during the walk (a concurrent rm or prune of that model) held nothing
+// any more; its siblings are still walked. A recursive_directory_iterator ends the whole walk
+// at such an error, which made every manifest not yet reached look absent, and a remover then
+// deleted blobs they list.
+void collect_manifests(const fs::path& dir, std::vector<fs::path>& files, int depth) {
+  if (depth > 64) throw Error(ErrorCode::internal, dir.string() + " is nested deeper than any model name");
+  for (const auto& p : entries_of(dir)) {
+    if (is_hidden(p)) continue;  // a manifest being written (.<version>.json.<random>)
+    auto st = lstat_of(p);
+    if (!st) continue;  // removed meanwhile
+    if (S_ISDIR(st->st_mode)) collect_manifests(p, files, depth + 1);
+    else if (S_ISREG(st->st_mode) && p.extension() == ".json") files.push_back(p);
+  }
 }
 
 Scan scan_manifests(const fs::path& root) {
   Scan s;
   const fs::path top = manifests_dir(root);
-  std::error_code ec;
   std::vector<fs::path> files;
-  for (fs::recursive_directory_iterator it(top, fs::directory_options::skip_permission_denied, ec), end;
-       !ec && it != end; it.increment(ec)) {
-    if (is_hidden(it->path())) {  // a manifest being written (.<version>.json.<random>)
-      if (it->is_directory(ec)) it.disable_recursion_pending();
-      continue;
-    }
-    if (it->path().extension() == ".json" && is_regular(it->path())) files.push_back(it->path());
-  }
+  collect_manifests(top, files, 0);
   std::sort(files.begin(), files.end());
   for (const auto& file : files) {
     fs::path rel = file.lexically_relative(top);

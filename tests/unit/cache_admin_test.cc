@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "modelzoo/bus/message.h"
@@ -577,6 +579,99 @@ TEST_F(CacheAdminTest, ABlobAKilledRemoverLeftAsideGoesBackWhenStillNeeded) {
   EXPECT_FALSE(fs::exists(junk));
   EXPECT_FALSE(fs::exists(blob("garbage")));
   EXPECT_TRUE(admin::verify_cache(root_).ok());
+}
+
+TEST_F(CacheAdminTest, ModelsRemovedDuringAScanNeverHideTheOthersFromRemovers) {
+  // Stable models among siblings that another remover deletes and a pull recreates
+  // throughout: every listing must show the stable ones, and a remover asked to delete
+  // their blobs must keep them all. A walk that stopped at the first directory vanishing
+  // under it missed about one stable model in thirty and deleted blobs they list.
+  std::vector<std::string> stable_blobs;
+  for (int i = 0; i < 8; ++i) {
+    const std::string tag = std::to_string(i);
+    add_model(std::string("g").append(tag).append("/stable"), "1.0.0", {{"w.bin", std::string("stable ").append(tag)}});
+    stable_blobs.push_back(Sha256::of(std::string("stable ").append(tag)));
+  }
+  const std::string manifest_text = [&] {
+    std::ifstream in(manifest("g0/stable", "1.0.0"));
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    for (unsigned k = 0; !stop; ++k) {
+      // Siblings before, between and after the stable ones, at both depths.
+      for (const char* top : {"a", "g3", "m", "z"}) {
+        fs::path dir = root_ / "manifests" / top / std::string("churn").append(std::to_string(k % 4));
+        std::error_code ec;
+        fs::create_directories(dir / "deeper", ec);
+        std::ofstream(dir / "1.0.0.json") << manifest_text;
+        std::ofstream(dir / "deeper" / "1.0.0.json") << manifest_text;
+      }
+      for (const char* top : {"a", "g3", "m", "z"}) {
+        std::error_code ec;
+        fs::remove_all(root_ / "manifests" / top / std::string("churn").append(std::to_string((k + 2) % 4)), ec);
+      }
+    }
+  });
+  // At least 3 s and 100 rounds (the old walk failed within 20), at most 60 s on a slow build.
+  const auto start = std::chrono::steady_clock::now();
+  auto more = [&](int rounds) {
+    auto t = std::chrono::steady_clock::now() - start;
+    return t < 60s && (t < 3s || rounds < 100);
+  };
+  int rounds = 0, missed = 0, removed = 0;
+  while (more(rounds) && missed == 0 && removed == 0) {
+    ++rounds;
+    auto l = admin::list_cache(root_);
+    for (int i = 0; i < 8; ++i)
+      if (!find(l, std::string("g").append(std::to_string(i)).append("/stable"), "1.0.0")) ++missed;
+    removed += static_cast<int>(admin::remove_blobs_if_unused(root_, stable_blobs).removed.size());
+  }
+  stop = true;
+  churn.join();
+  EXPECT_EQ(missed, 0) << "after " << rounds << " rounds";
+  EXPECT_EQ(removed, 0) << "after " << rounds << " rounds";
+  for (const auto& hex : stable_blobs) EXPECT_TRUE(fs::exists(store_->blob_path(hex))) << hex;
+}
+
+TEST_F(CacheAdminTest, AManifestDirectoryThatCannotBeReadStopsRemoversWithItsName) {
+  add_model("demo/a", "1.0.0", {{"a.bin", "in a"}});
+  add_model("demo/b", "1.0.0", {{"b.bin", "in b"}});
+  put_blob("orphan");
+  age(blob("orphan"), 2h);
+  const fs::path hidden = root_ / "manifests" / "demo";
+  // Root reads any directory: then the prune runs in a child that is the cache's owner, nobody.
+  const bool as_root = ::geteuid() == 0;
+  if (as_root) {
+    for (const auto& e : fs::recursive_directory_iterator(base_)) ASSERT_EQ(::lchown(e.path().c_str(), 65534, 65534), 0);
+    ASSERT_EQ(::chown(base_.c_str(), 65534, 65534), 0);
+  }
+  fs::permissions(hidden, fs::perms::owner_all, fs::perm_options::remove);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (as_root && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
+    try {
+      admin::prune_cache(root_);
+      ::_exit(1);  // went on without reading every manifest
+    } catch (const Error& e) {
+      ::_exit(std::string(e.what()).find(hidden.string()) != std::string::npos ? 0 : 2);
+    } catch (...) {
+      ::_exit(4);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "0: refused naming the directory, 1: pruned anyway, 2: error without its name, 3: cannot become nobody, 4: "
+         "another exception; got status "
+      << status;
+  fs::permissions(hidden, fs::perms::owner_all, fs::perm_options::add);
+  EXPECT_TRUE(fs::exists(blob("in a")));
+  EXPECT_TRUE(fs::exists(blob("in b")));
+  auto r = admin::prune_cache(root_);
+  EXPECT_EQ(r.blobs_removed, 1u);
+  EXPECT_FALSE(fs::exists(blob("orphan")));
 }
 
 // ---- space --------------------------------------------------------------------------------

@@ -99,7 +99,8 @@ TEST(FileName, Valid) {
   std::string longest = std::string(64, 'a');
   // append, not '"/" + std::string': GCC 12 at -O3 misreports that under -Wrestrict (PR105651)
   for (int i = 0; i < 2; ++i) longest.append("/").append(64, 'b');
-  longest.append("/").append(255 - longest.size() - 1, 'c');
+  longest.append("/");
+  longest.append(255 - longest.size(), 'c');
   ASSERT_EQ(longest.size(), 255u);
   EXPECT_EQ(check_file_name(longest), std::nullopt);
 }
@@ -110,7 +111,8 @@ TEST(FileName, Invalid) {
   };
   std::string too_long = std::string(64, 'a');
   for (int i = 0; i < 2; ++i) too_long.append("/").append(64, 'b');
-  too_long.append("/").append(256 - too_long.size() - 1, 'c');
+  too_long.append("/");
+  too_long.append(256 - too_long.size(), 'c');
   ASSERT_EQ(too_long.size(), 256u);
   for (const auto& c : std::vector<Case>{
            {"", "empty"},
