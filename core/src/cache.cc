@@ -56,6 +56,18 @@ int in_dir(const fs::path& dir, const std::function<int()>& step) {
   return e;
 }
 
+// The error for a failed write of `what` with errno `e`. A full filesystem or quota is
+// `unavailable` (it goes away when space is freed: another pull may just have taken the last
+// bytes) and says what to do; anything else is `internal`.
+Error write_failure(int e, const std::string& what) {
+  if (e == ENOSPC || e == EDQUOT)
+    return Error(ErrorCode::unavailable, what + ": " + std::strerror(e) +
+                                             " (the cache's filesystem is full: free space there, run `modelzoo cache "
+                                             "prune`, or set cache.max_size or cache.min_free so the daemon makes "
+                                             "room before a pull)");
+  return Error(ErrorCode::internal, what + ": " + (e ? std::strerror(e) : std::string("short write")));
+}
+
 }  // namespace
 
 ContentStore::ContentStore(fs::path root) : root_(std::move(root)) {
@@ -157,8 +169,7 @@ void ContentStore::Pin::append(const std::string& line) {
   do n = ::write(fd_, line.data(), line.size());
   while (n < 0 && errno == EINTR);
   if (n != static_cast<ssize_t>(line.size()))
-    throw Error(ErrorCode::internal, "cannot write pin " + path_.string() + ": " +
-                                         (n < 0 ? std::strerror(errno) : std::string("short write")));
+    throw write_failure(n < 0 ? errno : 0, "cannot write pin " + path_.string());
 }
 
 bool ContentStore::Pin::hold(const std::string& sha256) {
@@ -266,8 +277,10 @@ void ContentStore::Writer::copy_from(int src_fd, std::uint64_t offset, std::size
     }
     int e = n == 0 ? 0 : errno;
     (void)!::ftruncate(fd_, static_cast<off_t>(offset));
-    throw Error(ErrorCode::internal, "cannot copy '" + expected_.name + "' into the cache (" + partial_.string() +
-                                         "): " + (e ? std::strerror(e) : std::string("source file shrank")));
+    if (e == 0)
+      throw Error(ErrorCode::internal,
+                  "cannot copy '" + expected_.name + "' into the cache (" + partial_.string() + "): source file shrank");
+    throw write_failure(e, "cannot copy '" + expected_.name + "' into the cache (" + partial_.string() + ")");
   }
   start_writeback(fd_, offset, offset + size);
 }
@@ -283,8 +296,7 @@ void ContentStore::Writer::store(std::uint64_t offset, const void* data, std::si
       int e = errno;
       // Keep the partial a consistent prefix: cut off this write's remains.
       (void)!::ftruncate(fd_, static_cast<off_t>(offset));
-      throw Error(ErrorCode::internal, "cannot write '" + expected_.name + "' to the cache (" + partial_.string() +
-                                           "): " + std::strerror(e));
+      throw write_failure(e, "cannot write '" + expected_.name + "' to the cache (" + partial_.string() + ")");
     }
     p += n;
     at += static_cast<std::uint64_t>(n);
@@ -391,13 +403,13 @@ void ContentStore::write_manifest(const bus::ModelMetadata& m, const std::string
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     return fd < 0 ? errno : 0;
   });
-  if (fd < 0) throw Error(ErrorCode::internal, "cannot write manifest " + file.string() + ": " + std::strerror(open_error));
+  if (fd < 0) throw write_failure(open_error, "cannot write manifest " + file.string());
   bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
   int e = errno;
   ::close(fd);
   if (!ok || ::rename(tmp.c_str(), file.c_str()) != 0) {
     ::unlink(tmp.c_str());
-    throw Error(ErrorCode::internal, "cannot write manifest " + file.string() + ": " + std::strerror(ok ? errno : e));
+    throw write_failure(ok ? errno : e, "cannot write manifest " + file.string());
   }
 }
 

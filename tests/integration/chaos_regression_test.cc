@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include <fstream>
+#include <future>
 #include <thread>
 
 #include "daemon_harness.h"
@@ -264,6 +265,16 @@ class SmallFilesystem {
   }
   const std::string& why_not() const { return why_not_; }
   fs::path cache() const { return dir_ / "cache"; }
+  // Takes every free byte of the filesystem with a file beside the cache; returns its path.
+  fs::path fill() const {
+    fs::path filler = dir_ / "filler";
+    int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    std::string block(64 * 1024, 'f');
+    for (std::size_t size = block.size(); fd >= 0 && size >= 512; )
+      if (::write(fd, block.data(), size) < 0) size /= 2;  // ENOSPC: the last bytes in smaller pieces
+    if (fd >= 0) ::close(fd);
+    return filler;
+  }
 
  private:
   fs::path dir_;
@@ -289,13 +300,17 @@ TEST(ChaosRegression, AFullDiskIsNeverPermanent) {
                        memory_source("mem", 0, "huge/model", "", 60 * kMiB) +
                        "  - name: fits\n    plugin: memory\n    config:\n      models:\n"
                        "        - name: fits/model\n          version: 1.0.0\n          files:\n"
-                       "            - {name: w.bin, size: 20971520, seed: 5}\n"),
+                       "            - {name: w.bin, size: 20971520, seed: 5}\n"
+                       "  - name: slow\n    plugin: memory\n    config:\n      throttle_bytes_per_second: 4194304\n"
+                       "      models:\n        - name: slow/model\n          version: 1.0.0\n          files:\n"
+                       "            - {name: w.bin, size: 12582912, seed: 6}\n"),
            false);
   d.shared_cache = small.cache();
   d.start();
   d.wait_plugin("cut");
   d.wait_plugin("mem");
   d.wait_plugin("fits");
+  d.wait_plugin("slow");
 
   // Too big for the filesystem at all: refused before a byte is written.
   try {
@@ -320,6 +335,28 @@ TEST(ChaosRegression, AFullDiskIsNeverPermanent) {
   ASSERT_TRUE(e) << "no cache.reclaimed event";
   EXPECT_GE(e->body.value("partials_removed", 0), 1) << e->body.dump();
   auto verify = run(cli(d) + " cache verify");
+  EXPECT_EQ(WEXITSTATUS(verify.status), 0) << verify.out;
+
+  // The filesystem fills up under a pull that had room when it started (another process
+  // took the space): `unavailable`, saying the filesystem is full and what to do, and once
+  // space is back the same pull succeeds.
+  auto slow = std::async(std::launch::async, [&] {
+    try {
+      d.client().pull("slow/model");
+      return std::string("succeeded");
+    } catch (const bus::Error& e) {
+      return std::string(bus::to_string(e.code())) + ": " + e.what();
+    }
+  });
+  ASSERT_TRUE(wait_until([&] { return partial_bytes(small.cache()) > 0; }, 20s)) << "the slow pull never started";
+  const fs::path filler = small.fill();
+  const std::string failure = slow.get();
+  EXPECT_EQ(failure.rfind("unavailable: ", 0), 0u) << failure;
+  EXPECT_NE(failure.find("No space left on device"), std::string::npos) << failure;
+  EXPECT_NE(failure.find("filesystem is full"), std::string::npos) << failure;
+  fs::remove(filler);
+  expect_every_file_intact(d.client().pull("slow/model"));
+  verify = run(cli(d) + " cache verify");
   EXPECT_EQ(WEXITSTATUS(verify.status), 0) << verify.out;
 }
 
