@@ -78,6 +78,10 @@ CLI::App* add_plugin_test_command(CLI::App& plugin_group, PluginTestOptions& opt
       ->check(CLI::Range(100u, 600000u));
   test->add_option("--max-bytes", options.max_bytes, "Download at most this many bytes in all (default 64 MiB)");
   test->add_flag("-v,--verbose", options.verbose, "Show what each passed check verified, and the plugin's output");
+  // Also a global option; declared here so that `plugin test --help` lists it.
+  test->add_flag("--json", options.json,
+                 "Print the report as one JSON object on stdout: {checks: [{name, result, reason}], passed, failed, "
+                 "skipped, plugin, duration_ms}");
   test->add_option("COMMAND", options.command, "The plugin's command line (put -- before it when it has options)")
       ->required();
   // Everything from the command on belongs to the plugin, options included.
@@ -86,7 +90,8 @@ CLI::App* add_plugin_test_command(CLI::App& plugin_group, PluginTestOptions& opt
   return test;
 }
 
-int run_plugin_test(const PluginTestOptions& options, bool json) {
+int run_plugin_test(const PluginTestOptions& options, bool global_json) {
+  const bool json = global_json || options.json;
   kit::Options o;
   o.command = options.command;
   o.model = options.model;

@@ -19,14 +19,16 @@ struct PluginTestOptions {
   std::uint32_t timeout_ms = 5000;   // --timeout-ms: wait for each answer
   std::uint64_t max_bytes = 64ull << 20;  // --max-bytes: download budget
   bool verbose = false;              // --verbose: details of passed checks, the plugin's output
+  bool json = false;                 // --json given after `test` (the global --json works too)
 };
 
 // Adds `test` to the `plugin` group, filling `options` when parsed.
 CLI::App* add_plugin_test_command(CLI::App& plugin_group, PluginTestOptions& options);
 
-// Runs the checks, printing one line per check (or, with `json`, one JSON document), and
-// returns the process exit status: 0 when every check passed, 1 otherwise, 2 for a usage
-// error (unreadable --config, invalid --model), 130 when interrupted by a signal.
-int run_plugin_test(const PluginTestOptions& options, bool json);
+// Runs the checks, printing one line per check (or, with `global_json` or options.json, one
+// JSON document), and returns the process exit status: 0 when every check passed, 1
+// otherwise, 2 for a usage error (unreadable --config, invalid --model), 130 when interrupted
+// by a signal.
+int run_plugin_test(const PluginTestOptions& options, bool global_json);
 
 }  // namespace modelzoo::cli

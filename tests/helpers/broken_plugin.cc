@@ -18,6 +18,9 @@
 //   ignore-cancel        goes on sending chunks after a cancel (download.cancel)
 //   unknown-reply        answers unknown methods with a reply, not bad_request (unknown-method)
 //   lax-names            answers not_found for invalid names, never bad_request (malformed)
+//   lax-exists           exists answers false for an invalid name, not bad_request (malformed)
+//   refuse-end           refuses a download from the very end of the file (download.resume)
+//   answer-garbage       answers invalid messages with an error of id 0 (invalid-message)
 //   crash-on-garbage     exits on the first invalid message (invalid-message)
 //   ignore-silence       never exits when the daemon goes silent (liveness)
 //   ignore-goodbye       ignores goodbye (shutdown)
@@ -139,7 +142,7 @@ class Plugin {
     if (version_required && (version == body.end() || !version->is_string())) return "request lacks string parameter 'version'";
     if (version != body.end() && !version->is_null()) {
       if (!version->is_string()) return "parameter 'version' is not a string";
-      if (!version->get<std::string>().empty())
+      if (version_required || !version->get<std::string>().empty())
         if (auto why = bus::check_version(version->get<std::string>())) return *why;
     }
     return std::nullopt;
@@ -162,7 +165,9 @@ class Plugin {
     const json& b = m.body;
     const bool strict = !is("lax-names");
     if (m.method == "metadata" || m.method == "exists") {
-      if (auto why = name_problem(b, false); why && strict) return fail(m.id, bus::ErrorCode::bad_request, *why);
+      if (auto why = name_problem(b, false); why && strict &&
+          !(m.method == "exists" && is("lax-exists") && b.contains("name") && b["name"].is_string()))
+        return fail(m.id, bus::ErrorCode::bad_request, *why);
       if (m.method == "exists") {
         if (!ours(b) && is("exists-not-found")) return fail(m.id, bus::ErrorCode::not_found, "no such model");
         return reply(m.id, {{"exists", ours(b)}});
@@ -196,6 +201,7 @@ class Plugin {
       if (!ours(b) || bus::get_string(b, "file") != kFile)
         return fail(m.id, bus::ErrorCode::not_found, "no file '" + bus::get_string(b, "file") + "'");
       if (d.offset > data_.size()) return fail(m.id, bus::ErrorCode::bad_request, "offset past the end");
+      if (d.offset == data_.size() && is("refuse-end")) return fail(m.id, bus::ErrorCode::bad_request, "nothing to send");
       d.stall = milliseconds(m.timeout_ms ? m.timeout_ms : 60000);
       d.stall_deadline = Clock::now() + d.stall;
       downloads_[m.id] = d;
@@ -254,6 +260,7 @@ class Plugin {
           std::cerr << "error cannot decode a message: " << e.what() << "\n";
           return 1;
         }
+        if (is("answer-garbage")) fail(0, bus::ErrorCode::bad_request, std::string("invalid message: ") + e.what());
         std::cerr << "warn dropped an invalid message: " << e.what() << "\n";
         last_heard = Clock::now();
         continue;
@@ -301,7 +308,8 @@ int main(int argc, char** argv) {
   if (mode.empty()) mode = "good";
   static const char* modes[] = {"good", "ignore-reject", "exit-zero-on-reject", "ignore-version", "no-heartbeat",
                                 "wrong-name", "exists-not-found", "no-credit", "wrong-sha", "ignore-cancel",
-                                "unknown-reply", "lax-names", "crash-on-garbage", "ignore-silence", "ignore-goodbye"};
+                                "unknown-reply", "lax-names", "lax-exists", "refuse-end", "answer-garbage",
+                                "crash-on-garbage", "ignore-silence", "ignore-goodbye"};
   if (std::find(std::begin(modes), std::end(modes), mode) == std::end(modes)) {
     std::cerr << "error unknown mode '" << mode << "'\n";
     return 2;

@@ -106,6 +106,24 @@ TEST_F(PluginKit, MemoryPluginPassesEveryCheck) {
   EXPECT_FALSE(report["plugin"].contains("token"));
   EXPECT_LT(report["duration_ms"].get<int>(), 10000) << "a good plugin is checked in seconds";
   EXPECT_NE(checks(report)["metadata"]["reason"].get<std::string>().find("demo/tiny:1.0.0"), std::string::npos);
+  // A pass reads as one: the plugin left after the silence, as the rule asks.
+  const std::string liveness = checks(report)["liveness"]["reason"];
+  EXPECT_EQ(liveness.rfind("left when the kit fell silent, as required: exited (exit 4) ", 0), 0u) << liveness;
+  EXPECT_EQ(liveness.find("limit"), std::string::npos) << liveness;
+}
+
+TEST_F(PluginKit, HelpListsJsonAndJsonWorksBeforeAndAfterTest) {
+  auto help = run(bin("modelzoo") + " plugin test --help");
+  EXPECT_EQ(exit_code(help.status), 0) << help.out;
+  EXPECT_NE(help.out.find("--json"), std::string::npos) << help.out;
+  write("memory.yaml", kMemoryConfig);
+  // The global form, before the subcommand (kit() puts it after `test`).
+  auto r = run(bin("modelzoo") + " --json plugin test --config " + path("memory.yaml").string() + " " +
+               bin("modelzoo-plugin-memory") + " 2>/dev/null");
+  EXPECT_EQ(exit_code(r.status), 0) << r.out;
+  nlohmann::json report = nlohmann::json::object();
+  EXPECT_NO_THROW(report = nlohmann::json::parse(r.out)) << r.out;
+  EXPECT_EQ(report.value("failed", -1), 0) << r.out;
 }
 
 TEST_F(PluginKit, MemoryPluginWithAChosenVersion) {
@@ -272,6 +290,9 @@ INSTANTIATE_TEST_SUITE_P(
         Broken{"ignore-cancel", "download.cancel", "chunk(s) of 'weights.bin' after the cancel"},
         Broken{"unknown-reply", "unknown-method", "with a reply {}; an unknown method is answered with error bad_request"},
         Broken{"lax-names", "malformed", "metadata without 'name' answered error not_found"},
+        Broken{"lax-exists", "malformed", "exists of the invalid model name '../../etc/passwd' answered a reply {\"exists\":false}"},
+        Broken{"refuse-end", "download.resume", "from its end (offset 65536): the download of 'weights.bin' from offset 65536 failed after 0 bytes: error bad_request: nothing to send"},
+        Broken{"answer-garbage", "invalid-message", "answered an invalid message with an error of id 0"},
         Broken{"crash-on-garbage", "invalid-message", "the plugin exited (exit 1) after 13 invalid or unexpected messages"},
         Broken{"ignore-silence", "liveness", "still running 2300 ms after the kit went silent"},
         Broken{"ignore-goodbye", "shutdown", "still running 3000 ms after goodbye"}),

@@ -52,6 +52,7 @@ constexpr std::uint32_t kDaemonChunk = 1u << 20;
 constexpr std::uint32_t kProbeCredit = 2;
 constexpr std::uint32_t kProbeChunk = 4096;           // the smallest chunk_size the SDK accepts
 constexpr std::size_t kTailLines = 12;
+constexpr std::uint64_t kInvalidRequestId = 987654320;  // of an invalid request: never to be answered
 
 const char* const kPoints[] = {"pre-download", "post-download", "pre-load", "post-load"};
 
@@ -261,8 +262,12 @@ Check run_aux(AuxKind kind, const fs::path& dir, const Options& opt, json config
                  ms_str(silence) + " of silence that ends a session" +
                  (s->goodbye ? "; it said goodbye: " + quote(*s->goodbye) : "");
     } else {
+      // The rule is "exit once silence has lasted heartbeat_ms x heartbeat_liveness", so a
+      // pass is an exit after that much silence (the SDKs notice at their next poll).
       c.result = Result::pass;
-      c.reason = "exited (" + child.describe() + ") " + std::to_string(took) + " ms after the kit went silent (limit " +
+      c.reason = "left when the kit fell silent, as required: exited (" + child.describe() + ") " + std::to_string(took) +
+                 " ms after the welcome, having heard nothing for heartbeat_ms x heartbeat_liveness (" +
+                 std::to_string(kSilentHeartbeat.count()) + " x " + std::to_string(kSilentLiveness) + " = " +
                  ms_str(silence) + ")";
       c.output.clear();
     }
@@ -935,8 +940,14 @@ void Runner::check_download_resume() {
     return fail("download.resume", quote(r.file.name) + " from offset " + std::to_string(r.from) +
                                        ": the bytes received are not the file's tail (SHA-256 " + t.sha256 + ", expected " +
                                        r.tail_sha256 + ")");
+  // From the very end (docs/protocol.md, "download"): no chunk, then {"offset": size, "size": 0}.
+  auto end = transfer(r.file, r.file.size, kDaemonCredit, kDaemonChunk);
+  if (!end.ok) return fail("download.resume", "from its end (offset " + std::to_string(r.file.size) + "): " + end.why);
+  if (end.bytes != 0)
+    return fail("download.resume", quote(r.file.name) + " from its end (offset " + std::to_string(r.file.size) + ") sent " +
+                                       std::to_string(end.bytes) + " bytes; expected none");
   pass("download.resume", quote(r.file.name) + " from offset " + std::to_string(r.from) + ": " + std::to_string(t.bytes) +
-                              " bytes, the file's tail");
+                              " bytes, the file's tail; from its end: no chunk and size 0");
 }
 
 // One download with little credit and small chunks: the kit holds credit back (download.credit),
@@ -1281,7 +1292,19 @@ void Runner::check_malformed() {
     b = dl;
     b["file"] = "../../etc/passwd";
     cases.push_back({"a download of the invalid file name '../../etc/passwd'", "download", b});
-    if (has("exists")) cases.push_back({"exists whose 'name' is an integer", "exists", {{"name", 42}}});
+    b = dl;
+    b["version"] = "";
+    cases.push_back({"a download with an empty 'version' (download takes a concrete version)", "download", b});
+    if (meta_ && !meta_->files.empty()) {
+      b = dl;
+      b["offset"] = meta_->files.front().size + 1;
+      cases.push_back({"a download of " + quote(file) + " from offset " + std::to_string(meta_->files.front().size + 1) +
+                           ", past its end", "download", b});
+    }
+    if (has("exists")) {
+      cases.push_back({"exists whose 'name' is an integer", "exists", {{"name", 42}}});
+      cases.push_back({"exists of the invalid model name '../../etc/passwd'", "exists", {{"name", "../../etc/passwd"}}});
+    }
   }
   std::vector<std::string> wrong;
   for (const auto& c : cases) {
@@ -1308,13 +1331,14 @@ void Runner::check_invalid_messages() {
       {pack({{"type", "bogus"}, {"body", json::object()}})},           // unknown type
       {pack({{"type", "request"}, {"method", "list"}, {"timeout_ms", 1000}, {"body", json::object()}})},  // no id
       {pack({{"type", "request"}, {"id", 0}, {"method", "list"}, {"timeout_ms", 1000}, {"body", json::object()}})},
-      {pack({{"type", "request"}, {"id", 7}, {"method", "list"}, {"timeout_ms", -5}, {"body", json::object()}})},
+      {pack({{"type", "request"}, {"id", kInvalidRequestId}, {"method", "list"}, {"timeout_ms", -5}, {"body", json::object()}})},
       {pack({{"type", "heartbeat"}, {"body", json::array({1})}})},     // body not a map
       {pack({{"type", "heartbeat"}, {"body", json::object()}}), "extra"},  // a data frame on a heartbeat
       {pack({{"type", "credit"}, {"id", 987654321}, {"body", {{"chunks", 3}}}})},  // for an unknown id
       {pack({{"type", "cancel"}, {"id", 987654322}, {"body", json::object()}})},   // for an unknown id
       {pack({{"type", "reply"}, {"id", 987654323}, {"body", json::object()}})},    // not for a plugin
   };
+  const std::size_t unattributed_before = main_->unattributed;
   for (const auto& f : frames) main_->send_frames(f);
   auto a = probe();
   if (!main_->alive())
@@ -1323,7 +1347,16 @@ void Runner::check_invalid_messages() {
   if (!a.message)
     return fail("invalid-message", "after " + std::to_string(frames.size()) +
                                        " invalid or unexpected messages, a request got no answer: " + a.why);
-  pass("invalid-message", "still answering after " + std::to_string(frames.size()) + " invalid or unexpected messages");
+  // An invalid message is dropped, never answered (docs/protocol.md, "Invalid and unexpected
+  // messages from the daemon"). The plugin read them before the probe, so an answer to one has arrived by now.
+  if (main_->unattributed > unattributed_before)
+    return fail("invalid-message", "answered an invalid message with an error of id 0; a plugin drops invalid "
+                                   "messages without answering them");
+  if (auto in = main_->next_for(kInvalidRequestId, Clock::now() - milliseconds(1)))
+    return fail("invalid-message", "answered an invalid request (timeout_ms -5) with " + describe(in->message) +
+                                       "; a plugin drops invalid messages without answering them");
+  pass("invalid-message", "still answering after " + std::to_string(frames.size()) +
+                              " invalid or unexpected messages, none of them answered");
 }
 
 void Runner::check_oversized() {

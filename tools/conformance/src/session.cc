@@ -84,7 +84,10 @@ void Session::on_message(const std::string& peer, bus::Message&& m) {
     case bus::MessageType::reply:
     case bus::MessageType::error:
     case bus::MessageType::chunk: {
-      if (m.id == 0) return;  // an error answering something that could not be attributed
+      if (m.id == 0) {  // an error answering something that could not be attributed
+        ++unattributed;
+        return;
+      }
       if (forgotten_.count(m.id)) {
         ++late;
         return;

@@ -85,6 +85,7 @@ class Session {
   std::optional<Clock::time_point> goodbye_at;
   std::size_t received = 0;                   // messages after the hello
   std::size_t late = 0;                       // messages for forgotten requests
+  std::size_t unattributed = 0;               // errors with id 0 (answers to something unattributable)
 
   std::vector<std::string> output_tail(std::size_t lines = 12) const { return child_->tail(lines); }
 
