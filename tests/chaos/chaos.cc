@@ -616,6 +616,20 @@ struct Extras {
 
 std::string extension_source(const std::string& point) { return "ext-" + point; }
 
+// The timers both daemons run with, around their sources.
+json daemon_config(const json& sources) {
+  return {{"heartbeat_interval_ms", kHeartbeatMs},
+          {"heartbeat_liveness", kLiveness},
+          {"request_timeout_ms", 5000},
+          {"download_stall_timeout_ms", 5000},
+          {"stop_timeout_ms", 2000},
+          {"log_level", "info"},
+          // Never give up on a source: the breaker is tested elsewhere, and here every
+          // source must stay available to be killed again.
+          {"restart", {{"backoff_initial_ms", 50}, {"backoff_max_ms", 500}, {"stable_after_ms", 500}, {"max_failures", 1000}}},
+          {"sources", sources}};
+}
+
 // ------------------------------------------------------------------ setup
 std::string write_config(const fs::path& dir, const Catalog& catalog, const Extras& x, const fs::path& bin_dir) {
   std::vector<std::string> mem_names, disk_names;
@@ -668,16 +682,7 @@ std::string write_config(const fs::path& dir, const Catalog& catalog, const Extr
                          {"kind", "extension"},
                          {"points", json::array({point})},
                          {"config", {{"mode", "crash"}, {"once", (x.ext_dir / ("disarmed-" + point)).string()}}}});
-  json cfg = {{"heartbeat_interval_ms", kHeartbeatMs},
-              {"heartbeat_liveness", kLiveness},
-              {"request_timeout_ms", 5000},
-              {"download_stall_timeout_ms", 5000},
-              {"stop_timeout_ms", 2000},
-              {"log_level", "info"},
-              // Never give up on a source: the breaker is tested elsewhere, and here every
-              // source must stay available to be killed again.
-              {"restart", {{"backoff_initial_ms", 50}, {"backoff_max_ms", 500}, {"stable_after_ms", 500}, {"max_failures", 1000}}},
-              {"sources", sources}};
+  json cfg = daemon_config(sources);
   if (x.tcp)
     cfg["listen"] = {{"plugins", "tcp://127.0.0.1:" + std::to_string(x.tcp_port)},
                      {"server_key_file", (x.keys_dir / "server.key").string()}};
@@ -696,14 +701,7 @@ void write_small_config(const fs::path& dir, const Catalog& catalog) {
                                {"priority", 10},
                                {"handles", json::array({"chaos/*"})},
                                {"config", {{"throttle_bytes_per_second", kSmallThrottle}, {"models", memory_models(catalog, names)}}}}});
-  json cfg = {{"heartbeat_interval_ms", kHeartbeatMs},
-              {"heartbeat_liveness", kLiveness},
-              {"request_timeout_ms", 5000},
-              {"download_stall_timeout_ms", 5000},
-              {"stop_timeout_ms", 2000},
-              {"log_level", "info"},
-              {"restart", {{"backoff_initial_ms", 50}, {"backoff_max_ms", 500}, {"stable_after_ms", 500}, {"max_failures", 1000}}},
-              {"sources", sources}};
+  json cfg = daemon_config(sources);
   fs::create_directories(dir);
   std::ofstream(dir / "modelzood.yaml") << cfg.dump(2);
 }
