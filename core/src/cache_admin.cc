@@ -350,11 +350,18 @@ void drop_version(const fs::path& root, const std::string& name, const std::stri
   });
   if (!nested) {
     // A daemon pulling this version meanwhile may add a link between remove_all's
-    // unlinks and its rmdir (ENOTEMPTY, seen by tests/chaos): go again a few times.
+    // unlinks and its rmdir (ENOTEMPTY, seen by tests/chaos): go again a few times. A pull
+    // writes the manifest before it links the view, so a manifest back in place means a
+    // pull committed this version again while we removed it: the pull wins (docs/
+    // reliability.md, "Pins"), and the removal is over, not failed.
     for (int attempt = 0; attempt < 10; ++attempt) {
       ec.clear();
       fs::remove_all(view, ec);
       if (ec != std::errc::directory_not_empty) break;
+      if (struct stat st {}; ::lstat(manifest.c_str(), &st) == 0) {
+        ec.clear();
+        break;
+      }
     }
     if (ec && ec != std::errc::no_such_file_or_directory)
       throw Error(ErrorCode::internal, "cannot remove " + view.string() + ": " + ec.message());

@@ -40,7 +40,8 @@ bool inside(const fs::path& p, const fs::path& dir) {
 }
 
 struct Chain {
-  HookHost& host;
+  ExtensionDirectory& directory;
+  core::PluginCaller& calls;
   core::EventSink& events;
   HookStep step;
   std::vector<ExtensionView> exts;
@@ -48,8 +49,9 @@ struct Chain {
   HookOutcome out;
   std::function<void(HookOutcome)> done;
 
-  Chain(HookHost& h, core::EventSink& e, HookStep s, std::function<void(HookOutcome)> d)
-      : host(h), events(e), step(std::move(s)), done(std::move(d)) {}
+  Chain(ExtensionDirectory& x, core::PluginCaller& c, core::EventSink& e, HookStep s,
+        std::function<void(HookOutcome)> d)
+      : directory(x), calls(c), events(e), step(std::move(s)), done(std::move(d)) {}
 
   std::string model() const { return out.ref.str(); }
 
@@ -174,13 +176,13 @@ struct Chain {
       }
       auto started = Clock::now();
       auto timeout = static_cast<std::uint32_t>(x.timeout.count());
-      host.call(x.name, "hook", request_body(output_dir), timeout,
+      calls.call(x.name, "hook", request_body(output_dir), timeout,
                 [self, x, output_dir, started, timeout](core::CallResult r) {
                   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
                   std::string where = "extension '" + x.name + "' failed at " + self->step.point + " of '" + self->model() + "': ";
                   if (!r.ok()) {
                     if (r.error->code() == ErrorCode::timeout)
-                      self->host.restart_plugin(x.name, "did not finish a hook within " + std::to_string(timeout) + " ms");
+                      self->directory.restart_plugin(x.name, "did not finish a hook within " + std::to_string(timeout) + " ms");
                     return self->fail(x, Error(r.error->code() == ErrorCode::rejected ? ErrorCode::internal : r.error->code(),
                                                where + r.error->what()),
                                       ms);
@@ -225,9 +227,10 @@ std::vector<ExtensionView> hooks_for(const std::vector<ExtensionView>& all, cons
   return out;
 }
 
-void run_hooks(HookHost& host, core::EventSink& events, HookStep step, std::function<void(HookOutcome)> done) {
-  auto exts = hooks_for(host.extensions(), step.point, step.ref.name);
-  auto chain = std::make_shared<Chain>(host, events, std::move(step), std::move(done));
+void run_hooks(ExtensionDirectory& extensions, core::PluginCaller& calls, core::EventSink& events, HookStep step,
+               std::function<void(HookOutcome)> done) {
+  auto exts = hooks_for(extensions.extensions(), step.point, step.ref.name);
+  auto chain = std::make_shared<Chain>(extensions, calls, events, std::move(step), std::move(done));
   chain->exts = std::move(exts);
   chain->out.ref = chain->step.ref;
   chain->out.files = chain->step.files;

@@ -1,6 +1,7 @@
 // Extension hooks (docs/extensions.md): runs the extensions that serve one point of a
 // model's life, one after the other in their order, and checks what each answers.
-// Runs on the daemon's event loop; reaches the extensions through HookHost.
+// Runs on the daemon's event loop; finds the extensions through an ExtensionDirectory and
+// calls them through a core::PluginCaller.
 #pragma once
 
 #include <chrono>
@@ -56,13 +57,12 @@ struct HookOutcome {
   bool changed_files = false;       // some hook answered replace
 };
 
-class HookHost {
+// The extension sources, as the sources part of the daemon knows them.
+class ExtensionDirectory {
  public:
-  virtual ~HookHost() = default;
+  virtual ~ExtensionDirectory() = default;
   // Every extension source, ready or not.
   virtual std::vector<ExtensionView> extensions() = 0;
-  virtual void call(const std::string& plugin, const std::string& method, nlohmann::json body,
-                    std::uint32_t timeout_ms, std::function<void(core::CallResult)> done) = 0;
   // Kills a plugin that did not finish a hook in time; its restart policy brings it back.
   virtual void restart_plugin(const std::string& name, const std::string& why) = 0;
 };
@@ -75,8 +75,9 @@ std::vector<ExtensionView> hooks_for(const std::vector<ExtensionView>& all, cons
 // The format of a file name: its suffix after the last '.', lowercase; "" when none.
 std::string file_format(const std::string& name);
 
-// Runs the hooks of `step.point` in order. `done` runs exactly once, possibly before
-// run_hooks returns (when no hook applies).
-void run_hooks(HookHost& host, core::EventSink& events, HookStep step, std::function<void(HookOutcome)> done);
+// Runs the hooks of `step.point` in order, each a `hook` call through `calls`. `done` runs
+// exactly once, possibly before run_hooks returns (when no hook applies).
+void run_hooks(ExtensionDirectory& extensions, core::PluginCaller& calls, core::EventSink& events, HookStep step,
+               std::function<void(HookOutcome)> done);
 
 }  // namespace modelzoo::supervisor

@@ -37,7 +37,10 @@ std::int64_t ms_between(Clock::time_point a, Clock::time_point b) { return durat
 
 struct PullEngine::Impl {
   const DaemonConfig& cfg;
-  PullHost& host;
+  SourceDirectory& sources;
+  PluginCalls& calls;
+  ClientReplies& replies;
+  Timers& timers;
   core::EventSink& events;
   std::unique_ptr<core::ContentStore> store;
   std::size_t removed = 0;
@@ -106,7 +109,7 @@ struct PullEngine::Impl {
     if (load) events.publish(core::topic::kLoadStarted, {{"model", ref.name}, {"version", ref.version}});
     // pre-download: extensions may veto the request or rewrite it to another model.
     HookStep step{"pre-download", ref, nullptr, {}, {}};
-    run_hooks(host, events, std::move(step), [this, job, offline](HookOutcome out) {
+    run_hooks(sources, calls, events, std::move(step), [this, job, offline](HookOutcome out) {
       if (out.error) {
         events.publish(core::topic::kDownloadFailed,
                        {{"model", job->ref.name}, {"version", job->ref.version}, {"error", bus::to_json(*out.error)}});
@@ -119,7 +122,7 @@ struct PullEngine::Impl {
           finish_pull(job, Error(ErrorCode::unavailable, "offline, and '" + job->ref.str() + "' is not in the cache"));
         return;
       }
-      host.resolve(job->ref, static_cast<std::uint32_t>(cfg.request_timeout.count()),
+      sources.resolve(job->ref, static_cast<std::uint32_t>(cfg.request_timeout.count()),
                    [this, job](core::Resolution res) { on_pull_resolved(job, std::move(res)); });
     });
   }
@@ -226,8 +229,8 @@ struct PullEngine::Impl {
       if (job->load) reply["metadata"] = job->md.to_json();
     }
     for (const auto& w : job->waiters) {
-      if (err) host.error_client(w, *err);
-      else host.reply_client(w, reply);
+      if (err) replies.error(w, *err);
+      else replies.reply(w, reply);
     }
   }
 
@@ -241,9 +244,9 @@ struct PullEngine::Impl {
       for (const auto& f : job->md.files) step.files.push_back({f.name, dir / f.name, f.size, f.sha256});
       return step;
     };
-    run_hooks(host, events, step_for("pre-load"), [this, job, reply, step_for](HookOutcome pre) {
+    run_hooks(sources, calls, events, step_for("pre-load"), [this, job, reply, step_for](HookOutcome pre) {
       if (pre.error) return finish_pull(job, *pre.error);
-      run_hooks(host, events, step_for("post-load"), [this, job, reply](HookOutcome post) {
+      run_hooks(sources, calls, events, step_for("post-load"), [this, job, reply](HookOutcome post) {
         if (post.error) return finish_pull(job, *post.error);
         finish_pull(job, std::nullopt, reply);
       });
@@ -293,7 +296,7 @@ struct PullEngine::Impl {
     } catch (const std::exception& e) {
       return finish_pull(job, Error(ErrorCode::internal, e.what()));
     }
-    job->post_download = !hooks_for(host.extensions(), "post-download", job->md.name).empty();
+    job->post_download = !hooks_for(sources.extensions(), "post-download", job->md.name).empty();
     std::set<std::string> queued;  // a model may list the same content twice
     for (const auto& f : job->md.files) {
       if (present[f.sha256] || !queued.insert(f.sha256).second) {
@@ -495,7 +498,7 @@ struct PullEngine::Impl {
     }
     HookStep step{"post-download", {job->md.name, job->md.version}, job->md.to_json(), {}, job->staging->dir()};
     for (const auto& f : job->md.files) step.files.push_back({f.name, store->blob_path(f.sha256), f.size, f.sha256});
-    run_hooks(host, events, std::move(step), [this, job](HookOutcome out) {
+    run_hooks(sources, calls, events, std::move(step), [this, job](HookOutcome out) {
       if (out.error) {
         if (out.error->code() == ErrorCode::rejected) drop_blobs(job->md.files, job.get());
         job->staging.reset();
@@ -568,8 +571,8 @@ struct PullEngine::Impl {
       // Stop the other files now; their partials are kept for the next attempt.
       for (const auto& other : job->files)
         if (other->call_id) {
-          host.cancel_call(other->call_id);
-          host.complete_call(other->call_id, {json(), Error(ErrorCode::unavailable, "another file of the pull failed")});
+          calls.cancel(other->call_id);
+          calls.complete(other->call_id, {json(), Error(ErrorCode::unavailable, "another file of the pull failed")});
         }
     }
     if (!err) {
@@ -588,7 +591,7 @@ struct PullEngine::Impl {
       return file_finished(job, t, e);
     }
     if (!t->writer) {  // another process is receiving this very file: wait for it
-      host.at(Clock::now() + kBusyRetry, [this, job, t] { start_file(job, t); });
+      timers.at(Clock::now() + kBusyRetry, [this, job, t] { start_file(job, t); });
       return;
     }
     if (t->writer->offset() > 0)
@@ -601,7 +604,7 @@ struct PullEngine::Impl {
   // that source: its canonical path and the source, or nullopt.
   std::optional<std::pair<fs::path, std::string>> trusted_local_path(const PullJob& job, const FileTransfer& t) {
     for (const auto& s : job.resolution->sources) {
-      auto trusted = host.local_read(s.plugin.name);
+      auto trusted = sources.local_read(s.plugin.name);
       if (trusted.empty() || !s.metadata) continue;
       for (const auto& f : s.metadata->files) {
         if (f.name != t.info.name || f.local_path.empty()) continue;
@@ -725,7 +728,7 @@ struct PullEngine::Impl {
               {"source", job.source}};  // client protocol: "source"; events: "plugin"
     if (to_clients) {
       job.last_progress = now;
-      for (const auto& w : job.waiters) host.progress_client(w, p);
+      for (const auto& w : job.waiters) replies.progress(w, p);
     }
     if (to_events) {
       job.last_event = now;
@@ -771,7 +774,7 @@ struct PullEngine::Impl {
                  {"offset", t->writer->size()}, {"credit", kDownloadCredit}, {"chunk_size", kDownloadChunk}};
     auto credit = std::make_shared<std::uint32_t>(kDownloadCredit);  // chunks the plugin may still send
     auto call_id = std::make_shared<std::uint64_t>(0);
-    *call_id = host.call_stream(
+    *call_id = calls.call_stream(
         plugin, "download", body, static_cast<std::uint32_t>(cfg.download_stall_timeout.count()),
         [this, job, t, credit, call_id, plugin](Message& m) -> std::optional<Error> {
           const bus::FileInfo& file = t->info;
@@ -855,11 +858,11 @@ struct PullEngine::Impl {
               job->disk_failed = true;
             }
         if (t->call_id) {
-          host.cancel_call(t->call_id);
-          host.complete_call(t->call_id, {json(), *d.error});
+          calls.cancel(t->call_id);
+          calls.complete(t->call_id, {json(), *d.error});
         }
       } else if (!d.error && d.call == t->call_id) {
-        host.send_credit(d.call, t->plugin, 1);
+        calls.credit(d.call, t->plugin, 1);
       }
       if (t->pending == 0 && t->when_drained) std::exchange(t->when_drained, nullptr)();
     }
@@ -869,14 +872,16 @@ struct PullEngine::Impl {
   std::unique_ptr<DiskWriter> disk = std::make_unique<DiskWriter>();
   std::unique_ptr<Background> background = std::make_unique<Background>();
 
-  Impl(const DaemonConfig& c, PullHost& h, core::EventSink& e) : cfg(c), host(h), events(e) {
+  Impl(const DaemonConfig& c, SourceDirectory& s, PluginCalls& p, ClientReplies& r, Timers& t, core::EventSink& e)
+      : cfg(c), sources(s), calls(p), replies(r), timers(t), events(e) {
     store = std::make_unique<core::ContentStore>(cfg.cache_dir);
     removed = store->clean_partials(cfg.partial_retention);
   }
 };
 
-PullEngine::PullEngine(const DaemonConfig& cfg, PullHost& host, core::EventSink& events)
-    : impl_(std::make_unique<Impl>(cfg, host, events)) {}
+PullEngine::PullEngine(const DaemonConfig& cfg, SourceDirectory& sources, PluginCalls& calls, ClientReplies& replies,
+                       Timers& timers, core::EventSink& events)
+    : impl_(std::make_unique<Impl>(cfg, sources, calls, replies, timers, events)) {}
 PullEngine::~PullEngine() = default;
 
 void PullEngine::start(const ClientWaiter& w, const bus::ModelRef& ref, bool load, bool offline) {
@@ -890,7 +895,7 @@ std::size_t PullEngine::removed_partials() const { return impl_->removed; }
 
 void PullEngine::abort_all(const Error& why) {
   for (auto& [_, job] : impl_->pulls)
-    for (const auto& w : job->waiters) impl_->host.error_client(w, why);
+    for (const auto& w : job->waiters) impl_->replies.error(w, why);
   impl_->pulls.clear();
 }
 
