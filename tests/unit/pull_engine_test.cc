@@ -141,8 +141,10 @@ class PullEngineTest : public ::testing::Test {
   DaemonConfig cfg;
   FakeSources sources;
   std::vector<Sent> sent;
+  std::string unreachable;  // a source whose plugin is not running: sends to it fail
   PluginCalls calls{[this](const std::string& source, Message& m) -> std::optional<bus::Error> {
     sent.push_back({source, m.type, m.id, m.method, m.body});
+    if (source == unreachable) return bus::Error(ErrorCode::unavailable, "source '" + source + "' is not running");
     return std::nullopt;
   }};
   FakeReplies replies;
@@ -222,12 +224,29 @@ class PullEngineTest : public ::testing::Test {
     Message m = Message::make_error(id, code, why);
     calls.on_answer(source, m);
   }
-  // Answers the download of `b` from `source` whole, from the offset it asks for.
+  // Chunks of call `id` granted so far by credit messages.
+  std::uint64_t granted(std::uint64_t id) const {
+    std::uint64_t n = 0;
+    for (const auto& c : sent_of(MessageType::credit))
+      if (c.id == id) n += c.body.value("chunks", 0u);
+    return n;
+  }
+  // Answers the download of `b` from `source` whole, from the offset it asks for, within
+  // the credit it was given (waiting for grants as a plugin would).
   void serve(const std::string& source, const Blob& b) {
     auto d = download_of(b.name);
     ASSERT_TRUE(d) << "no download request for " << b.name;
     ASSERT_EQ(d->source, source);
-    chunks(source, d->id, b.bytes, d->body.at("offset").get<std::size_t>(), b.bytes.size());
+    std::uint64_t credit = d->body.value("credit", 0u), seen = granted(d->id);
+    for (std::size_t off = d->body.at("offset").get<std::size_t>(); off < b.bytes.size(); off += kPiece) {
+      if (credit == 0) {
+        ASSERT_TRUE(pump_until([&] { return granted(d->id) > seen; })) << "no credit for " << b.name;
+        credit += granted(d->id) - seen;
+        seen = granted(d->id);
+      }
+      chunk(source, d->id, off, std::string_view(b.bytes).substr(off, std::min(kPiece, b.bytes.size() - off)));
+      --credit;
+    }
     end_ok(source, d->id);
   }
   bool answered(std::size_t n = 1) const { return replies.answers.size() >= n; }
@@ -358,8 +377,8 @@ TEST_F(PullEngineTest, SourceFailingMidFileHandsOverToTheNextAtTheOffsetReceived
 class RefusedChunk : public PullEngineTest {
  protected:
   void expect_refused_then_failover(const std::function<void(std::uint64_t id, const Blob& b)>& misbehave,
-                                    std::uint64_t accepted) {
-    Blob b{"weights.bin", bytes_of(4 * kPiece, 5)};
+                                    std::uint64_t accepted, std::size_t size = 4 * kPiece) {
+    Blob b{"weights.bin", bytes_of(size, 5)};
     auto md = model("tiny", "1.0.0", {b});
     sources.resolution.sources = {has("bad", md), has("good", md)};
     engine->start({"c", 1}, {"tiny", "1.0.0"}, false, false);
@@ -399,7 +418,8 @@ TEST_F(RefusedChunk, OutOfOrder) {
 
 TEST_F(RefusedChunk, Oversized) {
   expect_refused_then_failover(
-      [&](std::uint64_t id, const Blob&) { chunk("bad", id, 0, std::string((1u << 20) + 1, 'x')); }, 0);
+      [&](std::uint64_t id, const Blob& b) { chunk("bad", id, 0, std::string_view(b.bytes).substr(0, (1u << 20) + 1)); },
+      0, 2u << 20);  // the file is larger than the chunk: only the chunk limit refuses it
 }
 
 TEST_F(RefusedChunk, Empty) {
@@ -433,6 +453,21 @@ TEST_F(RefusedChunk, DISABLED_WithoutCredit) {
           chunk("bad", id, i * 1024, std::string_view(b.bytes).substr(i * 1024, 1024));
       },
       16 * 1024);
+}
+
+TEST_F(PullEngineTest, ASourceThatCannotBeReachedFailsOverWithoutBlockingTheLoop) {
+  Blob b{"weights.bin", bytes_of(2 * kPiece, 9)};
+  auto md = model("tiny", "1.0.0", {b});
+  sources.resolution.sources = {has("gone", md), has("reg", md)};
+  unreachable = "gone";
+  engine->start({"c", 1}, {"tiny", "1.0.0"}, false, false);
+  // The send failed: the failure waits for the loop (run_deferred), then the next source.
+  ASSERT_TRUE(pump_until([&] { return download_of(b.name) && download_of(b.name)->source == "reg"; }));
+  serve("reg", b);
+  ASSERT_TRUE(pump_until([&] { return answered(); }));
+  ASSERT_FALSE(replies.answers[0].error) << replies.answers[0].error->what();
+  EXPECT_EQ(replies.answers[0].body.value("source", ""), "reg");
+  EXPECT_EQ(downloads().size(), 2u);
 }
 
 TEST_F(PullEngineTest, TwoRequestsForOneModelShareOneTransferAndBothAreAnswered) {
