@@ -57,6 +57,7 @@ struct PullEngine::Impl {
     std::string plugin;     // the source of call_id
     bool done = false;
     int pending = 0;        // chunks handed to the disk thread and not yet written
+    std::uint32_t credit = 0;  // chunks the source of call_id may still send unasked
     int local_fd = -1;      // a local copy's source file, open while pieces are pending
     std::weak_ptr<PullJob> job;
     std::optional<Error> disk_error;
@@ -772,18 +773,18 @@ struct PullEngine::Impl {
     send_progress(*job, *t, true);
     json body = {{"name", job->md.name}, {"version", job->md.version}, {"file", t->info.name},
                  {"offset", t->writer->size()}, {"credit", kDownloadCredit}, {"chunk_size", kDownloadChunk}};
-    auto credit = std::make_shared<std::uint32_t>(kDownloadCredit);  // chunks the plugin may still send
+    t->credit = kDownloadCredit;  // a new call: the window of its request
     auto call_id = std::make_shared<std::uint64_t>(0);
     *call_id = calls.call_stream(
         plugin, "download", body, static_cast<std::uint32_t>(cfg.download_stall_timeout.count()),
-        [this, job, t, credit, call_id, plugin](Message& m) -> std::optional<Error> {
+        [this, job, t, call_id, plugin](Message& m) -> std::optional<Error> {
           const bus::FileInfo& file = t->info;
           // Flow control is enforced, not trusted: memory per transfer stays bounded.
-          if (*credit == 0) return Error(ErrorCode::internal, "sent a chunk of '" + file.name + "' without credit");
+          if (t->credit == 0) return Error(ErrorCode::internal, "sent a chunk of '" + file.name + "' without credit");
           if (m.data.size() > kDownloadChunk || m.data.size() == 0)
             return Error(ErrorCode::internal, "sent a chunk of " + std::to_string(m.data.size()) + " bytes of '" +
                                                   file.name + "' (1 to " + std::to_string(kDownloadChunk) + " allowed)");
-          --*credit;
+          --t->credit;
           auto offset = bus::get_uint(m.body, "offset");
           if (!offset) return Error(ErrorCode::internal, "sent a chunk of '" + file.name + "' without an offset");
           if (*offset != t->writer->size())
@@ -797,7 +798,6 @@ struct PullEngine::Impl {
           std::uint64_t at = t->writer->reserve(m.data.size());
           t->pending++;
           job->downloaded += m.data.size();
-          ++*credit;
           disk->submit(t->tag, *call_id, t->writer.get(), at, std::move(m.data));
           send_progress(*job, *t, false);
           return std::nullopt;
@@ -862,6 +862,7 @@ struct PullEngine::Impl {
           calls.complete(t->call_id, {json(), *d.error});
         }
       } else if (!d.error && d.call == t->call_id) {
+        ++t->credit;  // granted: one more chunk may come
         calls.credit(d.call, t->plugin, 1);
       }
       if (t->pending == 0 && t->when_drained) std::exchange(t->when_drained, nullptr)();

@@ -435,14 +435,10 @@ TEST_F(RefusedChunk, PastTheDeclaredSize) {
       3 * kPiece);
 }
 
-// DISABLED: the engine does not enforce credit. download_file's chunk handler decrements the
-// plugin's remaining credit and increments it again a few lines later, for the same chunk
-// (a leftover from when writes were synchronous and credit went back at once; credit now goes
-// back from on_disk_writes). So `*credit == 0` never holds and a plugin may send any number
-// of chunks without credit, each held in memory until the disk threads take it -- the bound
-// the comment "Flow control is enforced, not trusted" promises does not hold. Here 17 chunks
-// arrive with credit 16 and none written yet: the 17th is accepted.
-TEST_F(RefusedChunk, DISABLED_WithoutCredit) {
+// Credit is enforced: 17 chunks arrive with credit 16 and none written yet; the 17th is
+// refused. (The engine once gave credit back inside the chunk handler as well as after the
+// disk write, so the window never closed and a plugin could send without limit.)
+TEST_F(RefusedChunk, WithoutCredit) {
   std::uint64_t credit = 0;
   expect_refused_then_failover(
       [&](std::uint64_t id, const Blob& b) {
