@@ -187,6 +187,7 @@ struct PendingCall {
   std::function<std::optional<Error>(Message&)> on_chunk;  // streaming calls only
   Clock::time_point deadline;
   milliseconds idle{0};  // streaming: the deadline moves by this on every chunk
+  bool raw_reply = false;  // call_raw(): the reply body is handed over as msgpack bytes
 };
 
 }  // namespace
@@ -633,7 +634,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       std::string peer;
       std::optional<bus::Received> r;
       try {
-        r = bus::receive(plugin_sock, true, &peer);
+        r = bus::receive(plugin_sock, true, &peer, bus::BodyForm::raw);  // see on_plugin_message
       } catch (const bus::ProtocolError& e) {
         auto it = by_routing.find(peer);
         if (it == by_routing.end()) {
@@ -652,7 +653,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
       try {
         auto it = by_routing.find(r->routing_id);
         if (it == by_routing.end()) {
-          if (r->message.type == MessageType::hello) on_hello(r->routing_id, r->message, r->user_id);
+          if (r->message.type == MessageType::hello) {
+            bus::materialize_body(r->message);
+            on_hello(r->routing_id, r->message, r->user_id);
+          }
           else {
             std::string type(bus::to_string(r->message.type));
             unidentified_warnings.warn(type, type + " message from a peer that has not said hello; dropped");
@@ -669,6 +673,10 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   }
 
   void on_plugin_message(Instance& in, Message& m) {
+    // Bodies arrive as checked msgpack bytes. Only the reply to a call_raw() keeps them
+    // (resolve() reads the metadata straight from them); every other message gets its JSON.
+    auto raw_call = m.type == MessageType::reply ? calls.find(m.id) : calls.end();
+    if (raw_call == calls.end() || !raw_call->second.raw_reply) bus::materialize_body(m);
     switch (m.type) {
       case MessageType::heartbeat: return;
       case MessageType::reply:
@@ -684,7 +692,7 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
             complete_call(m.id, {json(), *err});
           }
         } else if (m.type == MessageType::reply) {
-          complete_call(m.id, {std::move(m.body), std::nullopt});
+          complete_call(m.id, {std::move(m.body), std::nullopt, std::move(m.raw_body)});
         } else {
           complete_call(m.id, {json(), Error(*m.error_code, m.error_message)});
         }
@@ -789,6 +797,12 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     call_stream(plugin, method, std::move(body), timeout_ms, nullptr, std::move(done));
   }
 
+  void call_raw(const std::string& plugin, const std::string& method, json body, std::uint32_t timeout_ms,
+                std::function<void(core::CallResult)> done) override {
+    if (std::uint64_t id = call_stream(plugin, method, std::move(body), timeout_ms, nullptr, std::move(done)))
+      calls.at(id).raw_reply = true;
+  }
+
   std::uint64_t call_stream(const std::string& plugin, const std::string& method, json body, std::uint32_t timeout_ms,
                             std::function<std::optional<Error>(Message&)> on_chunk,
                             std::function<void(core::CallResult)> done) override {
@@ -843,6 +857,12 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
   void reply_client(const ClientWaiter& w, json body) override {
     answered(w);
     Message m = Message::make_reply(w.id, std::move(body));
+    bus::send_to(client_sock, w.routing_id, m);
+  }
+  // A reply whose body is msgpack already (MsgpackWriter output).
+  void reply_client_raw(const ClientWaiter& w, std::string raw_body) {
+    answered(w);
+    Message m = Message::make_raw_reply(w.id, std::move(raw_body));
     bus::send_to(client_sock, w.routing_id, m);
   }
   void error_client(const ClientWaiter& w, const Error& e) override {
@@ -1015,19 +1035,8 @@ struct Daemon::Impl : core::PluginCaller, core::EventSink, PullHost {
     } else if (method == "show") {
       auto ref = bus::parse_model_ref(require_str(m.body, "model"));
       resolve(ref, plugin_timeout(m), [this, w](core::Resolution res) {
-        json sources = json::array();
-        for (const auto& s : res.sources)
-          sources.push_back({{"plugin", s.plugin.name},
-                             {"priority", s.plugin.priority},
-                             {"ok", s.metadata.has_value()},
-                             {"version", s.metadata ? json(s.metadata->version) : json(nullptr)},
-                             {"error", s.error ? bus::to_json(*s.error) : json(nullptr)}});
-        const core::SourceAnswer* best = res.best();
-        if (!best) return error_client(w, res.failure());
-        reply_client(w, {{"model", res.ref.str()},
-                         {"best", best->plugin.name},
-                         {"metadata", best->metadata->to_json()},
-                         {"sources", sources}});
+        if (!res.best()) return error_client(w, res.failure());
+        reply_client_raw(w, core::show_reply_msgpack(res));  // written without a JSON tree
       });
     } else if (method == "pull" || method == "load") {
       auto ref = bus::parse_model_ref(require_str(m.body, "model"));
