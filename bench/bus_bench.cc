@@ -46,6 +46,7 @@
 #include "modelzoo/bus/model.h"
 #include "modelzoo/bus/socket.h"
 #include "modelzoo/client.h"
+#include "modelzoo/core/resolver.h"
 
 #include "bench_support.h"
 
@@ -54,6 +55,7 @@ namespace {
 using namespace modelzoo::bench;
 namespace fs = std::filesystem;
 namespace bus = modelzoo::bus;
+namespace core = modelzoo::core;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 using std::chrono::milliseconds;
@@ -547,14 +549,24 @@ struct PipelinedClient {
 
 // ------------------------------------------------------------------ 1. round trip
 // Replays in this process the message work the daemon does for one `show`, without any
-// I/O: decode the client's request, encode the plugin request, decode the plugin's reply,
-// validate the metadata (ModelMetadata::from_json) and turn it back into JSON, encode the
-// reply to the client. Returns microseconds per show (median of 20 batches).
+// I/O, the way the daemon does it (docs/architecture.md, "The hot path"): decode the
+// client's request, encode the plugin request, decode the plugin's reply keeping its body
+// as msgpack, validate the metadata straight from it (ModelMetadata::from_msgpack), write
+// the reply (core::show_reply_msgpack) and encode it. Returns microseconds per show (median
+// of 20 batches).
 double codec_us_per_show(const json& show_reply, int iterations) {
   const std::string client_req =
       bus::encode_envelope(bus::Message::make_request(7, "show", {{"model", kModel}}, 30000));
   const std::string plugin_reply = bus::encode_envelope(bus::Message::make_reply(7, show_reply.at("metadata")));
-  const json sources = show_reply.at("sources");
+  core::Resolution res;
+  res.ref = bus::parse_model_ref(kModel);
+  for (const auto& s : show_reply.at("sources")) {
+    core::SourceAnswer a;
+    a.plugin.name = s.at("plugin").get<std::string>();
+    a.plugin.priority = s.at("priority").get<int>();
+    res.sources.push_back(std::move(a));
+  }
+  if (res.sources.empty()) throw Failure("the show reply names no source");
   std::vector<double> batches;
   const int batch = std::max(1, iterations / 20);
   std::size_t sink = 0;
@@ -562,11 +574,12 @@ double codec_us_per_show(const json& show_reply, int iterations) {
     auto t0 = Clock::now();
     for (int i = 0; i < batch; ++i) {
       bus::Message req = bus::decode(client_req.data(), client_req.size());
-      auto preq = bus::Message::make_request(7, "metadata", {{"name", req.body.at("model").get<std::string>()}}, 30000);
+      auto ref = bus::parse_model_ref(bus::require_string_param(req.body, "model"));
+      auto preq = bus::Message::make_request(7, "metadata", {{"name", ref.name}}, 30000);
       std::string preq_bytes = bus::encode_envelope(preq);
-      bus::Message rep = bus::decode(plugin_reply.data(), plugin_reply.size());
-      auto md = bus::ModelMetadata::from_json(rep.body);
-      auto out = bus::Message::make_reply(7, {{"model", kModel}, {"best", kSource}, {"metadata", md.to_json()}, {"sources", sources}});
+      bus::Message rep = bus::decode(plugin_reply.data(), plugin_reply.size(), bus::BodyForm::raw);
+      res.sources[0].metadata = bus::ModelMetadata::from_msgpack(rep.raw_body.data(), rep.raw_body.size());
+      auto out = bus::Message::make_raw_reply(7, core::show_reply_msgpack(res));
       sink += preq_bytes.size() + bus::encode_envelope(out).size();
     }
     batches.push_back(us_since(t0) / batch);

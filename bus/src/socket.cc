@@ -40,7 +40,7 @@ bool send_to(zmq::socket_t& s, const std::string& routing_id, Message& m) {
   return send_frames(s, &routing_id, m);
 }
 
-std::optional<Received> receive(zmq::socket_t& s, bool router, std::string* bad_peer) {
+std::optional<Received> receive(zmq::socket_t& s, bool router, std::string* bad_peer, BodyForm form) {
   std::vector<zmq::message_t> frames;
   // Read every part even when there are too many: a multipart message is atomic, and
   // leaving parts behind would desynchronise the socket.
@@ -59,7 +59,7 @@ std::optional<Received> receive(zmq::socket_t& s, bool router, std::string* bad_
     frames.erase(frames.begin());
     if (bad_peer) *bad_peer = out.routing_id;
   }
-  out.message = decode(frames);
+  out.message = decode(frames, form);
   return out;
 }
 

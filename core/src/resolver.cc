@@ -44,11 +44,12 @@ void resolve(const PluginManager& plugins, PluginCaller& caller, const bus::Mode
   nlohmann::json body = {{"name", ref.name}};
   if (!ref.version.empty()) body["version"] = ref.version;
   for (std::size_t i = 0; i < p->res.sources.size(); ++i) {
-    caller.call(p->res.sources[i].plugin.name, "metadata", body, timeout_ms, [p, i](CallResult r) {
+    caller.call_raw(p->res.sources[i].plugin.name, "metadata", body, timeout_ms, [p, i](CallResult r) {
       auto& s = p->res.sources[i];
       if (r.ok()) {
         try {
-          auto md = bus::ModelMetadata::from_json(r.body);
+          auto md = r.raw_body.empty() ? bus::ModelMetadata::from_json(r.body)
+                                       : bus::ModelMetadata::from_msgpack(r.raw_body.data(), r.raw_body.size());
           if (md.name != p->res.ref.name || (!p->res.ref.version.empty() && md.version != p->res.ref.version))
             s.error = bus::Error(bus::ErrorCode::internal, "answered for '" + md.name + ":" + md.version +
                                                                "' when asked for '" + p->res.ref.str() + "'");
@@ -63,6 +64,44 @@ void resolve(const PluginManager& plugins, PluginCaller& caller, const bus::Mode
       if (--p->outstanding == 0) p->done(std::move(p->res));
     });
   }
+}
+
+std::string show_reply_msgpack(const Resolution& res) {
+  const SourceAnswer* best = res.best();
+  bus::MsgpackWriter out;
+  // The keys in the order a JSON tree (nlohmann's sorted objects) encodes them.
+  out.map(4);
+  out.key("best");
+  out.str(best->plugin.name);
+  out.key("metadata");
+  best->metadata->write_msgpack(out);
+  out.key("model");
+  out.str(res.ref.str());
+  out.key("sources");
+  out.array(res.sources.size());
+  for (const auto& s : res.sources) {
+    out.map(5);
+    out.key("error");
+    if (s.error) {
+      out.map(2);
+      out.key("code");
+      out.str(bus::to_string(s.error->code()));
+      out.key("message");
+      out.str(s.error->what());
+    } else {
+      out.nil();
+    }
+    out.key("ok");
+    out.boolean(s.metadata.has_value());
+    out.key("plugin");
+    out.str(s.plugin.name);
+    out.key("priority");
+    out.sint(s.plugin.priority);
+    out.key("version");
+    if (s.metadata) out.str(s.metadata->version);
+    else out.nil();
+  }
+  return out.take();
 }
 
 namespace {

@@ -310,7 +310,8 @@ bus::Message Session::handle(const bus::Message& req, Clock::time_point deadline
     return bus::Message::make_reply(req.id, extension_->hook(parse_hook_request(b, deadline)).to_json());
   }
   if (req.method == "metadata") {
-    return bus::Message::make_reply(req.id, registry_->metadata(model_name(b), optional_version(b)).to_json());
+    // Packed straight from the struct: no JSON tree on the hot path (docs/architecture.md).
+    return bus::Message::make_raw_reply(req.id, registry_->metadata(model_name(b), optional_version(b)).to_msgpack());
   }
   if (req.method == "exists") {
     return bus::Message::make_reply(req.id, {{"exists", registry_->exists(model_name(b), optional_version(b))}});

@@ -27,6 +27,12 @@ void ClientFront::reply(const ClientWaiter& w, json body) {
   bus::send_to(sock_, w.routing_id, m);
 }
 
+void ClientFront::reply_raw(const ClientWaiter& w, std::string raw_body) {
+  answered(w);
+  Message m = Message::make_raw_reply(w.id, std::move(raw_body));
+  bus::send_to(sock_, w.routing_id, m);
+}
+
 void ClientFront::error(const ClientWaiter& w, const Error& e) {
   answered(w);
   Message m = Message::make_error(w.id, e.code(), e.what());
@@ -129,19 +135,8 @@ void ClientFront::on_request(const ClientWaiter& w, Message& m) {
   } else if (method == "show") {
     auto ref = bus::parse_model_ref(bus::require_string_param(m.body, "model"));
     sources_.resolve(ref, plugin_timeout(m), [this, w](core::Resolution res) {
-      json sources = json::array();
-      for (const auto& s : res.sources)
-        sources.push_back({{"plugin", s.plugin.name},
-                           {"priority", s.plugin.priority},
-                           {"ok", s.metadata.has_value()},
-                           {"version", s.metadata ? json(s.metadata->version) : json(nullptr)},
-                           {"error", s.error ? bus::to_json(*s.error) : json(nullptr)}});
-      const core::SourceAnswer* best = res.best();
-      if (!best) return error(w, res.failure());
-      reply(w, {{"model", res.ref.str()},
-                       {"best", best->plugin.name},
-                       {"metadata", best->metadata->to_json()},
-                       {"sources", sources}});
+      if (!res.best()) return error(w, res.failure());
+      reply_raw(w, core::show_reply_msgpack(res));  // written without a JSON tree
     });
   } else if (method == "pull" || method == "load") {
     auto ref = bus::parse_model_ref(bus::require_string_param(m.body, "model"));

@@ -46,6 +46,8 @@ class ClientFront : public ClientReplies {
   void reply(const ClientWaiter& w, nlohmann::json body) override;
   void error(const ClientWaiter& w, const bus::Error& e) override;
   void progress(const ClientWaiter& w, const nlohmann::json& body) override;
+  // A reply whose body is msgpack already (MsgpackWriter output).
+  void reply_raw(const ClientWaiter& w, std::string raw_body);
 
  private:
   bool admit(const ClientWaiter& w);

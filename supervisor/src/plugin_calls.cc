@@ -14,6 +14,17 @@ void PluginCalls::call(const std::string& source, const std::string& method, jso
   call_stream(source, method, std::move(body), timeout_ms, nullptr, std::move(done));
 }
 
+void PluginCalls::call_raw(const std::string& source, const std::string& method, json body, std::uint32_t timeout_ms,
+                           Done done) {
+  if (std::uint64_t id = call_stream(source, method, std::move(body), timeout_ms, nullptr, std::move(done)))
+    calls_.at(id).raw_reply = true;
+}
+
+bool PluginCalls::wants_raw(std::uint64_t id) const {
+  auto it = calls_.find(id);
+  return it != calls_.end() && it->second.raw_reply;
+}
+
 std::uint64_t PluginCalls::call_stream(const std::string& source, const std::string& method, json body,
                                        std::uint32_t timeout_ms, OnChunk on_chunk, Done done) {
   std::uint64_t id = next_id_;
@@ -63,7 +74,7 @@ void PluginCalls::on_answer(const std::string& source, Message& m) {
       }
       return;
     case MessageType::reply:
-      complete(m.id, {std::move(m.body), std::nullopt});
+      complete(m.id, {std::move(m.body), std::nullopt, std::move(m.raw_body)});
       return;
     case MessageType::error:
       complete(m.id, {json(), Error(m.error_code.value_or(ErrorCode::internal), m.error_message)});

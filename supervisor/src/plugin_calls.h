@@ -36,6 +36,10 @@ class PluginCalls : public core::PluginCaller {
   // core::PluginCaller: a call answered by one reply or error.
   void call(const std::string& source, const std::string& method, nlohmann::json body, std::uint32_t timeout_ms,
             Done done) override;
+  // core::PluginCaller: the same, with the reply body handed over as its checked msgpack
+  // bytes (CallResult::raw_body) instead of a JSON tree: the hot path (resolve()).
+  void call_raw(const std::string& source, const std::string& method, nlohmann::json body, std::uint32_t timeout_ms,
+                Done done) override;
   // A call answered by chunks, then a reply or error. `timeout_ms` bounds the wait for the
   // first answer and then for each next one. Returns the call's id, or 0 when it could not be
   // sent: `done` then runs with the error from run_deferred(), never from inside this call.
@@ -51,6 +55,9 @@ class PluginCalls : public core::PluginCaller {
   // A reply, error or chunk from the plugin running `source`. An answer to a call that has
   // ended (late) or that belongs to another source is dropped.
   void on_answer(const std::string& source, bus::Message& m);
+  // True when a reply with this id is to be handed over raw (a call_raw() outstanding):
+  // the reader then leaves its body as bytes instead of materializing it.
+  bool wants_raw(std::uint64_t id) const;
   // Ends every call to `source` with `why` (its plugin exited, was killed or retired).
   void fail_all(const std::string& source, const bus::Error& why);
   // Ends every call past its deadline with `timeout` (and cancels it at the plugin).
@@ -71,6 +78,7 @@ class PluginCalls : public core::PluginCaller {
     OnChunk on_chunk;  // streamed calls only
     Clock::time_point deadline;
     std::chrono::milliseconds idle{0};  // the deadline moves by this on every chunk
+    bool raw_reply = false;  // call_raw(): the reply body is handed over as msgpack bytes
   };
   Send send_;
   std::map<std::uint64_t, Pending> calls_;

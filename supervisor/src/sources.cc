@@ -509,7 +509,7 @@ struct Sources::Impl {
       std::string peer;
       std::optional<bus::Received> r;
       try {
-        r = bus::receive(plugin_sock, true, &peer);
+        r = bus::receive(plugin_sock, true, &peer, bus::BodyForm::raw);  // see on_plugin_message
       } catch (const bus::ProtocolError& e) {
         auto it = by_routing.find(peer);
         if (it == by_routing.end()) {
@@ -528,8 +528,10 @@ struct Sources::Impl {
       try {
         auto it = by_routing.find(r->routing_id);
         if (it == by_routing.end()) {
-          if (r->message.type == MessageType::hello) on_hello(r->routing_id, r->message, r->user_id);
-          else {
+          if (r->message.type == MessageType::hello) {
+            bus::materialize_body(r->message);
+            on_hello(r->routing_id, r->message, r->user_id);
+          } else {
             std::string type(bus::to_string(r->message.type));
             unidentified_warnings.warn(type, type + " message from a peer that has not said hello; dropped");
           }
@@ -545,6 +547,9 @@ struct Sources::Impl {
   }
 
   void on_plugin_message(Instance& in, Message& m) {
+    // Bodies arrive as checked msgpack bytes. Only the reply to a call_raw() keeps them
+    // (resolve() reads the metadata straight from them); every other message gets its JSON.
+    if (m.type != MessageType::reply || !calls.wants_raw(m.id)) bus::materialize_body(m);
     switch (m.type) {
       case MessageType::heartbeat: return;
       case MessageType::reply:

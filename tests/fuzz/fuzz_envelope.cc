@@ -64,6 +64,43 @@ void round_trip(const bus::Message& m) {
   FUZZ_ASSERT(bus::to_msgpack(again.body) == bus::to_msgpack(m.body));
 }
 
+// The typed path (docs/architecture.md, "The hot path"): decoding with BodyForm::raw accepts
+// and refuses exactly what the JSON form does, with the same error, and its body is the same
+// value; metadata read straight from msgpack matches from_json, error text included.
+void raw_form_agrees(std::string_view frame) {
+  std::string json_error, raw_error;
+  bus::Message j, r;
+  try {
+    j = bus::decode(frame.data(), frame.size(), bus::BodyForm::json);
+  } catch (const bus::ProtocolError& e) {
+    json_error = e.what();
+  }
+  try {
+    r = bus::decode(frame.data(), frame.size(), bus::BodyForm::raw);
+  } catch (const bus::ProtocolError& e) {
+    raw_error = e.what();
+  }
+  FUZZ_ASSERT(json_error == raw_error);
+  if (!json_error.empty()) return;
+  FUZZ_ASSERT(!r.raw_body.empty() && r.type == j.type && r.id == j.id && r.method == j.method);
+  std::string from_json_outcome, from_msgpack_outcome;
+  try {
+    from_json_outcome = bus::ModelMetadata::from_json(j.body).to_msgpack();
+  } catch (const bus::Error& e) {
+    from_json_outcome = std::string("error: ") + e.what();
+  }
+  try {
+    from_msgpack_outcome = bus::ModelMetadata::from_msgpack(r.raw_body.data(), r.raw_body.size()).to_msgpack();
+  } catch (const bus::Error& e) {
+    from_msgpack_outcome = std::string("error: ") + e.what();
+  }
+  FUZZ_ASSERT(from_json_outcome == from_msgpack_outcome);
+  const std::string reencoded = bus::encode_envelope(r);  // the raw body, verbatim
+  FUZZ_ASSERT(bus::decode(reencoded.data(), reencoded.size(), bus::BodyForm::raw).raw_body == r.raw_body);
+  bus::materialize_body(r);
+  FUZZ_ASSERT(bus::to_msgpack(r.body) == bus::to_msgpack(j.body) || r.body != r.body);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -74,6 +111,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     round_trip(m);
   } catch (const bus::ProtocolError&) {
   }
+  raw_form_agrees(parts[0]);
   std::vector<zmq::message_t> frames;
   for (auto p : parts) frames.emplace_back(p.data(), p.size());
   try {

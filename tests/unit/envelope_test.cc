@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "modelzoo/bus/message.h"
+#include "msgpack_build.h"
 
 namespace {
 
@@ -32,7 +33,7 @@ using modelzoo::bus::ProtocolError;
 using modelzoo::bus::to_msgpack;
 using nlohmann::json;
 using namespace std::string_literals;
-using Packer = msgpack::packer<msgpack::sbuffer>;
+using modelzoo::testing::Packer;
 
 // Tests that demonstrate a bug in the code under test are skipped unless this is set.
 
@@ -45,17 +46,9 @@ const std::vector<ErrorCode> kAllCodes = {ErrorCode::not_found,   ErrorCode::una
                                           ErrorCode::unauthorized, ErrorCode::internal,
                                           ErrorCode::rejected};
 
-// Builds msgpack bytes with msgpack-c's packer (so hostile shapes are easy to write).
-std::string packed(const std::function<void(Packer&)>& f) {
-  msgpack::sbuffer buf;
-  Packer pk(buf);
-  f(pk);
-  return std::string(buf.data(), buf.size());
-}
-void str(Packer& pk, std::string_view s) {
-  pk.pack_str(static_cast<std::uint32_t>(s.size()));
-  pk.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
-}
+// Hostile shapes are written with msgpack-c's packer (msgpack_build.h).
+using modelzoo::testing::packed;
+using modelzoo::testing::str;
 
 Message decode_bytes(const std::string& bytes) { return decode(bytes.data(), bytes.size()); }
 

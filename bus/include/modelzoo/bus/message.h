@@ -75,6 +75,12 @@ struct Message {
   std::string method;            // request
   std::uint32_t timeout_ms = 0;  // request: time the requester will wait, from sending
   nlohmann::json body = nlohmann::json::object();  // always a map
+  // The body as the msgpack bytes of one map, for messages that travel without a JSON tree
+  // (docs/architecture.md, "The hot path"). When non-empty, it is the body: `body` is then
+  // unused (left empty), and encode_envelope() writes these bytes verbatim. decode() fills
+  // it, with bytes checked by the same rules as any body, when asked for BodyForm::raw;
+  // senders fill it with MsgpackWriter output (or bytes decoded that way).
+  std::string raw_body;
   std::optional<ErrorCode> error_code;             // error, reject
   std::string error_message;                       // error, reject
   zmq::message_t data;                             // chunk only
@@ -84,6 +90,45 @@ struct Message {
   static Message make_reply(std::uint64_t id, nlohmann::json body);
   static Message make_error(std::uint64_t id, ErrorCode code, std::string message);
   static Message make(MessageType type, nlohmann::json body = nlohmann::json::object());
+  // A reply whose body is already msgpack (one map): see raw_body.
+  static Message make_raw_reply(std::uint64_t id, std::string raw_body);
+};
+
+// How decode() hands over the body: as a JSON tree in `body` (what handlers read), or as
+// its checked msgpack bytes in `raw_body` (`body` empty), for a receiver that forwards the
+// body or reads it with a typed decoder. Both check the same rules and throw the same errors.
+enum class BodyForm { json, raw };
+
+// Moves a raw body into `body` as a JSON tree (raw_body is then empty). No-op for a
+// message without raw_body. The bytes must have come from decode() or MsgpackWriter.
+void materialize_body(Message& m);
+
+// Writes msgpack values into a byte string, in the encodings msgpack-c's packer picks
+// (smallest integer, str8 for strings of 32-255 bytes, float64 always), so what it writes
+// is byte for byte what encoding the same value as a JSON tree gives. The caller counts
+// entries: map(n) must be followed by n key/value pairs, array(n) by n values.
+class MsgpackWriter {
+ public:
+  MsgpackWriter() { out_.reserve(256); }
+  void map(std::size_t entries);
+  void array(std::size_t entries);
+  void str(std::string_view s);
+  void key(std::string_view k) { str(k); }
+  void uint(std::uint64_t v);
+  void sint(std::int64_t v);  // a non-negative value is written as uint() writes it
+  void boolean(bool v) { out_.push_back(v ? '\xc3' : '\xc2'); }
+  void nil() { out_.push_back('\xc0'); }
+  void float64(double v);
+  void binary(const void* data, std::size_t size);
+  void json(const nlohmann::json& v);  // any JSON value, as to_msgpack() writes it
+  void raw(std::string_view encoded) { out_.append(encoded); }  // one complete msgpack value
+  const std::string& bytes() const { return out_; }
+  std::string take() { return std::move(out_); }
+
+ private:
+  void head(unsigned char fix, unsigned char fix_max, unsigned char c16, std::size_t n);
+  void be(std::uint64_t v, int bytes);
+  std::string out_;
 };
 
 // Encodes the envelope (not the data frame) as msgpack.
@@ -92,8 +137,8 @@ std::string encode_envelope(const Message& m);
 // Decodes and validates an envelope and, for `chunk`, its data frame.
 // Throws ProtocolError naming the problem: oversized frame, not msgpack, not a map,
 // unknown type, missing or mistyped field, trailing bytes, nesting too deep.
-Message decode(const void* envelope, std::size_t size);
-Message decode(std::vector<zmq::message_t>& frames);  // frames without routing id
+Message decode(const void* envelope, std::size_t size, BodyForm form = BodyForm::json);
+Message decode(std::vector<zmq::message_t>& frames, BodyForm form = BodyForm::json);  // frames without routing id
 
 // {"code": "<code>", "message": "<text>"}: an error as it appears in replies and events.
 nlohmann::json to_json(const Error& e);

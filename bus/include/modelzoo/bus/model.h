@@ -9,6 +9,8 @@
 
 namespace modelzoo::bus {
 
+class MsgpackWriter;  // message.h
+
 struct FileInfo {
   FileInfo() = default;
   FileInfo(std::string n, std::uint64_t sz, std::string sha, std::string local = {})
@@ -38,6 +40,16 @@ struct ModelMetadata {
   // Validates every field (names, semver, sha256 shape, duplicate files) and throws
   // bus::Error(bad_request) naming the first problem.
   static ModelMetadata from_json(const nlohmann::json& j);
+  // The same, read straight from the msgpack bytes of one map (a body kept raw, see
+  // Message::raw_body), with no JSON tree: the bytes are checked as any body is (UTF-8,
+  // unique string keys, no extension types, nesting), and a problem there is
+  // Error(bad_request) "metadata is not valid msgpack: ...". Every field rule, and every
+  // message, is from_json()'s.
+  static ModelMetadata from_msgpack(const void* data, std::size_t size);
+  // to_json() as msgpack, byte for byte what encoding to_json() gives (keys in the same
+  // order), written without a JSON tree.
+  void write_msgpack(MsgpackWriter& w) const;
+  std::string to_msgpack() const;
 };
 
 // A model as listed by `list`: its name and the versions a source has.

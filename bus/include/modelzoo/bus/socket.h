@@ -35,8 +35,9 @@ struct Received {
 // Receives one whole multipart message without blocking. Returns nullopt when nothing is
 // waiting. Throws ProtocolError when the frames do not form a valid message (the frames
 // are consumed either way, so the socket stays usable); `routing_id` is then filled in
-// `bad_peer` if non-null.
-std::optional<Received> receive(zmq::socket_t& s, bool router, std::string* bad_peer = nullptr);
+// `bad_peer` if non-null. `form` says how the body is handed over (see BodyForm).
+std::optional<Received> receive(zmq::socket_t& s, bool router, std::string* bad_peer = nullptr,
+                                BodyForm form = BodyForm::json);
 
 // One event of a zmq_socket_monitor() PAIR socket: its ZMQ_EVENT_* and value.
 struct MonitorEvent {

@@ -24,6 +24,9 @@ namespace modelzoo::core {
 struct CallResult {
   nlohmann::json body;
   std::optional<bus::Error> error;
+  // Set instead of `body` (left empty) by call_raw(): the reply body's checked msgpack
+  // bytes (bus::Message::raw_body), for a caller that reads them with a typed decoder.
+  std::string raw_body = {};
   bool ok() const { return !error.has_value(); }
 };
 
@@ -34,6 +37,13 @@ class PluginCaller {
   virtual ~PluginCaller() = default;
   virtual void call(const std::string& plugin, const std::string& method, nlohmann::json body,
                     std::uint32_t timeout_ms, std::function<void(CallResult)> done) = 0;
+  // call(), where the reply body MAY come as CallResult::raw_body instead of a JSON tree
+  // (the hot path: resolve() reads metadata straight from msgpack). `done` must accept
+  // either form. The default is call().
+  virtual void call_raw(const std::string& plugin, const std::string& method, nlohmann::json body,
+                        std::uint32_t timeout_ms, std::function<void(CallResult)> done) {
+    call(plugin, method, std::move(body), timeout_ms, std::move(done));
+  }
 };
 
 struct SourceAnswer {
@@ -59,6 +69,12 @@ struct Resolution {
 // before resolve() returns.
 void resolve(const PluginManager& plugins, PluginCaller& caller, const bus::ModelRef& ref,
              std::uint32_t timeout_ms, std::function<void(Resolution)> done);
+
+// The body of the reply to a client's `show` (docs/protocol.md, "show") for a resolution
+// that has a best source: {best, metadata, model, sources: [{error, ok, plugin, priority,
+// version}]}, written as msgpack without a JSON tree, byte for byte what encoding the same
+// reply built as a JSON tree gives. Precondition: res.best() is not null.
+std::string show_reply_msgpack(const Resolution& res);
 
 // Runs `attempt` on each source that has the model, best first, until one succeeds.
 // `attempt(source, finish)` must call finish(nullopt) on success or finish(error) on
