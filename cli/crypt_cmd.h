@@ -1,5 +1,5 @@
 // `modelzoo encrypt` and `modelzoo decrypt`: for publishers of encrypted models
-// (extensions/codec, format in modelzoo/codec/crypt.h). They work on local files only, without
+// (codec/, format in modelzoo/codec/crypt.h). They work on local files only, without
 // a daemon.
 //
 //   modelzoo encrypt --generate-key KEYFILE          new key, mode 0600; never overwrites

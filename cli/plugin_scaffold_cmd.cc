@@ -13,7 +13,7 @@
 #include <sstream>
 #include <system_error>
 
-#include "config.h"  // supervisor: load_manifest, yaml_to_json
+#include "modelzoo/config/config.h"  // supervisor::load_manifest, yaml_to_json
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
 #include "scaffold_templates.h"

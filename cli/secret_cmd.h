@@ -1,5 +1,5 @@
 // `modelzoo secret`: encrypted credentials for the daemon's configuration
-// (extensions/codec, format in modelzoo/codec/secret.h). Local files only, without a daemon.
+// (codec/, format in modelzoo/codec/secret.h). Local files only, without a daemon.
 //
 //   modelzoo secret keygen [--key-file F]    new secrets key, mode 0600; never overwrites
 //   modelzoo secret encrypt [--key-file F]   the secret on stdin -> "enc:v1:..." on stdout

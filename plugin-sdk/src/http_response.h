@@ -1,7 +1,8 @@
-// Internal to the SDK's HTTP base (plugin-sdk/src/http.cc; not installed): how the answer of
-// one HTTP request -- status line, header lines and body bytes as libcurl hands them over --
-// is read and checked. Pure functions of the bytes a server sent, declared here so that the
-// fuzz target tests/fuzz/fuzz_http_response.cc runs the very code the client runs.
+// Internal to the SDK's HTTP base (not installed; implemented by http_response.cc, used by
+// http_client.cc): how the answer of one HTTP request -- status line, header lines and body
+// bytes as libcurl hands them over -- is read and checked. Pure functions of the bytes a
+// server sent, declared here so that the fuzz target tests/fuzz/fuzz_http_response.cc runs the
+// very code the client runs.
 #pragma once
 
 #include <cstddef>

@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
-#include "config.h"
+#include "modelzoo/config/config.h"
 #include "modelzoo/bus/message.h"
 #include "plugin_calls.h"
 #include "pull_engine.h"

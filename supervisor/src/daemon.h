@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "config.h"
+#include "modelzoo/config/config.h"
 
 namespace modelzoo::supervisor {
 

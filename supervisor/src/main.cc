@@ -8,7 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
-#include "config.h"
+#include "modelzoo/config/config.h"
 #include "daemon.h"
 
 namespace fs = std::filesystem;

@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "config.h"
+#include "modelzoo/config/config.h"
 #include "hooks.h"
 #include "plugin_calls.h"
 #include "timers.h"

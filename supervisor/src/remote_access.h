@@ -20,7 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
-#include "config.h"
+#include "modelzoo/config/config.h"
 #include "modelzoo/bus/curve.h"
 
 namespace modelzoo::supervisor {

@@ -8,8 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "config.h"
-#include "process.h"
+#include "modelzoo/config/config.h"
+#include "modelzoo/process/child_process.h"
 
 namespace modelzoo::supervisor {
 

@@ -4,7 +4,7 @@
 
 #include <chrono>
 
-#include "config.h"
+#include "modelzoo/config/config.h"
 
 namespace modelzoo::supervisor {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "config.h"
+#include "modelzoo/config/config.h"
 
 namespace modelzoo::supervisor {
 

@@ -19,7 +19,7 @@
 #include "modelzoo/bus/socket.h"
 #include "modelzoo/core/plugin_manager.h"
 #include "modelzoo/core/resolver.h"
-#include "process.h"
+#include "modelzoo/process/child_process.h"
 #include "remote_access.h"
 #include "resource_limits.h"
 #include "restart_policy.h"

@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
-#include "config.h"
+#include "modelzoo/config/config.h"
 #include "modelzoo/bus/message.h"
 #include "modelzoo/core/events.h"
 #include "modelzoo/core/plugin_manager.h"

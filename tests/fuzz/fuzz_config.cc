@@ -10,7 +10,7 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "config.h"
+#include "modelzoo/config/config.h"
 #include "fuzz_util.h"
 
 namespace sv = modelzoo::supervisor;

@@ -1,4 +1,4 @@
-// Fuzz target: encrypted model files (extensions/codec/crypt.h, format "MZENC" version 1) as the
+// Fuzz target: encrypted model files (codec/, modelzoo/codec/crypt.h, format "MZENC" version 1) as the
 // decrypt extension reads a downloaded .enc file: its key id from the header, then decryption
 // with a fixed key (the one the seeds were made with, tests/fuzz/make_corpus.cc) into a file of
 // the scratch directory. The contract: success, or CodecError naming the problem, and never an

@@ -1,5 +1,5 @@
 // Fuzz target: what a remote HTTP registry answers, as the SDK's HTTP base reads it
-// (plugin-sdk/src/http.cc through http_response.h): status line and header lines (ETag,
+// (plugin-sdk/src/http_response.cc through http_response.h): status line and header lines (ETag,
 // Content-Range, Content-Length, Retry-After), body bytes delivered to a stream or kept as a
 // JSON answer / error body, the error body's message, a 416's Content-Range; plus the other
 // parsers of outside text there: Retry-After values, URLs to redact (redirects, configuration)

@@ -3,7 +3,7 @@
 // is accepted or refused with ConfigError naming the file and the field; nothing else escapes.
 #include <cstdint>
 
-#include "config.h"
+#include "modelzoo/config/config.h"
 #include "fuzz_util.h"
 #include "modelzoo/bus/names.h"
 

@@ -1,5 +1,5 @@
 // Fuzz target: the JSON answers of a remote HTTP registry (docs/http-registry.md) as the SDK's
-// HttpRegistry reads them (plugin-sdk/src/http.cc): the model list, a version list, a model's
+// HttpRegistry reads them (plugin-sdk/src/http_registry.cc): the model list, a version list, a model's
 // metadata, the choice of the latest version; and the response cache every JSON answer goes
 // through. The input is the body of the answer, parsed as HttpClient::get_json parses it.
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Fuzz target: encrypted configuration values "enc:v1:<key id>:<base64>" (extensions/codec,
+// Fuzz target: encrypted configuration values "enc:v1:<key id>:<base64>" (codec,
 // secret.h) as the daemon decrypts them when it loads its configuration, with a fixed key;
 // the same value inside a configuration map (decrypt_secrets_in); and key files
 // ("modelzoo-key-v1 <base64>") read back from disk. Input: two parts (fuzz_util.h), the value

@@ -1,4 +1,4 @@
-// Fuzz target: zstd-compressed model files (extensions/codec, decompress_file) as the
+// Fuzz target: zstd-compressed model files (codec, decompress_file) as the
 // decompress extension reads a downloaded .zst file: decoded into a file of the scratch
 // directory with a 4 MiB output limit. The contract: success, or CodecError naming the problem,
 // and never an output file left behind on failure.

@@ -1,5 +1,5 @@
 // Minimal model files for tests: valid safetensors, GGUF and ONNX files and deliberately broken
-// ones, one per rule violation of shared/reference/formats.md. Built by small writers (a
+// ones, one per rule violation of docs/extensions.md ("format-validator"). Built by small writers (a
 // safetensors writer, a GGUF writer, a protobuf encoder), which tests may also use directly.
 // No dependency on gtest.
 #pragma once
@@ -19,7 +19,7 @@ std::string valid_safetensors();
 std::string valid_gguf();
 std::string valid_onnx();
 
-// One broken file per case: every rule of formats.md is exercised by at least one case, most by
+// One broken file per case: every rule of docs/extensions.md is exercised by at least one case, most by
 // several. `rule` is the id the checker must report ("gguf.3"); `label` names the case.
 struct BrokenFile {
   std::string format;
@@ -59,7 +59,7 @@ std::string safetensors_prefix(std::string_view header_json);
 // The prefix followed by `data_size` bytes of data.
 std::string safetensors_file(std::string_view header_json, std::uint64_t data_size);
 
-// GGUF (little-endian). Value type ids as in formats.md (0 UINT8 ... 12 FLOAT64).
+// GGUF (little-endian). Value type ids of GGUF rule 3 (0 UINT8 ... 12 FLOAT64).
 std::string gguf_string(std::string_view s);  // u64 length + bytes
 // Bytes a tensor of ggml type `type` and dimensions `dims` takes, for F32, F16, BF16, Q4_0,
 // Q8_0, I8, I32 (the types the tests use).

@@ -16,7 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "config.h"
+#include "modelzoo/config/config.h"
 #include "resource_limits.h"
 #include "modelzoo/codec/crypt.h"
 #include "modelzoo/codec/secret.h"

@@ -1,4 +1,4 @@
-// Unit tests of the structural checks of model files (extensions/formats, formats.md): valid
+// Unit tests of the structural checks of model files (extensions/formats, docs/extensions.md): valid
 // files pass, every broken case fails with exactly its rule, no input crashes, and a large file
 // is checked by reading its header only.
 #include <gmock/gmock.h>

@@ -19,7 +19,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "config.h"
+#include "modelzoo/config/config.h"
 #include "local-file/store.h"
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/model.h"

@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-#include "process.h"
+#include "modelzoo/process/child_process.h"
 
 namespace modelzoo::supervisor {
 namespace {

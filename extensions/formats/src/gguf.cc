@@ -1,4 +1,4 @@
-// GGUF: rules 1-5 of formats.md. Reads the header, the key/values and the tensor infos (through a
+// GGUF: rules 1-5 of docs/extensions.md. Reads the header, the key/values and the tensor infos (through a
 // window of 64 KiB), never the tensor data. Little-endian files only: a byte-swapped file is
 // reported under rule 1 as not supported.
 #include <cstdint>

@@ -1,4 +1,4 @@
-// ONNX: rules 1-4 of formats.md, by walking the protobuf wire format by hand. Reads the keys and
+// ONNX: rules 1-4 of docs/extensions.md, by walking the protobuf wire format by hand. Reads the keys and
 // lengths of the top-level fields, of the graph's fields and of its initializers (through a
 // window of 8 KiB), and the external_data entries; every other payload (raw_data, nodes) is
 // skipped by its length, never read.

@@ -1,4 +1,4 @@
-// safetensors: rules 1-6 of formats.md. Reads bytes [0, 8 + N) and nothing else.
+// safetensors: rules 1-6 of docs/extensions.md. Reads bytes [0, 8 + N) and nothing else.
 //
 // The JSON header is read by two SAX passes over nlohmann's parser, never into a DOM: the first
 // checks the syntax, the nesting depth and duplicate keys (rule 2; nlohmann's DOM parser would
@@ -32,7 +32,7 @@ struct Dtype {
   const char* name;
   unsigned bits;
 };
-// formats.md rule 4, with each type's width in bits (rule 5).
+// Rule 4 (docs/extensions.md), with each type's width in bits (rule 5).
 constexpr Dtype kDtypes[] = {
     {"BOOL", 8},        {"U8", 8},           {"I8", 8},           {"I16", 16},
     {"U16", 16},        {"F16", 16},         {"BF16", 16},        {"I32", 32},

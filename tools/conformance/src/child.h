@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "process.h"  // supervisor::ChildProcess
+#include "modelzoo/process/child_process.h"  // supervisor::ChildProcess
 
 namespace modelzoo::conformance {
 

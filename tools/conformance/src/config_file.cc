@@ -10,7 +10,7 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "config.h"  // supervisor::yaml_to_json
+#include "modelzoo/config/config.h"  // supervisor::yaml_to_json
 #include "modelzoo/conformance/kit.h"
 
 namespace modelzoo::conformance {

@@ -1,5 +1,5 @@
 // Cheap structural checks of model files: safetensors, GGUF and ONNX. The rules, numbered,
-// are those of formats.md (shared/reference/formats.md); every violation names the rule it broke.
+// are those of docs/extensions.md ("format-validator"); every violation names the rule it broke.
 //
 // The checks read headers and metadata only, through a Reader (pread on a file, or bytes in
 // memory), never the tensor data: a 10 GB safetensors file is checked by reading 8 + N bytes.
@@ -21,7 +21,7 @@ namespace modelzoo::formats {
 // "onnx", or "" when the name has none of these suffixes.
 std::string format_of(std::string_view file_name);
 
-// A broken rule: format ("safetensors"), rule id ("safetensors.5", numbered as in formats.md),
+// A broken rule: format ("safetensors"), rule id ("safetensors.5", numbered as in docs/extensions.md),
 // and a message naming the exact problem with numbers (e.g. "tensor 'w' ends at 48 but the next
 // begins at 52").
 struct Violation {
@@ -125,7 +125,7 @@ std::optional<Violation> check_safetensors(Reader& reader);
 std::optional<Violation> check_gguf(Reader& reader);
 std::optional<Violation> check_onnx(Reader& reader, const ModelFileLookup& lookup = {});
 
-// Limits of the checks (formats.md and the bounds on work).
+// Limits of the checks (docs/extensions.md and the bounds on work).
 inline constexpr std::uint64_t kSafetensorsMaxHeader = 100'000'000;  // safetensors rule 1
 inline constexpr std::uint64_t kGgufMaxKeyLength = 65535;             // gguf rule 3
 inline constexpr std::uint64_t kGgufMaxTensorName = 64;               // gguf rule 5

@@ -1,4 +1,4 @@
-#include "process.h"
+#include "modelzoo/process/child_process.h"
 
 #include <fcntl.h>
 #include <poll.h>

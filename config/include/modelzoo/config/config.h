@@ -1,4 +1,7 @@
-// Daemon configuration and plugin manifests (docs/configuration.md).
+// Daemon configuration and plugin manifests (docs/configuration.md): library modelzoo_config
+// (config/), read by modelzood, by the CLI (`plugin validate`, `plugin new`) and by the
+// conformance kit. The types keep the namespace modelzoo::supervisor: they are the settings
+// the supervisor runs with.
 #pragma once
 
 #include <chrono>

@@ -1,7 +1,8 @@
 // A plugin child process: spawned with Boost.Process (v1) into its own process group with
 // a parent-death signal, its stdout and stderr captured through pipes, its exit watched
 // through a pidfd. Signals go to the group only while the leader is unreaped, so a
-// recycled PID can never be hit.
+// recycled PID can never be hit. Library modelzoo_process (process/), shared by modelzood and the
+// conformance kit; the namespace is the supervisor's, which spawns plugins with it.
 #pragma once
 
 #include <sys/types.h>

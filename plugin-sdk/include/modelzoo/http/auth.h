@@ -1,0 +1,103 @@
+// Authentication of HTTP registry requests (part of the SDK's HTTP base, modelzoo/http.h):
+// api key, bearer token (static or from a file), basic, or a custom command's header.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "modelzoo/http/clock.h"
+
+namespace modelzoo::sdk::http {
+
+// How requests authenticate. Secrets live here and nowhere else: describe() and every
+// message of this library name the kind and where the secret comes from, never its value.
+struct Auth {
+  enum class Kind { none, api_key, bearer, basic, custom };
+  Kind kind = Kind::none;
+  // api_key: the key, sent in the header `header` or else in the query parameter `query`
+  // (one of the two; with neither, the header X-API-Key).
+  std::string key{};
+  std::string header{};
+  std::string query{};
+  // bearer: "Authorization: Bearer <token>", the token given here or read from
+  // `token_file` (surrounding blanks and line breaks trimmed), re-read whenever the
+  // file's size or modification time changes and after every 401/403.
+  std::string token{};
+  std::string token_file{};
+  // basic: "Authorization: Basic base64(user:password)".
+  std::string user{};
+  std::string password{};
+  // custom: a program and its arguments; the first non-empty line of its standard output
+  // is the header to send, "Header-Name: value" (any scheme). Its output is reused for
+  // `command_ttl` and the command runs again after a 401/403. Its standard error is
+  // discarded (it could hold the secret); it is killed after `command_timeout`.
+  std::vector<std::string> command{};
+  milliseconds command_ttl{300000};
+  milliseconds command_timeout{30000};
+
+  // "api key in header 'X-API-Key'", "bearer token from file '/run/tok'", ... Never a secret.
+  std::string describe() const;
+};
+
+std::string_view to_string(Auth::Kind kind);
+// "none", "api_key", "bearer", "basic", "custom"; nullopt for anything else.
+std::optional<Auth::Kind> auth_kind_from_string(std::string_view s);
+
+// What one request carries: headers and query parameters (names and values, unencoded).
+struct Credentials {
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<std::pair<std::string, std::string>> query;
+};
+
+// Produces the credentials of each request from an Auth. Thread-safe. `clock` is for tests.
+class Authenticator {
+ public:
+  explicit Authenticator(Auth auth, ClockFn clock = Clock::now);
+
+  // The credentials for the next request: reads the token file when it changed, runs the
+  // command when its output expired. Throws Error(unauthorized) naming the file or command
+  // (not its contents) when it cannot be read, fails, or yields an unusable header.
+  Credentials credentials();
+
+  // A request came back 401/403: drops the cached token file contents and command output.
+  // Returns true when the next credentials() may differ (token_file, custom), i.e. when one
+  // immediate retry is worth it.
+  bool invalidate();
+
+  // Every secret value seen so far (keys, tokens, passwords, header values, their base64
+  // forms), for a Redactor.
+  std::vector<std::string> secrets() const;
+
+  const Auth& auth() const { return auth_; }
+
+ private:
+  std::string read_token_file();  // caller holds mu_
+  std::pair<std::string, std::string> run_command();
+
+  Auth auth_;
+  ClockFn clock_;
+  mutable std::mutex mu_;
+  // token_file cache: contents and the (size, mtime) they were read at
+  std::optional<std::pair<std::uintmax_t, std::int64_t>> file_stamp_;
+  std::string file_token_;
+  // custom command cache
+  std::optional<std::pair<std::string, std::string>> command_header_;
+  Clock::time_point command_expiry_{};
+  std::vector<std::string> seen_secrets_;
+};
+
+// Standard base64 (with padding) of `data`.
+std::string base64(std::string_view data);
+// "Basic " + base64(user ":" password).
+std::string basic_auth_value(std::string_view user, std::string_view password);
+// Parses "Header-Name: value" (blanks around the value trimmed). Throws Error(unauthorized)
+// without quoting the line when it is not a header (bad name, no colon, empty value, control
+// characters).
+std::pair<std::string, std::string> parse_header_line(std::string_view line);
+
+}  // namespace modelzoo::sdk::http

@@ -1,0 +1,176 @@
+// Reading one HTTP answer as libcurl hands it over (http_response.h): status, headers, body
+// delivery and the checks of a stream's ranges and ETag.
+#include "http_response.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <stdexcept>
+#include <string_view>
+
+#include "http_text.h"
+
+namespace modelzoo::sdk::http {
+
+using nlohmann::json;
+
+namespace detail {
+
+void Attempt::reset_response() {
+  status = 0;
+  headers.clear();
+  body.clear();
+  started = deliver = false;
+  skip = 0;
+  end.reset();
+}
+
+std::string Attempt::header(const std::string& name) const {
+  auto it = headers.find(name);
+  return it == headers.end() ? std::string() : it->second;
+}
+
+void Attempt::check() {
+  started = true;
+  if (!streaming || status < 200 || status > 299) return;
+  std::string etag = header("etag");
+  if (!expected_etag.empty() && !etag.empty() && etag != expected_etag) {
+    protocol_error = "the file changed during the download (ETag " + printable(expected_etag, 80) + ", now " +
+                     printable(etag, 80) + ")";
+    return;
+  }
+  if (status == 206) {
+    // Content-Range: bytes FIRST-LAST/TOTAL
+    std::string cr = header("content-range");
+    unsigned long long first = 0, last = 0;
+    char unit[16] = {};
+    if (std::sscanf(cr.c_str(), "%15s %llu-%llu", unit, &first, &last) != 3 || std::string(unit) != "bytes" ||
+        last < first || last == std::numeric_limits<std::uint64_t>::max()) {
+      protocol_error = "answered 206 without a usable Content-Range ('" + printable(cr, 80) + "')";
+      return;
+    }
+    if (first != offset) {
+      protocol_error = "answered 206 from byte " + std::to_string(first) + " when asked from byte " + std::to_string(offset);
+      return;
+    }
+    end = last + 1;
+  } else {
+    if (!header("content-range").empty()) {
+      protocol_error = "answered " + std::to_string(status) + " with a Content-Range";
+      return;
+    }
+    skip = offset;  // a 200 to a Range request: the whole file; drop what we have
+    std::string cl = header("content-length");
+    if (!cl.empty() && std::all_of(cl.begin(), cl.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+      // Not std::stoull: its out_of_range (21 digits) would escape through libcurl's callback.
+      std::uint64_t length = 0;
+      auto [ptr, ec] = std::from_chars(cl.data(), cl.data() + cl.size(), length);
+      if (ec != std::errc() || ptr != cl.data() + cl.size()) {
+        protocol_error = "answered with a Content-Length too large to use ('" + printable(cl, 80) + "')";
+        return;
+      }
+      end = length;
+      if (*end < offset) {
+        protocol_error = "the file has " + cl + " bytes, fewer than the offset " + std::to_string(offset);
+        return;
+      }
+    }
+  }
+  deliver = true;
+}
+
+size_t on_header(char* buf, size_t size, size_t n, void* ud) {
+  auto* a = static_cast<Attempt*>(ud);
+  std::string_view line(buf, size * n);
+  line = trim(line);
+  if (line.rfind("HTTP/", 0) == 0) {
+    // A new response (after 100 Continue, a proxy's CONNECT, a redirect): start over.
+    a->reset_response();
+    auto sp = line.find(' ');
+    if (sp != std::string_view::npos) a->status = std::atol(std::string(line.substr(sp + 1, 3)).c_str());
+  } else if (auto colon = line.find(':'); colon != std::string_view::npos) {
+    a->headers[lower(trim(line.substr(0, colon)))] = std::string(trim(line.substr(colon + 1)));
+  }
+  return size * n;
+}
+
+size_t on_body(char* buf, size_t size, size_t n, void* ud) {
+  auto* a = static_cast<Attempt*>(ud);
+  std::size_t len = size * n;
+  if (!a->started) a->check();
+  if (!a->protocol_error.empty()) return CURL_WRITEFUNC_ERROR;
+  if (a->deliver) {
+    const char* p = buf;
+    std::size_t m = len;
+    if (a->skip) {
+      auto s = static_cast<std::size_t>(std::min<std::uint64_t>(a->skip, m));
+      p += s;
+      m -= s;
+      a->skip -= s;
+    }
+    if (m) {
+      try {
+        (*a->on_data)(p, m);
+      } catch (...) {
+        a->sink_error = std::current_exception();
+        return CURL_WRITEFUNC_ERROR;
+      }
+      a->delivered += m;
+    }
+    return len;
+  }
+  bool success = a->status >= 200 && a->status <= 299;
+  if (a->body.size() + len > a->body_limit) {
+    if (success) {
+      a->protocol_error = "answered with more than " + std::to_string(a->body_limit) + " bytes";
+      return CURL_WRITEFUNC_ERROR;
+    }
+    a->body.append(buf, a->body_limit - std::min(a->body_limit, a->body.size()));  // an error body: keep its start
+    return len;
+  }
+  a->body.append(buf, len);
+  return len;
+}
+
+std::string server_message(const std::string& body) {
+  std::string server;
+  try {
+    auto j = json::parse(body);
+    if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+      const auto& e = j["error"];
+      if (e.contains("message") && e["message"].is_string()) server = e["message"].get<std::string>();
+      else if (e.contains("code") && e["code"].is_string()) server = e["code"].get<std::string>();
+    }
+  } catch (const std::exception&) {
+  }
+  return server;
+}
+
+json parse_json_answer(const std::string& body) {
+  bool too_deep = false;
+  json j;
+  try {
+    j = json::parse(body, [&](int depth, json::parse_event_t, json&) {
+      too_deep = too_deep || depth > kMaxJsonDepth;
+      return !too_deep;  // keep nothing more once too deep
+    });
+  } catch (const json::exception&) {  // parse_error, and out_of_range for a number like 1e999
+    throw std::invalid_argument("the answer is not JSON");
+  }
+  if (too_deep) throw std::invalid_argument("the answer nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  return j;
+}
+
+std::optional<unsigned long long> unsatisfied_range_total(const std::string& content_range) {
+  unsigned long long total = 0;
+  if (std::sscanf(content_range.c_str(), "bytes */%llu", &total) == 1) return total;
+  return std::nullopt;
+}
+
+}  // namespace detail
+
+}  // namespace modelzoo::sdk::http
