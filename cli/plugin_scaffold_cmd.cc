@@ -13,6 +13,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "modelzoo/bus/hello.h"
 #include "modelzoo/config/config.h"  // supervisor::load_manifest, yaml_to_json
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
@@ -69,7 +70,6 @@ const std::vector<std::string> kManifestKeys = {"name",    "version", "kind",   
                                                 "priority", "handles", "restart", "config",   "order",
                                                 "points",  "formats", "hook_timeout_ms", "limits"};
 const std::vector<std::string> kExtensionKeys = {"order", "points", "formats", "hook_timeout_ms"};
-const std::set<std::string> kPoints = {"pre-download", "post-download", "pre-load", "post-load"};
 
 std::string join(const std::vector<std::string>& v, const std::string& sep) {
   std::string out;
@@ -184,7 +184,7 @@ class Checker {
   std::string kind() {
     auto k = str("kind");
     if (!k) return m_.contains("kind") && !m_["kind"].is_null() ? "" : "registry";
-    if (*k != "registry" && *k != "extension") {
+    if (!bus::is_plugin_kind(*k)) {
       add("kind", "'" + *k + "' is not a plugin kind (registry or extension)");
       return "";
     }
@@ -301,8 +301,8 @@ class Checker {
     if (!p) return;
     if (p->empty()) add("points", "must name at least one extension point");
     for (const auto& x : *p)
-      if (!kPoints.count(x))
-        add("points", "'" + x + "' is not an extension point (pre-download, post-download, pre-load, post-load)");
+      if (!bus::is_extension_point(x))
+        add("points", "'" + x + "' is not an extension point (" + bus::extension_point_list() + ")");
   }
 
   void formats() {

@@ -11,6 +11,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "modelzoo/bus/curve.h"
+#include "modelzoo/bus/hello.h"
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
 #include "modelzoo/codec/secret.h"
@@ -309,16 +310,14 @@ Manifest builtin(const std::string& name, const fs::path& exe_dir) {
   return m;
 }
 
-const std::set<std::string> kPoints = {"pre-download", "post-download", "pre-load", "post-load"};
-
 // Extension settings of a manifest or a source (`where` names it in errors).
 void read_extension_settings(const Reader& r, const json& j, const std::string& where, ExtensionSettings& e) {
   if (auto o = r.integer(j, "order", where, -1000000, 1000000)) e.order = static_cast<int>(*o);
   if (auto p = r.strings(j, "points", where)) {
     if (p->empty()) r.fail(where + ".points", "must name at least one extension point");
     for (const auto& x : *p)
-      if (!kPoints.count(x))
-        r.fail(where + ".points", "'" + x + "' is not an extension point (pre-download, post-download, pre-load, post-load)");
+      if (!bus::is_extension_point(x))
+        r.fail(where + ".points", "'" + x + "' is not an extension point (" + bus::extension_point_list() + ")");
     e.points = *p;
   }
   if (auto f = r.strings(j, "formats", where)) {
@@ -445,7 +444,7 @@ Manifest parse_manifest(const json& j, const std::string& origin, const fs::path
     m.version = *v;
   }
   if (auto k = r.str(j, "kind", "manifest")) {
-    if (*k != "registry" && *k != "extension")
+    if (!bus::is_plugin_kind(*k))
       r.fail("manifest.kind", "'" + *k + "' is not a plugin kind (registry or extension)");
     m.kind = *k;
   }
@@ -741,7 +740,7 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
         s.manifest.restart = defaults;
         s.manifest.dir = fs::path(origin).parent_path();
         if (auto k = r.str(sj, "kind", w)) {
-          if (*k != "registry" && *k != "extension") r.fail(w + ".kind", "'" + *k + "' is not a plugin kind (registry or extension)");
+          if (!bus::is_plugin_kind(*k)) r.fail(w + ".kind", "'" + *k + "' is not a plugin kind (registry or extension)");
           s.manifest.kind = *k;
         }
       } else if (plugin) {
@@ -764,7 +763,7 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
         s.manifest.restart = defaults;
         s.manifest.dir = fs::path(origin).parent_path();
         if (auto k = r.str(sj, "kind", w)) {
-          if (*k != "registry" && *k != "extension") r.fail(w + ".kind", "'" + *k + "' is not a plugin kind (registry or extension)");
+          if (!bus::is_plugin_kind(*k)) r.fail(w + ".kind", "'" + *k + "' is not a plugin kind (registry or extension)");
           s.manifest.kind = *k;
         }
       } else {

@@ -175,14 +175,11 @@ class SinkImpl final : public ChunkSink {
 
 class Session {
  public:
-  // Exactly one of `registry` and `extension` is set. `hello` holds the fields that differ
-  // between kinds (kind, capabilities, priority, handles, points, formats, order).
-  Session(Registry* registry, Extension* extension, std::string name, std::string version, json hello,
-          bool inline_requests)
+  // Exactly one of `registry` and `extension` is set. `hello` holds what the plugin says
+  // about itself; handshake() adds the protocol, plugin id, token and pid.
+  Session(Registry* registry, Extension* extension, bus::Hello hello, bool inline_requests)
       : registry_(registry),
         extension_(extension),
-        name_(std::move(name)),
-        version_(std::move(version)),
         hello_(std::move(hello)),
         inline_requests_(inline_requests),
         ctx_(1) {}
@@ -209,8 +206,7 @@ class Session {
 
   Registry* registry_;
   Extension* extension_;
-  std::string name_, version_;
-  json hello_;
+  bus::Hello hello_;
   bool inline_requests_;
   zmq::context_t ctx_;
   std::unique_ptr<zmq::socket_t> dealer_;
@@ -258,16 +254,11 @@ void SinkImpl::write(const void* data, std::size_t size) {
 }
 
 bool Session::handshake() {
-  json hello = {
-      {"protocol", json::array({bus::kProtocolVersion})},
-      {"plugin_id", env_or_empty("MODELZOO_PLUGIN_ID")},
-      {"token", env_or_empty("MODELZOO_TOKEN")},
-      {"name", name_},
-      {"version", version_},
-      {"pid", static_cast<std::int64_t>(::getpid())},
-  };
-  hello.update(hello_);
-  auto m = bus::Message::make(bus::MessageType::hello, hello);
+  hello_.protocol = {bus::kProtocolVersion};
+  hello_.plugin_id = env_or_empty("MODELZOO_PLUGIN_ID");
+  hello_.token = env_or_empty("MODELZOO_TOKEN");
+  hello_.pid = static_cast<std::int64_t>(::getpid());
+  auto m = bus::Message::make(bus::MessageType::hello, hello_.to_json());
   bus::send(*dealer_, m);
   auto deadline = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < deadline && !g_stop_signal) {
@@ -660,17 +651,27 @@ void install_signal_handlers() {
   sigaction(SIGINT, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 }
+
+// What every plugin of `kind` says about itself (bus/hello.h); the session adds who it is.
+bus::Hello hello_of(const char* kind, const std::string& name, const std::string& version,
+                    const std::vector<std::string>& handles) {
+  bus::Hello h;
+  h.name = name;
+  h.version = version;
+  h.kind = kind;
+  h.capabilities = bus::default_capabilities(kind);
+  h.handles = handles;
+  return h;
+}
 }  // namespace
 
 int run(Registry& registry, const PluginInfo& info, int argc, char** argv) {
   (void)argc;
   (void)argv;
   install_signal_handlers();
-  json hello = {{"kind", "registry"},
-                {"capabilities", json::array({"metadata", "exists", "list", "download"})},
-                {"priority", info.priority},
-                {"handles", info.handles}};
-  Session s(&registry, nullptr, info.name, info.version, std::move(hello), info.inline_requests);
+  bus::Hello hello = hello_of(bus::kRegistryKind, info.name, info.version, info.handles);
+  hello.priority = info.priority;
+  Session s(&registry, nullptr, std::move(hello), info.inline_requests);
   return s.run();
 }
 
@@ -678,27 +679,22 @@ int run(Extension& extension, const ExtensionInfo& info, int argc, char** argv) 
   (void)argc;
   (void)argv;
   install_signal_handlers();
-  json hello = {{"kind", "extension"}, {"capabilities", json::array({"hook"})}, {"points", info.points},
-                {"formats", info.formats}, {"order", info.order}, {"handles", info.handles}};
-  Session s(nullptr, &extension, info.name, info.version, std::move(hello), false);
+  bus::Hello hello = hello_of(bus::kExtensionKind, info.name, info.version, info.handles);
+  hello.points = info.points;
+  hello.formats = info.formats;
+  hello.order = info.order;
+  Session s(nullptr, &extension, std::move(hello), false);
   return s.run();
 }
 
-std::string file_format(const std::string& file_name) {
-  auto base = file_name.substr(file_name.rfind('/') == std::string::npos ? 0 : file_name.rfind('/') + 1);
-  auto dot = base.rfind('.');
-  if (dot == std::string::npos || dot == 0 || dot + 1 == base.size()) return {};
-  std::string f = base.substr(dot + 1);
-  for (auto& c : f) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return f;
-}
+std::string file_format(const std::string& file_name) { return bus::file_format(file_name); }
 
 HookRequest parse_hook_request(const json& body, Clock::time_point deadline) {
   HookRequest r;
   r.body = body;
   r.deadline = deadline;
   r.point = require_string(body, "point");
-  if (r.point != kPreDownload && r.point != kPostDownload && r.point != kPreLoad && r.point != kPostLoad)
+  if (!bus::is_extension_point(r.point))
     throw Error(ErrorCode::bad_request, "unknown extension point '" + r.point.substr(0, 64) + "'");
   r.name = model_name(body);
   r.version = optional_version(body);

@@ -100,7 +100,7 @@ struct Chain {
       return Error(ErrorCode::rejected, who + " rejected '" + model() + "' at " + step.point + ": " + reason);
     }
     if (action == "rewrite") {
-      if (step.point != "pre-download")
+      if (step.point != bus::kPreDownload)
         return Error(ErrorCode::internal, who + " answered 'rewrite' at " + step.point + " (only at pre-download)");
       bus::ModelRef ref{bus::get_string(body, "name"), bus::get_string(body, "version")};
       if (auto why = bus::check_model_name(ref.name)) return Error(ErrorCode::internal, who + " rewrote to an invalid name: " + *why);
@@ -111,7 +111,7 @@ struct Chain {
       return std::nullopt;
     }
     if (action == "replace") {
-      if (step.point != "post-download")
+      if (step.point != bus::kPostDownload)
         return Error(ErrorCode::internal, who + " answered 'replace' at " + step.point + " (only at post-download)");
       auto it = body.find("files");
       if (it == body.end() || !it->is_array() || it->size() > kMaxFiles)
@@ -156,9 +156,9 @@ struct Chain {
     while (next < exts.size()) {
       const ExtensionView& x = exts[next++];
       if (!handles(x, out.ref.name)) continue;  // a rewrite may have moved the model out of its patterns
-      if (!x.formats.empty() && step.point != "pre-download") {
+      if (!x.formats.empty() && step.point != bus::kPreDownload) {
         bool any = std::any_of(out.files.begin(), out.files.end(), [&](const StagedFile& f) {
-          return std::find(x.formats.begin(), x.formats.end(), file_format(f.name)) != x.formats.end();
+          return std::find(x.formats.begin(), x.formats.end(), bus::file_format(f.name)) != x.formats.end();
         });
         if (!any) continue;
       }
@@ -167,7 +167,7 @@ struct Chain {
                                                          step.point + " of '" + model() + "' cannot run without it"),
                     0);
       fs::path output_dir;
-      if (step.point == "post-download") {
+      if (step.point == bus::kPostDownload) {
         output_dir = step.staging / (std::to_string(next) + "-" + x.name);
         std::error_code ec;
         fs::create_directories(output_dir, ec);
@@ -205,16 +205,6 @@ struct Chain {
 };
 
 }  // namespace
-
-std::string file_format(const std::string& name) {
-  auto slash = name.rfind('/');
-  std::string base = slash == std::string::npos ? name : name.substr(slash + 1);
-  auto dot = base.rfind('.');
-  if (dot == std::string::npos || dot == 0 || dot + 1 == base.size()) return {};
-  std::string f = base.substr(dot + 1);
-  for (auto& c : f) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return f;
-}
 
 std::vector<ExtensionView> hooks_for(const std::vector<ExtensionView>& all, const std::string& point,
                                      const std::string& model) {

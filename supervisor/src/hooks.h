@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "modelzoo/bus/hello.h"
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
 #include "modelzoo/core/events.h"
@@ -68,12 +69,10 @@ class ExtensionDirectory {
 };
 
 // The extensions that serve `point` for `model` (by points and handles, not yet by
-// formats), in the order they run: ascending order, ties by name.
+// formats, which match bus::file_format of a file's name), in the order they run:
+// ascending order, ties by name.
 std::vector<ExtensionView> hooks_for(const std::vector<ExtensionView>& all, const std::string& point,
                                      const std::string& model);
-
-// The format of a file name: its suffix after the last '.', lowercase; "" when none.
-std::string file_format(const std::string& name);
 
 // Runs the hooks of `step.point` in order, each a `hook` call through `calls`. `done` runs
 // exactly once, possibly before run_hooks returns (when no hook applies).

@@ -13,6 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "modelzoo/bus/hello.h"
 #include "modelzoo/bus/names.h"
 #include "modelzoo/bus/random.h"
 #include "modelzoo/bus/sha256.h"
@@ -412,7 +413,7 @@ struct Sources::Impl {
     const json& h = m.body;
     // Types first (docs/protocol.md, "hello"): a mistyped field is named, not read as absent
     // or empty, so a plugin author learns which field is wrong.
-    if (auto why = hello_type_error(h)) return reject(routing, ErrorCode::bad_request, "hello: " + *why, h);
+    if (auto why = bus::hello_type_error(h)) return reject(routing, ErrorCode::bad_request, *why, h);
     std::string id = bus::get_string(h, "plugin_id");
     Instance* in = nullptr;
     if (!user_id.empty()) {
@@ -439,45 +440,18 @@ struct Sources::Impl {
       if (in->state != State::starting || !in->routing_id.empty())
         return reject(routing, ErrorCode::unauthorized, "plugin id '" + id + "' has already said hello", h);
     }
-    bool speaks = false;
-    if (auto p = h.find("protocol"); p != h.end() && p->is_array())
-      for (const auto& v : *p)
-        if (v.is_number_integer() && v.get<int>() == bus::kProtocolVersion) speaks = true;
-    if (!speaks)
-      return reject(routing, ErrorCode::bad_request,
-                    "no common protocol version (daemon speaks " + std::to_string(bus::kProtocolVersion) + ")", h);
-    std::string kind = bus::get_string(h, "kind", "registry");
-    if (kind != "registry" && kind != "extension")
-      return reject(routing, ErrorCode::bad_request, "unsupported plugin kind '" + kind.substr(0, 64) + "'", h);
-    if (kind != in->source.manifest.kind)
-      return reject(routing, ErrorCode::bad_request,
-                    "plugin kind '" + kind + "' differs from the configured kind '" + in->source.manifest.kind + "'", h);
-    if (kind == "extension")
-      if (auto why = check_extension_hello(h)) return reject(routing, ErrorCode::bad_request, "hello: " + *why, h);
-    std::string plugin_name = bus::get_string(h, "name");
-    if (auto why = bus::check_plugin_name(plugin_name)) return reject(routing, ErrorCode::bad_request, "hello: " + *why, h);
-    std::string version = bus::get_string(h, "version");
-    if (auto why = bus::check_version(version)) return reject(routing, ErrorCode::bad_request, "hello: " + *why, h);
+    // The rest of the rules (docs/protocol.md, "Checks, in order") live in bus/hello.h.
+    bus::Hello hello;
+    if (auto why = bus::parse_hello(h, hello, hello_rules(*in))) return reject(routing, ErrorCode::bad_request, *why, h);
 
     core::PluginRecord rec;
     rec.name = in->source.name;
-    rec.plugin = plugin_name;
-    rec.version = version;
-    rec.kind = kind;
-    try {
-      rec.priority = in->source.priority ? *in->source.priority : static_cast<int>(std::clamp<std::int64_t>(bus::get_int(h, "priority").value_or(0), -1000000, 1000000));
-      if (in->source.handles) rec.handles = *in->source.handles;
-      else rec.handles = h.value("handles", std::vector<std::string>{"*"});
-      rec.capabilities = h.value("capabilities", kind == "extension" ? std::vector<std::string>{"hook"}
-                                                                     : std::vector<std::string>{"metadata", "exists", "list", "download"});
-    } catch (const json::exception&) {
-      return reject(routing, ErrorCode::bad_request, "hello has mistyped handles or capabilities (lists of strings)", h);
-    }
-    if (rec.handles.empty() || rec.handles.size() > 100)
-      return reject(routing, ErrorCode::bad_request, "hello must declare 1 to 100 handles patterns", h);
-    for (const auto& p : rec.handles)
-      if (p.empty() || p.size() > 200)
-        return reject(routing, ErrorCode::bad_request, "hello has a handles pattern that is empty or over 200 characters", h);
+    rec.plugin = hello.name;
+    rec.version = hello.version;
+    rec.kind = hello.kind;
+    rec.priority = in->source.priority ? *in->source.priority : hello.priority;
+    rec.handles = in->source.handles ? *in->source.handles : hello.handles;
+    rec.capabilities = hello.capabilities;
     in->hello = h;
     in->hello.erase("token");
     in->routing_id = routing;
@@ -577,39 +551,10 @@ struct Sources::Impl {
     }
   }
 
-  // The type of every hello field the daemon reads (docs/protocol.md, "hello"); the first
-  // mistyped one, if any.
-  static std::optional<std::string> hello_type_error(const json& h) {
-    using bus::FieldType;
-    static const std::pair<const char*, FieldType> fields[] = {
-        {"protocol", FieldType::integer_list}, {"plugin_id", FieldType::string},    {"token", FieldType::string},
-        {"name", FieldType::string},           {"version", FieldType::string},      {"pid", FieldType::integer},
-        {"kind", FieldType::string},           {"capabilities", FieldType::string_list},
-        {"points", FieldType::string_list},    {"formats", FieldType::string_list}, {"order", FieldType::integer},
-        {"priority", FieldType::integer},      {"handles", FieldType::string_list}};
-    for (const auto& [key, type] : fields)
-      if (auto why = bus::field_type_error(h, key, type)) return why;
-    return std::nullopt;
-  }
-
-  // The extension fields of a hello (docs/protocol.md, "Extension hooks"); the reason it
-  // is refused, if it is.
-  static std::optional<std::string> check_extension_hello(const json& h) {
-    static const std::set<std::string> points = {"pre-download", "post-download", "pre-load", "post-load"};
-    auto p = h.find("points");
-    if (p == h.end() || !p->is_array() || p->empty() || p->size() > 4)
-      return "an extension must declare 1 to 4 points (pre-download, post-download, pre-load, post-load)";
-    for (const auto& x : *p)
-      if (!x.is_string() || !points.count(x.get<std::string>()))
-        return "'" + (x.is_string() ? x.get<std::string>().substr(0, 64) : x.dump().substr(0, 64)) + "' is not an extension point";
-    if (auto f = h.find("formats"); f != h.end()) {
-      if (!f->is_array() || f->size() > 100) return "formats must be a list of at most 100 strings";
-      for (const auto& x : *f)
-        if (!x.is_string() || x.get<std::string>().empty() || x.get<std::string>().size() > 32)
-          return "formats must be a list of file suffixes of 1 to 32 characters";
-    }
-    if (auto o = h.find("order"); o != h.end() && !o->is_number_integer()) return "order must be an integer";
-    return std::nullopt;
+  // What the daemon knows of a source beyond its hello: the kind it is configured as, and
+  // whether its configuration sets the handles (then the hello's are not used).
+  static bus::HelloRules hello_rules(const Instance& in) {
+    return {in.source.manifest.kind, !in.source.handles.has_value()};
   }
 
   // ---------------------------------------------------------------- extensions
@@ -624,23 +569,15 @@ struct Sources::Impl {
       x.state = to_string(in->state);
       if (!in->last_exit.empty()) x.state += ", last exit: " + in->last_exit;
       x.timeout = set.hook_timeout;
-      auto strings = [&](const char* key) {
-        std::vector<std::string> v;
-        if (auto it = in->hello.find(key); it != in->hello.end() && it->is_array())
-          for (const auto& e : *it)
-            if (e.is_string()) v.push_back(e.get<std::string>());
-        return v;
-      };
       // The configuration first, then what the extension said in its last hello. One that
       // never said hello serves every point as far as we know: its steps fail until it runs.
-      x.points = set.points ? *set.points : strings("points");
-      x.formats = set.formats ? *set.formats : strings("formats");
-      for (auto& f : x.formats)
-        for (auto& c : f) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      x.handles = in->source.handles ? *in->source.handles : strings("handles");
+      bus::Hello hello;
+      (void)bus::parse_hello(in->hello, hello, hello_rules(*in));  // accepted before, or null: the defaults
+      x.points = set.points ? *set.points : hello.points;
+      x.formats = set.formats ? *set.formats : hello.formats;  // both lowercase
+      x.handles = in->source.handles ? *in->source.handles : hello.handles;
       if (x.handles.empty()) x.handles.push_back("*");
-      x.order = set.order ? *set.order
-                          : static_cast<int>(std::clamp<std::int64_t>(bus::get_int(in->hello, "order").value_or(0), -1000000, 1000000));
+      x.order = set.order ? *set.order : hello.order;
       out.push_back(std::move(x));
     }
     return out;

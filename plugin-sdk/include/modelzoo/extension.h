@@ -25,15 +25,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include "modelzoo/bus/hello.h"
 #include "modelzoo/plugin.h"
 
 namespace modelzoo::sdk {
 
-// The four extension points, in the order a model meets them.
-inline constexpr const char* kPreDownload = "pre-download";
-inline constexpr const char* kPostDownload = "post-download";
-inline constexpr const char* kPreLoad = "pre-load";
-inline constexpr const char* kPostLoad = "post-load";
+// The four extension points, in the order a model meets them (bus/hello.h).
+inline constexpr const char* kPreDownload = bus::kPreDownload;
+inline constexpr const char* kPostDownload = bus::kPostDownload;
+inline constexpr const char* kPreLoad = bus::kPreLoad;
+inline constexpr const char* kPostLoad = bus::kPostLoad;
 
 // What an extension says about itself in its hello. The daemon's configuration may override
 // order, handles, points and formats (docs/configuration.md).
@@ -127,7 +128,8 @@ class Extension {
 // Throws Error(bad_request) naming the missing or mistyped field.
 HookRequest parse_hook_request(const nlohmann::json& body, std::chrono::steady_clock::time_point deadline);
 
-// The format of a file name: the suffix after its last '.', lowercase; "" when none.
+// The format of a file name: the suffix after its last '.', lowercase; "" when none
+// (bus::file_format, as the daemon matches `formats`).
 std::string file_format(const std::string& file_name);
 
 // As run() for a registry (see plugin.h).

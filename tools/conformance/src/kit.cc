@@ -1,6 +1,6 @@
 // The conformance checks (docs/writing-plugins.md, "Testing your plugin: the conformance kit").
 // The kit plays modelzood: it applies the daemon's own validation (bus::decode, the hello
-// checks of supervisor/src/daemon.cc, ModelMetadata::from_json, the chunk checks of the pull
+// rules of bus/hello.h, ModelMetadata::from_json, the chunk checks of the pull
 // engine, the hook answer rules) and adds what the daemon cannot see in a single run: rejects,
 // an unsupported version, silence, cancel, garbage, deadlines and shutdown.
 #include <fcntl.h>
@@ -16,6 +16,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "modelzoo/bus/hello.h"
 #include "modelzoo/bus/model.h"
 #include "modelzoo/bus/names.h"
 #include "modelzoo/bus/random.h"
@@ -53,8 +54,6 @@ constexpr std::uint32_t kProbeCredit = 2;
 constexpr std::uint32_t kProbeChunk = 4096;           // the smallest chunk_size the SDK accepts
 constexpr std::size_t kTailLines = 12;
 constexpr std::uint64_t kInvalidRequestId = 987654320;  // of an invalid request: never to be answered
-
-const char* const kPoints[] = {"pre-download", "post-download", "pre-load", "post-load"};
 
 std::string ms_str(milliseconds d) { return std::to_string(d.count()) + " ms"; }
 std::int64_t ms_since(Clock::time_point t) { return duration_cast<milliseconds>(Clock::now() - t).count(); }
@@ -116,25 +115,6 @@ std::string name_for_handles(const std::vector<std::string>& handles, const std:
     if (!bus::check_model_name(name) && bus::glob_match(p, name)) return name;
   }
   return fallback;
-}
-
-// The extension fields of a hello, as the daemon checks them.
-std::optional<std::string> check_extension_hello(const json& h) {
-  static const std::set<std::string> points(std::begin(kPoints), std::end(kPoints));
-  auto p = h.find("points");
-  if (p == h.end() || !p->is_array() || p->empty() || p->size() > 4)
-    return "an extension must declare 1 to 4 points (pre-download, post-download, pre-load, post-load)";
-  for (const auto& x : *p)
-    if (!x.is_string() || !points.count(x.get<std::string>()))
-      return (x.is_string() ? quote(x.get<std::string>()) : clip(dump(x), 64)) + " is not an extension point";
-  if (auto f = h.find("formats"); f != h.end()) {
-    if (!f->is_array() || f->size() > 100) return "formats must be a list of at most 100 strings";
-    for (const auto& x : *f)
-      if (!x.is_string() || x.get<std::string>().empty() || x.get<std::string>().size() > 32)
-        return "formats must be a list of file suffixes of 1 to 32 characters";
-  }
-  if (auto o = h.find("order"); o != h.end() && !o->is_number_integer()) return "order must be an integer";
-  return std::nullopt;
 }
 
 std::optional<std::vector<std::string>> string_list(const json& body, const char* key) {
@@ -541,7 +521,7 @@ void Runner::plan() {
 Report Runner::run() {
   const auto started = Clock::now();
   if (opt_.command.empty()) throw std::runtime_error("no plugin command given");
-  if (!opt_.kind.empty() && opt_.kind != "registry" && opt_.kind != "extension")
+  if (!opt_.kind.empty() && !bus::is_plugin_kind(opt_.kind))
     throw std::runtime_error("--kind must be registry or extension, not '" + opt_.kind + "'");
   if (!opt_.model.empty()) target_ = bus::parse_model_ref(opt_.model);  // throws bus::Error(bad_request)
   if (!opt_.config.is_object()) throw std::runtime_error("the plugin configuration must be a map");
@@ -630,71 +610,36 @@ void Runner::check_hello(const Message& hello) {
   std::vector<std::string> problems;
   for (const auto& i : main_->invalid) problems.push_back("it sent " + i);
 
-  bool speaks = false;
-  if (auto p = h.find("protocol"); p != h.end() && p->is_array()) {
-    for (const auto& v : *p) {
-      if (!v.is_number_integer()) problems.push_back("protocol must be an array of integers, not " + clip(dump(*p), 60));
-      else if (v.get<std::int64_t>() == bus::kProtocolVersion) speaks = true;
-    }
-    if (!speaks) problems.push_back("protocol " + clip(dump(*p), 60) + " does not include 1, the only version in existence");
-  } else {
-    problems.push_back("the hello lacks 'protocol', an array of integers such as [1]");
-  }
+  // The daemon's rules (bus/hello.h) in the daemon's order: the types, then who the plugin
+  // is (the kit knows the id and token it spawned with), then the rest.
+  bus::Hello parsed;
+  auto refusal = bus::parse_hello(h, parsed, {opt_.kind, true});
+  const bool mistyped = bus::hello_type_error(h).has_value();
+  if (mistyped) problems.push_back(*refusal);
   auto id = h.find("plugin_id");
   if (id == h.end() || !id->is_string()) problems.push_back("the hello lacks 'plugin_id' (a string: MODELZOO_PLUGIN_ID)");
-  else if (id->get<std::string>() != main_->plugin_id())
-    problems.push_back("plugin_id " + quote(id->get<std::string>()) + " is not MODELZOO_PLUGIN_ID ('" + main_->plugin_id() + "')");
+  else if (parsed.plugin_id != main_->plugin_id())
+    problems.push_back("plugin_id " + quote(parsed.plugin_id) + " is not MODELZOO_PLUGIN_ID ('" + main_->plugin_id() + "')");
   auto token = h.find("token");
   if (token == h.end() || !token->is_string()) problems.push_back("the hello lacks 'token' (a string: MODELZOO_TOKEN)");
-  else if (token->get<std::string>() != main_->token()) problems.push_back("token is not the value of MODELZOO_TOKEN");
+  else if (parsed.token != main_->token()) problems.push_back("token is not the value of MODELZOO_TOKEN");
+  if (refusal && !mistyped) problems.push_back(*refusal);
 
-  std::string kind = "registry";
-  if (auto k = h.find("kind"); k != h.end()) {
-    if (!k->is_string()) problems.push_back("kind must be a string");
-    else kind = k->get<std::string>();
-  }
-  if (kind != "registry" && kind != "extension") {
-    problems.push_back("unsupported plugin kind " + quote(kind));
-    kind = opt_.kind.empty() ? "registry" : opt_.kind;
-  } else if (!opt_.kind.empty() && kind != opt_.kind) {
-    problems.push_back("plugin kind '" + kind + "' differs from the configured kind '" + opt_.kind + "' (--kind)");
-  }
-  kind_ = opt_.kind.empty() ? kind : opt_.kind;
-  if (kind_ == "extension")
-    if (auto why = check_extension_hello(h)) problems.push_back(*why);
-  if (auto n = h.find("name"); n == h.end() || !n->is_string()) problems.push_back("the hello lacks 'name' (a string)");
-  else if (auto why = bus::check_plugin_name(n->get<std::string>())) problems.push_back("name: " + *why);
-  if (auto v = h.find("version"); v == h.end() || !v->is_string()) problems.push_back("the hello lacks 'version' (a string)");
-  else if (auto why = bus::check_version(v->get<std::string>())) problems.push_back("version: " + *why);
-  for (const char* key : {"pid", "priority", "order"})
-    if (auto it = h.find(key); it != h.end() && !it->is_number_integer()) problems.push_back(std::string(key) + " must be an integer");
-
-  auto caps = string_list(h, "capabilities");
-  auto handles = string_list(h, "handles");
-  if (!caps || !handles) problems.push_back("handles and capabilities must be lists of strings");
-  if (caps) {
-    capabilities_ = h.contains("capabilities") ? *caps
-                    : kind_ == "extension"     ? std::vector<std::string>{"hook"}
-                                               : std::vector<std::string>{"metadata", "exists", "list", "download"};
-  }
-  if (handles && h.contains("handles")) {
-    handles_ = *handles;
-    if (handles_.empty() || handles_.size() > 100) problems.push_back("the hello must declare 1 to 100 handles patterns");
-    for (const auto& p : handles_)
-      if (p.empty() || p.size() > 200) problems.push_back("a handles pattern is empty or over 200 characters");
-    if (handles_.empty()) handles_ = {"*"};
-  }
-  if (kind_ == "registry") {
+  kind_ = !opt_.kind.empty() ? opt_.kind : bus::is_plugin_kind(parsed.kind) ? parsed.kind : bus::kRegistryKind;
+  // Mistyped capabilities name none: the checks of the methods are skipped.
+  const bool caps = !bus::field_type_error(h, "capabilities", bus::FieldType::string_list);
+  if (caps) capabilities_ = h.contains("capabilities") ? parsed.capabilities : bus::default_capabilities(kind_);
+  handles_ = parsed.handles.empty() ? std::vector<std::string>{"*"} : parsed.handles;
+  if (kind_ == bus::kRegistryKind) {
     for (const char* m : {"metadata", "list", "download"})
       if (caps && !has(m))
         problems.push_back(std::string("a registry must serve metadata, list and download; capabilities lack '") + m + "'");
   } else {
     if (caps && !has("hook")) problems.push_back("an extension serves 'hook'; its capabilities lack it");
-    if (auto p = string_list(h, "points")) {
-      for (const char* point : kPoints)
-        if (std::find(p->begin(), p->end(), point) != p->end()) points_.push_back(point);
-    }
-    if (auto f = string_list(h, "formats")) formats_ = *f;
+    for (auto point : bus::kExtensionPoints)
+      if (std::find(parsed.points.begin(), parsed.points.end(), point) != parsed.points.end())
+        points_.emplace_back(point);
+    formats_ = parsed.formats;
   }
 
   if (!problems.empty()) {
@@ -703,7 +648,7 @@ void Runner::check_hello(const Message& hello) {
     fail("hello", reason);
     return;
   }
-  std::string detail = kind_ + " '" + h.value("name", "") + "' " + h.value("version", "");
+  std::string detail = kind_ + " '" + parsed.name + "' " + parsed.version;
   if (kind_ == "extension") {
     detail += ", points";
     for (const auto& p : points_) detail += " " + p;
@@ -1107,14 +1052,14 @@ json Runner::hook_body(const std::string& point) {
   json files = json::array(), meta_files = json::array();
   for (const auto& f : hook_files_) {
     meta_files.push_back({{"name", f.name}, {"size", f.size}, {"sha256", f.sha256}});
-    if (point != "pre-download")
+    if (point != bus::kPreDownload)
       files.push_back({{"name", f.name}, {"size", f.size}, {"sha256", f.sha256}, {"path", f.local_path}});
   }
   json b = {{"point", point},
             {"name", hook_model_.name},
-            {"version", point == "pre-download" ? hook_model_.version : (hook_model_.version.empty() ? "1.0.0" : hook_model_.version)},
+            {"version", point == bus::kPreDownload ? hook_model_.version : (hook_model_.version.empty() ? "1.0.0" : hook_model_.version)},
             {"files", files}};
-  if (point != "pre-download")
+  if (point != bus::kPreDownload)
     b["metadata"] = {{"name", hook_model_.name},
                      {"version", b["version"]},
                      {"description", "a model made up by modelzoo plugin test"},
@@ -1123,7 +1068,7 @@ json Runner::hook_body(const std::string& point) {
                      {"format", "raw"},
                      {"tags", json::array({"conformance"})},
                      {"files", meta_files}};
-  if (point == "post-download") {
+  if (point == bus::kPostDownload) {
     fs::path out = dir_->path / "hook" / ("output-" + std::to_string(++output_dirs_));
     fs::create_directories(out);
     b["output_dir"] = out.string();
@@ -1142,7 +1087,7 @@ std::optional<std::string> Runner::check_hook_reply(const std::string& point, co
     return std::nullopt;
   }
   if (action == "rewrite") {
-    if (point != "pre-download") return "answered 'rewrite' at " + point + " (only at pre-download)";
+    if (point != bus::kPreDownload) return "answered 'rewrite' at " + point + " (only at pre-download)";
     auto name = r.find("name");
     if (name == r.end() || !name->is_string()) return "'rewrite' without a 'name' string";
     if (auto why = bus::check_model_name(name->get<std::string>())) return "rewrote to an invalid name: " + *why;
@@ -1153,7 +1098,7 @@ std::optional<std::string> Runner::check_hook_reply(const std::string& point, co
     return std::nullopt;
   }
   if (action == "replace") {
-    if (point != "post-download") return "answered 'replace' at " + point + " (only at post-download)";
+    if (point != bus::kPostDownload) return "answered 'replace' at " + point + " (only at post-download)";
     auto files = r.find("files");
     if (files == r.end() || !files->is_array() || files->size() > 10000)
       return "answered 'replace' without a list of at most 10000 files";
@@ -1231,7 +1176,7 @@ void Runner::check_extension() {
     pass(name, detail);
   }
   if (!running("hook.bad-point")) return;
-  json body = hook_body("pre-download");
+  json body = hook_body(bus::kPreDownload);
   body["point"] = "mid-download";
   auto a = call("hook", body);
   if (!a.is(ErrorCode::bad_request))
@@ -1261,7 +1206,7 @@ void Runner::check_malformed() {
   };
   std::vector<Case> cases;
   if (kind_ == "extension") {
-    const std::string point = points_.empty() ? "post-download" : points_.front();
+    const std::string point = points_.empty() ? std::string(bus::kPostDownload) : points_.front();
     json good = hook_body(point);
     cases.push_back({"a hook without 'point'", "hook", json::object()});
     json b = good;
@@ -1380,7 +1325,7 @@ void Runner::check_deadline() {
   json body;
   if (kind_ == "extension") {
     method = "hook";
-    body = hook_body(points_.empty() ? "post-download" : points_.front());
+    body = hook_body(points_.empty() ? std::string(bus::kPostDownload) : points_.front());
   } else if (meta_) {
     method = "metadata";
     body = {{"name", meta_->name}};
