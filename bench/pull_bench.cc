@@ -12,8 +12,9 @@
 //      reply (the daemon verifies SHA-256 and fsyncs before replying). Three times, each with
 //      a new daemon and a fresh cache, median.
 //   4. Peak resident memory (VmHWM) of the daemon and of the plugin after each pull.
-// Before every timed copy or pull the source file is read once fully (page cache warm for
-// both) and the filesystem is synced (syncfs), so both start alike. cp runs and pulls are
+// Right before every timed copy or pull the previous one's output is removed, the source
+// file is read once fully (page cache warm for both) and the filesystem is synced (syncfs),
+// so both start alike. cp runs and pulls are
 // interleaved, in alternating order, so that both see the same background noise.
 #include <fcntl.h>
 #include <signal.h>
@@ -194,7 +195,8 @@ double timed_cp(const fs::path& src, const fs::path& dst, const fs::path& log) {
   return seconds_since(t0);
 }
 
-PullRun timed_pull(Daemon& d, const fs::path& src, std::uint64_t size) {
+// `alike_start` runs right before the timed pull (see main).
+PullRun timed_pull(Daemon& d, const fs::path& src, std::uint64_t size, const std::function<void()>& alike_start) {
   PullRun r;
   modelzoo::Client client(d.runtime.string());
   const json show_body = {{"model", kModel}};
@@ -214,8 +216,7 @@ PullRun timed_pull(Daemon& d, const fs::path& src, std::uint64_t size) {
 
   check_interrupted();
   d.check_alive();
-  read_fully(src);
-  sync_fs(d.dir);
+  alike_start();
   r.daemon_hwm_before_mib = proc_status_mib(d.pid, "VmHWM");
   const double dcpu0 = cpu_seconds(d.pid), pcpu0 = cpu_seconds(d.plugin_pid);
   t0 = Clock::now();
@@ -289,21 +290,34 @@ int run(const Options& o) {
     std::vector<double> cp_s;
     double cp_warmup_s = 0;
     std::vector<PullRun> pulls;
+    // Right before every timed copy and pull: the previous one's output (a copy, or a cache)
+    // is removed, the source is read once (page cache warm), and the filesystem is synced.
+    // Removing the output there, and not right after its run, gives both the same memory to
+    // write into: pages freed a moment ago. On the VM measured, whose balloon reports free
+    // pages to the host (which discards them ~2 s later), writing 1 GiB into the page cache
+    // took 0.15-0.8 s right after 1 GiB was freed and 1.6-2.4 s a few seconds later, for cp
+    // as for a plain pwrite loop; a pull, which starts a daemon and hashes the file first,
+    // always came seconds after the removal, and a copy never did.
+    fs::path leftover;
+    auto alike_start = [&] {
+      if (!leftover.empty()) remove_tree(leftover);
+      leftover.clear();
+      read_fully(src);
+      sync_fs(tmp.path);
+    };
     // k < 0: the untimed warm-up copy.
     auto do_cp = [&](int k) {
       check_interrupted();
       note(k < 0 ? std::string("  cp, warm-up (not counted)")
                  : "  cp " + std::to_string(k + 1) + "/" + std::to_string(kRuns));
       const fs::path dst = tmp.path / "copies" / ("weights-" + std::to_string(k + 1) + ".bin");
-      read_fully(src);
-      sync_fs(tmp.path);
+      alike_start();
       const double s = timed_cp(src, dst, tmp.path / "cp.log");
       (k < 0 ? cp_warmup_s : cp_s.emplace_back()) = s;
       std::error_code ec;
       auto copied = fs::file_size(dst, ec);
       if (ec || copied != size) throw Failure("the copy " + dst.string() + " has the wrong size");
-      remove_tree(dst);
-      sync_fs(tmp.path);
+      leftover = dst;
     };
     auto do_pull = [&](int k) {
       check_interrupted();
@@ -312,10 +326,9 @@ int run(const Options& o) {
       const fs::path run_dir = rt.path / std::to_string(k);
       fs::create_directories(d);
       daemon.start(daemon_exe, plugin_exe, d, run_dir, root);
-      pulls.push_back(timed_pull(daemon, src, size));
+      pulls.push_back(timed_pull(daemon, src, size, alike_start));
       daemon.stop();
-      remove_tree(daemon.cache);
-      sync_fs(tmp.path);
+      leftover = daemon.cache;
     };
     // The first large write into a new temp dir is much slower than the later ones on the VM
     // measured (the first cp of 1 GiB took 1.7-4.1 x the median of the later ones in four

@@ -1,4 +1,5 @@
 // modelzood: the modelzoo supervisor daemon.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <climits>
@@ -14,6 +15,13 @@
 namespace fs = std::filesystem;
 
 int main(int argc, char** argv) {
+  // Streamed pulls receive every chunk (up to bus::kMaxDataBytes, 8 MiB) into a buffer that
+  // libzmq's I/O thread mallocs and a disk thread frees. glibc's defaults give those buffers
+  // back to the kernel (mmap/munmap, or trimming the heap) and fault them in again: ~33,000
+  // page faults and 0.3 s of CPU per GiB on the VM measured (docs/performance.md). Keeping
+  // them in the heap costs at most the chunks in flight (tens of MiB), which stay mapped.
+  mallopt(M_MMAP_THRESHOLD, 16 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
   CLI::App app{"modelzood: resolves, downloads and verifies models through registry plugins"};
   std::string config_path;
   bool print_default = false, check = false;
