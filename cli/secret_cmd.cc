@@ -184,7 +184,7 @@ CLI::App* add_secret_encrypt_command(CLI::App& secret, SecretOptions& options) {
   return cmd;
 }
 
-// The daemon's default data directory, as supervisor/src/config.cc parse_config() computes it
+// The daemon's default data directory, as config/src/config.cc parse_config() computes it
 // when its configuration file sets no data_dir.
 fs::path default_data_dir() {
   if (auto dir = env("MODELZOO_DATA_DIR"); !dir.empty()) return dir;

@@ -35,7 +35,7 @@ CLI::App* add_secret_keygen_command(CLI::App& secret, SecretOptions& options);
 CLI::App* add_secret_encrypt_command(CLI::App& secret, SecretOptions& options);
 
 // The daemon's default data directory: $MODELZOO_DATA_DIR, else $XDG_DATA_HOME/modelzoo, else
-// $HOME/.local/share/modelzoo (as supervisor/src/config.cc computes it without a data_dir).
+// $HOME/.local/share/modelzoo (as config/src/config.cc computes it without a data_dir).
 std::filesystem::path default_data_dir();
 
 // The key file used: options.key_file, else the default above.

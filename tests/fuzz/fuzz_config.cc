@@ -1,4 +1,4 @@
-// Fuzz target: the daemon's configuration (supervisor/src/config.cc): parse_config on YAML
+// Fuzz target: the daemon's configuration (config/src/config.cc): parse_config on YAML
 // text, with the MODELZOO_* environment overlay, and yaml_to_json alone. The input is the YAML
 // text, optionally followed by a line "#ENV" and lines NAME=VALUE that are set as environment
 // variables (MODELZOO_ is prepended to names that lack it) for that one parse. The contract:

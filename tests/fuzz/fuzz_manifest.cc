@@ -1,4 +1,4 @@
-// Fuzz target: plugin manifests (plugin.yaml, supervisor/src/config.cc load_manifest), read
+// Fuzz target: plugin manifests (plugin.yaml, config/src/config.cc load_manifest), read
 // from a file as the daemon reads them from its plugin directories. The contract: a manifest
 // is accepted or refused with ConfigError naming the file and the field; nothing else escapes.
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Unit tests of the daemon configuration and plugin manifests (supervisor/src/config.h).
+// Unit tests of the daemon configuration and plugin manifests (modelzoo/config/config.h).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
