@@ -77,9 +77,12 @@ static void hash_piece(core::ContentStore::Writer* writer, int fd, std::uint64_t
 }
 
 std::vector<DiskWriter::Done> DiskWriter::take() {
-  std::uint64_t n;
-  (void)!::read(event_fd_, &n, sizeof n);  // clears the counter
+  // The counter is cleared under the lock that finished() writes it under, so a chunk that
+  // finishes between the two is either taken now or leaves the fd readable for the next round,
+  // never the fd readable with nothing to take.
   std::lock_guard lk(mu_);
+  std::uint64_t n;
+  (void)!::read(event_fd_, &n, sizeof n);
   return std::exchange(done_, {});
 }
 
