@@ -107,9 +107,9 @@ namespace {
 
 // An OFD lock (per open file description, so it also excludes a second writer inside this
 // process) on `path`. Returns the fd holding it, -1 when someone else holds it.
-int try_lock(const fs::path& path) {
+bus::Result<int> try_lock(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) throw Error(ErrorCode::internal, "cannot open lock file " + path.string() + ": " + std::strerror(errno));
+  if (fd < 0) return Error(ErrorCode::internal, "cannot open lock file " + path.string() + ": " + std::strerror(errno));
   struct flock fl {};
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
@@ -117,7 +117,7 @@ int try_lock(const fs::path& path) {
     int e = errno;
     ::close(fd);
     if (e == EAGAIN || e == EACCES) return -1;
-    throw Error(ErrorCode::internal, "cannot lock " + path.string() + ": " + std::strerror(e));
+    return Error(ErrorCode::internal, "cannot lock " + path.string() + ": " + std::strerror(e));
   }
   return fd;
 }
@@ -126,7 +126,7 @@ int try_lock(const fs::path& path) {
 
 // ---- pins ---------------------------------------------------------------------------------
 
-std::unique_ptr<ContentStore::Pin> ContentStore::pin(const std::string& holder) const {
+bus::Result<std::unique_ptr<ContentStore::Pin>> ContentStore::pin(const std::string& holder) const {
   std::unique_ptr<Pin> p(new Pin());
   p->store_ = this;
   const fs::path dir = root_ / "pins";
@@ -137,7 +137,7 @@ std::unique_ptr<ContentStore::Pin> ContentStore::pin(const std::string& holder) 
     p->fd_ = ::open(fresh.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
     return p->fd_ < 0 ? errno : 0;
   });
-  if (p->fd_ < 0) throw Error(ErrorCode::internal, "cannot create pin " + fresh.string() + ": " + std::strerror(e));
+  if (p->fd_ < 0) return Error(ErrorCode::internal, "cannot create pin " + fresh.string() + ": " + std::strerror(e));
   struct flock fl {};
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
@@ -147,12 +147,12 @@ std::unique_ptr<ContentStore::Pin> ContentStore::pin(const std::string& holder) 
     ::unlink(fresh.c_str());
     ::close(p->fd_);
     p->fd_ = -1;
-    throw Error(ErrorCode::internal, "cannot create pin " + p->path_.string() + ": " + std::strerror(err));
+    return Error(ErrorCode::internal, "cannot create pin " + p->path_.string() + ": " + std::strerror(err));
   }
   std::string head = "# ";
   for (char c : holder) head += (c == '\n' || c == '\r') ? ' ' : c;
   head += " (pid " + std::to_string(::getpid()) + ")\n";
-  p->append(head);
+  if (auto written = p->append(head); !written) return written.error();
   return p;
 }
 
@@ -162,21 +162,22 @@ ContentStore::Pin::~Pin() {
   ::close(fd_);
 }
 
-void ContentStore::Pin::append(const std::string& line) {
+bus::Status ContentStore::Pin::append(const std::string& line) {
   // O_APPEND: one write per line, so a reader sees whole lines (a torn last line at worst,
   // which the hold() protocol tolerates: the blob is looked at only after write returns).
   ssize_t n;
   do n = ::write(fd_, line.data(), line.size());
   while (n < 0 && errno == EINTR);
   if (n != static_cast<ssize_t>(line.size()))
-    throw write_failure(n < 0 ? errno : 0, "cannot write pin " + path_.string());
+    return write_failure(n < 0 ? errno : 0, "cannot write pin " + path_.string());
+  return {};
 }
 
-bool ContentStore::Pin::hold(const std::string& sha256) {
+bus::Result<bool> ContentStore::Pin::hold(const std::string& sha256) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!held_.count(sha256)) {
-      append("+" + sha256 + "\n");
+      if (auto written = append("+" + sha256 + "\n"); !written) return written.error();
       held_.insert(sha256);
     }
   }
@@ -186,7 +187,7 @@ bool ContentStore::Pin::hold(const std::string& sha256) {
 void ContentStore::Pin::release(const std::vector<std::string>& sha256s) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& h : sha256s)
-    if (held_.erase(h)) append("-" + h + "\n");
+    if (held_.erase(h) && !append("-" + h + "\n")) held_.insert(h);  // still pinned on disk
 }
 
 bool ContentStore::Pin::holds(const std::string& sha256) const {
@@ -237,10 +238,11 @@ void ContentStore::Writer::remove_lock_file() {
   ::unlink(lock.c_str());
 }
 
-void ContentStore::Writer::write(const void* data, std::size_t size) {
-  store(size_, data, size);  // first: on failure nothing was counted or hashed
+bus::Status ContentStore::Writer::write(const void* data, std::size_t size) {
+  if (auto stored = store(size_, data, size); !stored) return stored;  // first: on failure nothing was counted or hashed
   absorb(data, size);
   reserve(size);
+  return {};
 }
 
 std::uint64_t ContentStore::Writer::reserve(std::size_t size) {
@@ -251,7 +253,7 @@ std::uint64_t ContentStore::Writer::reserve(std::size_t size) {
 
 void ContentStore::Writer::absorb(const void* data, std::size_t size) { hash_.update(data, size); }
 
-void ContentStore::Writer::copy_from(int src_fd, std::uint64_t offset, std::size_t size) const {
+bus::Status ContentStore::Writer::copy_from(int src_fd, std::uint64_t offset, std::size_t size) const {
   std::uint64_t done = 0;
   while (done < size) {
     off_t in = static_cast<off_t>(offset + done), out = in;
@@ -268,9 +270,9 @@ void ContentStore::Writer::copy_from(int src_fd, std::uint64_t offset, std::size
         ssize_t r = ::pread(src_fd, buf.data(), std::min<std::uint64_t>(buf.size(), size - done),
                             static_cast<off_t>(offset + done));
         if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) throw Error(ErrorCode::internal, "cannot read the local copy of '" + expected_.name + "': " +
+        if (r <= 0) return Error(ErrorCode::internal, "cannot read the local copy of '" + expected_.name + "': " +
                                                          (r == 0 ? std::string("file shrank") : std::strerror(errno)));
-        store(offset + done, buf.data(), static_cast<std::size_t>(r));
+        if (auto stored = store(offset + done, buf.data(), static_cast<std::size_t>(r)); !stored) return stored;
         done += static_cast<std::uint64_t>(r);
       }
       break;
@@ -278,14 +280,15 @@ void ContentStore::Writer::copy_from(int src_fd, std::uint64_t offset, std::size
     int e = n == 0 ? 0 : errno;
     (void)!::ftruncate(fd_, static_cast<off_t>(offset));
     if (e == 0)
-      throw Error(ErrorCode::internal,
+      return Error(ErrorCode::internal,
                   "cannot copy '" + expected_.name + "' into the cache (" + partial_.string() + "): source file shrank");
-    throw write_failure(e, "cannot copy '" + expected_.name + "' into the cache (" + partial_.string() + ")");
+    return write_failure(e, "cannot copy '" + expected_.name + "' into the cache (" + partial_.string() + ")");
   }
   start_writeback(fd_, offset, offset + size);
+  return {};
 }
 
-void ContentStore::Writer::store(std::uint64_t offset, const void* data, std::size_t size) const {
+bus::Status ContentStore::Writer::store(std::uint64_t offset, const void* data, std::size_t size) const {
   auto p = static_cast<const char*>(data);
   std::size_t left = size;
   std::uint64_t at = offset;
@@ -296,33 +299,34 @@ void ContentStore::Writer::store(std::uint64_t offset, const void* data, std::si
       int e = errno;
       // Keep the partial a consistent prefix: cut off this write's remains.
       (void)!::ftruncate(fd_, static_cast<off_t>(offset));
-      throw write_failure(e, "cannot write '" + expected_.name + "' to the cache (" + partial_.string() + ")");
+      return write_failure(e, "cannot write '" + expected_.name + "' to the cache (" + partial_.string() + ")");
     }
     p += n;
     at += static_cast<std::uint64_t>(n);
     left -= static_cast<std::size_t>(n);
   }
   start_writeback(fd_, offset, at);
+  return {};
 }
 
-fs::path ContentStore::Writer::commit() {
+bus::Result<fs::path> ContentStore::Writer::commit() {
   // A partial that does not hash right cannot be resumed: discard it with the error.
   auto fail = [&](const std::string& why) {
     discard();
     return Error(ErrorCode::internal, why);
   };
   if (size_ != expected_.size)
-    throw fail("file '" + expected_.name + "' has " + std::to_string(size_) + " bytes, metadata says " +
+    return fail("file '" + expected_.name + "' has " + std::to_string(size_) + " bytes, metadata says " +
                std::to_string(expected_.size));
   std::string got = hash_.hex_digest();
   if (got != expected_.sha256)
-    throw fail("file '" + expected_.name + "' has sha256 " + got + ", metadata says " + expected_.sha256);
-  if (::fsync(fd_) != 0) throw fail("cannot sync '" + expected_.name + "': " + std::strerror(errno));
+    return fail("file '" + expected_.name + "' has sha256 " + got + ", metadata says " + expected_.sha256);
+  if (::fsync(fd_) != 0) return fail("cannot sync '" + expected_.name + "': " + std::strerror(errno));
   ::fchmod(fd_, 0444);
   ::futimens(fd_, nullptr);  // a blob's mtime is its arrival (cache prune's grace period counts from it)
   fs::path dst = store_.blob_path(expected_.sha256);
   if (::rename(partial_.c_str(), dst.c_str()) != 0)
-    throw fail("cannot move '" + expected_.name + "' into the cache: " + std::strerror(errno));
+    return fail("cannot move '" + expected_.name + "' into the cache: " + std::strerror(errno));
   done_ = true;
   remove_lock_file();
   close_files();
@@ -330,16 +334,18 @@ fs::path ContentStore::Writer::commit() {
   return dst;
 }
 
-std::unique_ptr<ContentStore::Writer> ContentStore::begin(const bus::FileInfo& file) const {
+bus::Result<std::unique_ptr<ContentStore::Writer>> ContentStore::begin(const bus::FileInfo& file) const {
   fs::path tmp = root_ / "tmp";
-  int lock_fd = try_lock(tmp / (file.sha256 + ".lock"));
-  if (lock_fd < 0) return nullptr;
+  auto locked = try_lock(tmp / (file.sha256 + ".lock"));
+  if (!locked) return locked.error();
+  int lock_fd = *locked;
+  if (lock_fd < 0) return std::unique_ptr<Writer>();
   std::unique_ptr<Writer> w(new Writer(*this, file));
   w->lock_fd_ = lock_fd;
   w->partial_ = tmp / (file.sha256 + ".partial");
   w->fd_ = ::open(w->partial_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (w->fd_ < 0)
-    throw Error(ErrorCode::internal, "cannot create " + w->partial_.string() + ": " + std::strerror(errno));
+    return Error(ErrorCode::internal, "cannot create " + w->partial_.string() + ": " + std::strerror(errno));
   struct stat st {};
   ::fstat(w->fd_, &st);
   auto have = static_cast<std::uint64_t>(st.st_size);
@@ -363,7 +369,7 @@ std::unique_ptr<ContentStore::Writer> ContentStore::begin(const bus::FileInfo& f
   return w;
 }
 
-fs::path ContentStore::link_view(const bus::ModelMetadata& m) const {
+bus::Result<fs::path> ContentStore::link_view(const bus::ModelMetadata& m) const {
   fs::path dir = view_dir(m.name, m.version);
   for (const auto& f : m.files) {
     fs::path link = dir / f.name;
@@ -383,13 +389,13 @@ fs::path ContentStore::link_view(const bus::ModelMetadata& m) const {
       return err;
     });
     if (e != 0)
-      throw Error(ErrorCode::internal, "cannot link '" + f.name + "' into " + dir.string() + ": " + std::strerror(e));
+      return Error(ErrorCode::internal, "cannot link '" + f.name + "' into " + dir.string() + ": " + std::strerror(e));
   }
   fsync_dir(dir);
   return dir;
 }
 
-void ContentStore::write_manifest(const bus::ModelMetadata& m, const std::string& source,
+bus::Status ContentStore::write_manifest(const bus::ModelMetadata& m, const std::string& source,
                                   const nlohmann::json& derived) const {
   fs::path file = root_ / "manifests" / m.name / (m.version + ".json");
   nlohmann::json j = {{"metadata", m.to_json()}, {"source", source}};
@@ -403,14 +409,15 @@ void ContentStore::write_manifest(const bus::ModelMetadata& m, const std::string
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     return fd < 0 ? errno : 0;
   });
-  if (fd < 0) throw write_failure(open_error, "cannot write manifest " + file.string());
+  if (fd < 0) return write_failure(open_error, "cannot write manifest " + file.string());
   bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
   int e = errno;
   ::close(fd);
   if (!ok || ::rename(tmp.c_str(), file.c_str()) != 0) {
     ::unlink(tmp.c_str());
-    throw write_failure(ok ? errno : e, "cannot write manifest " + file.string());
+    return write_failure(ok ? errno : e, "cannot write manifest " + file.string());
   }
+  return {};
 }
 
 std::optional<bus::ModelMetadata> ContentStore::read_manifest(const std::string& name, const std::string& version) const {
@@ -444,27 +451,29 @@ ContentStore::Staging::~Staging() {
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
-std::unique_ptr<ContentStore::Staging> ContentStore::begin_staging() const {
+bus::Result<std::unique_ptr<ContentStore::Staging>> ContentStore::begin_staging() const {
   std::string id = random_suffix();
   std::unique_ptr<Staging> s(new Staging());
   s->lock_ = root_ / "tmp" / ("staging-" + id + ".lock");
-  s->lock_fd_ = try_lock(s->lock_);
-  if (s->lock_fd_ < 0) throw Error(ErrorCode::internal, "staging lock " + s->lock_.string() + " is taken");
+  auto locked = try_lock(s->lock_);
+  if (!locked) return locked.error();
+  s->lock_fd_ = *locked;
+  if (s->lock_fd_ < 0) return Error(ErrorCode::internal, "staging lock " + s->lock_.string() + " is taken");
   s->dir_ = root_ / "staging" / id;
   std::error_code ec;
   fs::create_directories(s->dir_, ec);
-  if (ec) throw Error(ErrorCode::internal, "cannot create staging directory " + s->dir_.string() + ": " + ec.message());
+  if (ec) return Error(ErrorCode::internal, "cannot create staging directory " + s->dir_.string() + ": " + ec.message());
   return s;
 }
 
-bus::FileInfo ContentStore::adopt(const fs::path& file, const std::string& name, Pin* pin) const {
+bus::Result<bus::FileInfo> ContentStore::adopt(const fs::path& file, const std::string& name, Pin* pin) const {
   auto fail = [&](const std::string& why) { return Error(ErrorCode::internal, "cannot commit '" + name + "': " + why); };
   int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) throw fail(file.string() + ": " + std::strerror(errno));
+  if (fd < 0) return fail(file.string() + ": " + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
     ::close(fd);
-    throw fail(file.string() + " is not a regular file with a single link");
+    return fail(file.string() + " is not a regular file with a single link");
   }
   Sha256 h;
   std::vector<char> buf(1 << 20);
@@ -475,7 +484,7 @@ bus::FileInfo ContentStore::adopt(const fs::path& file, const std::string& name,
     if (n < 0) {
       int e = errno;
       ::close(fd);
-      throw fail(std::string("read: ") + std::strerror(e));
+      return fail(std::string("read: ") + std::strerror(e));
     }
     if (n == 0) break;
     h.update(buf.data(), static_cast<std::size_t>(n));
@@ -485,14 +494,16 @@ bus::FileInfo ContentStore::adopt(const fs::path& file, const std::string& name,
   ::fchmod(fd, 0444);
   ::futimens(fd, nullptr);
   ::close(fd);
-  if (!synced) throw fail(std::string("fsync: ") + std::strerror(errno));
+  if (!synced) return fail(std::string("fsync: ") + std::strerror(errno));
   bus::FileInfo info(name, size, h.hex_digest());
   fs::path dst = blob_path(info.sha256);
-  if (pin) pin->hold(info.sha256);  // before the blob appears: no remover can take it then
+  if (pin) {  // before the blob appears: no remover can take it then
+    if (auto held = pin->hold(info.sha256); !held) return held.error();
+  }
   if (has_blob(info.sha256)) {
     ::unlink(file.c_str());  // the same content is already there
   } else if (::rename(file.c_str(), dst.c_str()) != 0) {
-    throw fail("cannot move it into the cache: " + std::string(std::strerror(errno)));
+    return fail("cannot move it into the cache: " + std::string(std::strerror(errno)));
   }
   fsync_dir(dst.parent_path());
   return info;
@@ -531,8 +542,9 @@ std::size_t ContentStore::clean_partials(std::chrono::seconds older_than) const 
     if (ec || now - mtime < older_than) continue;
     fs::path lock = e.path();
     lock.replace_extension(".lock");
-    int fd = try_lock(lock);
-    if (fd < 0) continue;  // being received right now
+    auto locked = try_lock(lock);
+    if (!locked || *locked < 0) continue;  // being received right now (or not ours to lock)
+    int fd = *locked;
     if (fs::remove(e.path(), ec)) ++n;
     fs::remove(lock, ec);
     ::close(fd);
@@ -540,8 +552,9 @@ std::size_t ContentStore::clean_partials(std::chrono::seconds older_than) const 
   // Staging directories of extensions whose daemon died: nobody holds their lock.
   for (const auto& e : fs::directory_iterator(root_ / "staging", ec)) {
     fs::path lock = root_ / "tmp" / ("staging-" + e.path().filename().string() + ".lock");
-    int fd = try_lock(lock);
-    if (fd < 0) continue;
+    auto locked = try_lock(lock);
+    if (!locked || *locked < 0) continue;
+    int fd = *locked;
     fs::remove_all(e.path(), ec);
     ::unlink(lock.c_str());
     ::close(fd);

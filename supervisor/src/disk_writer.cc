@@ -63,17 +63,18 @@ void DiskWriter::submit_copy(std::uint64_t transfer, core::ContentStore::Writer*
 }
 
 // Hashes a local copy piece by reading it from the source file.
-static void hash_piece(core::ContentStore::Writer* writer, int fd, std::uint64_t offset, std::size_t size) {
+static bus::Status hash_piece(core::ContentStore::Writer* writer, int fd, std::uint64_t offset, std::size_t size) {
   std::vector<char> buf(1 << 20);
   std::size_t done = 0;
   while (done < size) {
     ssize_t r = ::pread(fd, buf.data(), std::min(buf.size(), size - done), static_cast<off_t>(offset + done));
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) throw bus::Error(bus::ErrorCode::internal, "cannot read the local file to hash it: " +
+    if (r <= 0) return bus::Error(bus::ErrorCode::internal, "cannot read the local file to hash it: " +
                                                                std::string(r == 0 ? "it shrank" : std::strerror(errno)));
     writer->absorb(buf.data(), static_cast<std::size_t>(r));
     done += static_cast<std::size_t>(r);
   }
+  return {};
 }
 
 std::vector<DiskWriter::Done> DiskWriter::take() {
@@ -114,20 +115,16 @@ void DiskWriter::run(bool hashing) {
     auto job = std::move(queue.front());
     queue.pop_front();
     lk.unlock();
-    std::optional<bus::Error> error;
-    try {
-      if (job->src_fd >= 0) {
-        if (hashing) hash_piece(job->writer, job->src_fd, job->offset, job->length);
-        else job->writer->copy_from(job->src_fd, job->offset, job->length);
-      } else if (hashing) {
-        job->writer->absorb(job->data.data(), job->data.size());
-      } else {
-        job->writer->store(job->offset, job->data.data(), job->data.size());
-      }
-    } catch (const bus::Error& e) {
-      error = e;
+    bus::Status status;
+    if (job->src_fd >= 0) {
+      status = hashing ? hash_piece(job->writer, job->src_fd, job->offset, job->length)
+                       : job->writer->copy_from(job->src_fd, job->offset, job->length);
+    } else if (hashing) {
+      job->writer->absorb(job->data.data(), job->data.size());
+    } else {
+      status = job->writer->store(job->offset, job->data.data(), job->data.size());
     }
-    finished(job, std::move(error));
+    finished(job, status.failure());
     lk.lock();
   }
 }

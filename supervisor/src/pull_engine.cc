@@ -170,10 +170,18 @@ struct PullEngine::Impl {
   }
 
   // A pin for `job`, holding every file of `md`. Returns whether all of them are present.
-  bool pin_files(PullJob& job, const bus::ModelMetadata& md) {
-    if (!job.pin) job.pin = store->pin((job.load ? "load " : "pull ") + job.ref.str());
+  bus::Result<bool> pin_files(PullJob& job, const bus::ModelMetadata& md) {
+    if (!job.pin) {
+      auto pin = store->pin((job.load ? "load " : "pull ") + job.ref.str());
+      if (!pin) return pin.error();
+      job.pin = std::move(*pin);
+    }
     bool all = true;
-    for (const auto& f : md.files) all &= job.pin->hold(f.sha256);
+    for (const auto& f : md.files) {
+      auto held = job.pin->hold(f.sha256);
+      if (!held) return held.error();
+      all &= *held;
+    }
     return all;
   }
 
@@ -186,12 +194,12 @@ struct PullEngine::Impl {
       auto rec = store->read_manifest_record(job->ref.name, v);
       if (!rec) continue;
       auto md = bus::ModelMetadata::from_json(rec->at("metadata"));
-      try {
-        if (!pin_files(*job, md) || !store->complete(md)) continue;
-      } catch (const Error& e) {
-        finish_pull(job, e);
+      auto pinned = pin_files(*job, md);
+      if (!pinned) {
+        finish_pull(job, pinned.error());
         return true;
       }
+      if (!*pinned || !store->complete(md)) continue;
       job->md = md;
       job->derived = rec->contains("derived");
       job->manifest = json{{"source", rec->value("source", "")}, {"derived", rec->value("derived", json())}};
@@ -284,18 +292,20 @@ struct PullEngine::Impl {
     job->total = job->md.total_size();
     // Pinned before anything is looked at: what is seen present stays present.
     std::map<std::string, bool> present;
-    try {
-      job->pin = store->pin((job->load ? "load " : "pull ") + job->ref.str());
-      for (const auto& f : job->md.files) present[f.sha256] = job->pin->hold(f.sha256);
-      if (auto cached = cached_as(job->md); cached && pin_files(*job, *cached) && store->complete(*cached)) {
+    job->pin.reset();
+    auto pinned = pin_files(*job, job->md);
+    if (!pinned) return finish_pull(job, pinned.error());
+    for (const auto& f : job->md.files) present[f.sha256] = store->has_blob(f.sha256);  // held: stays so
+    if (auto cached = cached_as(job->md)) {
+      auto all = pin_files(*job, *cached);
+      if (!all) return finish_pull(job, all.error());
+      if (*all && store->complete(*cached)) {
         job->md = *cached;
         job->derived = cached_derived;
         job->total = cached->total_size();
-        store->link_view(job->md);
+        if (auto linked = store->link_view(job->md); !linked) return finish_pull(job, linked.error());
         return finish_pull(job, std::nullopt, pull_reply(*job, best->plugin.name, true));
       }
-    } catch (const std::exception& e) {
-      return finish_pull(job, Error(ErrorCode::internal, e.what()));
     }
     job->post_download = !hooks_for(sources.extensions(), "post-download", job->md.name).empty();
     std::set<std::string> queued;  // a model may list the same content twice
@@ -383,11 +393,9 @@ struct PullEngine::Impl {
     // A `cache rm` of this very version since the commit: the pull wins, manifest and all,
     // or the model it answers with would be uncached and its blobs orphans.
     if (job.manifest && !store->read_manifest_record(job.md.name, job.md.version)) {
-      try {
-        store->write_manifest(job.md, job.manifest->value("source", ""), job.manifest->value("derived", json()));
-      } catch (const std::exception& e) {
-        spdlog::warn("pull {}:{}: {}", job.md.name, job.md.version, e.what());
-      }
+      if (auto written = store->write_manifest(job.md, job.manifest->value("source", ""), job.manifest->value("derived", json()));
+          !written)
+        spdlog::warn("pull {}:{}: {}", job.md.name, job.md.version, written.error().what());
     }
     if (store->complete(job.md)) return {};
     std::vector<bus::FileInfo> gone;
@@ -403,11 +411,8 @@ struct PullEngine::Impl {
     // again. Should another rm remove them once more, that one counts as after the answer
     // (every blob is there, held by the pin): fetching again would not help it.
     if (gone.empty()) {
-      try {
-        store->link_view(job.md);
-      } catch (const std::exception& e) {
-        spdlog::warn("pull {}:{}: {}", job.md.name, job.md.version, e.what());
-      }
+      if (auto linked = store->link_view(job.md); !linked)
+        spdlog::warn("pull {}:{}: {}", job.md.name, job.md.version, linked.error().what());
     }
     return gone;
   }
@@ -430,7 +435,9 @@ struct PullEngine::Impl {
     std::set<std::string> queued;
     for (const auto& f : gone) {
       if (!queued.insert(f.sha256).second) continue;
-      if (job->pin) job->pin->hold(f.sha256);
+      if (job->pin) {
+        if (auto held = job->pin->hold(f.sha256); !held) return finish_pull(job, held.error());
+      }
       auto t = std::make_shared<FileTransfer>();
       t->info = f;
       t->tag = next_transfer_tag++;
@@ -445,13 +452,10 @@ struct PullEngine::Impl {
   // Commits the model (manifest, view), runs `after_commit`, and answers.
   void complete_pull(const std::shared_ptr<PullJob>& job, const std::string& source, bool cached,
                      const json& derived = nullptr, const std::function<void()>& after_commit = {}) {
-    try {
-      store->write_manifest(job->md, source, derived);
-      job->manifest = json{{"source", source}, {"derived", derived}};
-      store->link_view(job->md);
-    } catch (const std::exception& e) {
-      return finish_pull(job, Error(ErrorCode::internal, e.what()));
-    }
+    if (auto written = store->write_manifest(job->md, source, derived); !written)
+      return finish_pull(job, written.error());
+    job->manifest = json{{"source", source}, {"derived", derived}};
+    if (auto linked = store->link_view(job->md); !linked) return finish_pull(job, linked.error());
     if (after_commit) after_commit();
     if (!cached) {
       auto ms = std::max<std::int64_t>(1, ms_between(job->started, Clock::now()));
@@ -492,11 +496,9 @@ struct PullEngine::Impl {
   // them) before the model is committed. A rejection removes the fetched blobs; a failure of
   // an extension keeps them (orphans until prune) so a retry need not fetch them again.
   void post_download(const std::shared_ptr<PullJob>& job) {
-    try {
-      job->staging = store->begin_staging();
-    } catch (const Error& e) {
-      return finish_pull(job, e);
-    }
+    auto staging = store->begin_staging();
+    if (!staging) return finish_pull(job, staging.error());
+    job->staging = std::move(*staging);
     HookStep step{"post-download", {job->md.name, job->md.version}, job->md.to_json(), {}, job->staging->dir()};
     for (const auto& f : job->md.files) step.files.push_back({f.name, store->blob_path(f.sha256), f.size, f.sha256});
     run_hooks(sources, calls, events, std::move(step), [this, job](HookOutcome out) {
@@ -517,19 +519,22 @@ struct PullEngine::Impl {
       core::ContentStore::Pin* pin = job->pin.get();  // lives as long as the job, which waits for this
       background->submit(
           [this, files, result, pin] {
-            try {
-              std::map<fs::path, bus::FileInfo> adopted;  // one file may be listed under two names
-              for (const auto& f : files) {
-                if (!f.sha256.empty()) {
-                  result->first.emplace_back(f.name, f.size, f.sha256);
-                  continue;
-                }
-                auto it = adopted.find(f.path);
-                if (it == adopted.end()) it = adopted.emplace(f.path, store->adopt(f.path, f.name, pin)).first;
-                result->first.emplace_back(f.name, it->second.size, it->second.sha256);
+            std::map<fs::path, bus::FileInfo> adopted;  // one file may be listed under two names
+            for (const auto& f : files) {
+              if (!f.sha256.empty()) {
+                result->first.emplace_back(f.name, f.size, f.sha256);
+                continue;
               }
-            } catch (const Error& e) {
-              result->second = e;
+              auto it = adopted.find(f.path);
+              if (it == adopted.end()) {
+                auto info = store->adopt(f.path, f.name, pin);
+                if (!info) {
+                  result->second = info.error();
+                  return;
+                }
+                it = adopted.emplace(f.path, *info).first;
+              }
+              result->first.emplace_back(f.name, it->second.size, it->second.sha256);
             }
           },
           [this, job, result, applied = out.applied] {
@@ -546,7 +551,9 @@ struct PullEngine::Impl {
             auto original = job->md.files;
             job->md.files = result->first;
             job->derived = true;
-            for (const auto& f : job->md.files) job->pin->hold(f.sha256);
+            for (const auto& f : job->md.files) {  // adopt held the new ones; these may be inputs kept as they were
+              if (auto held = job->pin->hold(f.sha256); !held) return finish_pull(job, held.error());
+            }
             job->total = job->md.total_size();
             json derived = {{"source_files", source_files}, {"extensions", applied}};
             std::set<std::string> keep;
@@ -586,11 +593,9 @@ struct PullEngine::Impl {
   void start_file(const std::shared_ptr<PullJob>& job, const std::shared_ptr<FileTransfer>& t) {
     if (job->error) return file_finished(job, t, job->error);
     if (store->has_blob(t->info.sha256)) return file_finished(job, t, std::nullopt);  // another process got it
-    try {
-      t->writer = store->begin(t->info);
-    } catch (const Error& e) {
-      return file_finished(job, t, e);
-    }
+    auto writer = store->begin(t->info);
+    if (!writer) return file_finished(job, t, writer.error());
+    t->writer = std::move(*writer);
     if (!t->writer) {  // another process is receiving this very file: wait for it
       timers.at(Clock::now() + kBusyRetry, [this, job, t] { start_file(job, t); });
       return;
@@ -657,13 +662,10 @@ struct PullEngine::Impl {
         why = t->disk_error->what();
         t->disk_error.reset();
         t->writer->discard();
+      } else if (auto blob = t->writer->commit()) {
+        return file_finished(job, t, std::nullopt);
       } else {
-        try {
-          t->writer->commit();
-          return file_finished(job, t, std::nullopt);
-        } catch (const Error& e) {
-          why = e.what();  // commit removed the partial
-        }
+        why = blob.error().what();  // commit removed the partial
       }
       spdlog::warn("local copy of '{}' failed ({}); streaming it instead", t->info.name, why);
       t->writer.reset();
@@ -751,22 +753,21 @@ struct PullEngine::Impl {
       return;
     }
     if (!t->writer) {
-      try {
-        t->writer = store->begin(t->info);
-      } catch (const Error& e) {
-        return finish(e);
-      }
+      auto writer = store->begin(t->info);
+      if (!writer) return finish(writer.error());
+      t->writer = std::move(*writer);
       if (!t->writer) return finish(Error(ErrorCode::unavailable, "'" + t->info.name + "' is being received by another process"));
     }
     job->source = plugin;
     if (t->writer->size() == t->info.size) {
       // An earlier attempt received every byte but never committed (it died first).
-      try {
-        t->writer->commit();
-        return finish(std::nullopt);
-      } catch (const Error& e) {
-        spdlog::warn("pull {}:{}: complete partial refused: {}", job->md.name, job->md.version, e.what());
-        t->writer = store->begin(t->info);  // discarded: start the file over from this source
+      auto blob = t->writer->commit();
+      if (blob) return finish(std::nullopt);
+      spdlog::warn("pull {}:{}: complete partial refused: {}", job->md.name, job->md.version, blob.error().what());
+      {
+        auto writer = store->begin(t->info);  // discarded: start the file over from this source
+        if (!writer) return finish(writer.error());
+        t->writer = std::move(*writer);
         if (!t->writer) return finish(Error(ErrorCode::unavailable, "'" + t->info.name + "' is being received by another process"));
       }
     }
@@ -822,12 +823,10 @@ struct PullEngine::Impl {
       return finish(Error(ErrorCode::internal, "ended '" + t->info.name + "' after " +
                                                    std::to_string(t->writer->size()) + " of " +
                                                    std::to_string(t->info.size) + " bytes"));
-    try {
-      t->writer->commit();
-    } catch (const Error& e) {
-      spdlog::warn("pull {}:{}: {}", job->md.name, job->md.version, e.what());
+    if (auto blob = t->writer->commit(); !blob) {
+      spdlog::warn("pull {}:{}: {}", job->md.name, job->md.version, blob.error().what());
       t->writer.reset();  // the partial is gone: a next source starts this file from zero
-      return finish(e);
+      return finish(blob.error());
     }
     finish(std::nullopt);
   }

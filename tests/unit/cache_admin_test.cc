@@ -64,10 +64,10 @@ class CacheAdminTest : public testing::Test {
   void put_blob(const std::string& content) {
     FileInfo f = info("x", content);
     if (store_->has_blob(f.sha256)) return;
-    auto w = store_->begin(f);
+    auto w = store_->begin(f).value();
     ASSERT_NE(w, nullptr);
-    w->write(content.data(), content.size());
-    w->commit();
+    w->write(content.data(), content.size()).value();
+    w->commit().value();
   }
 
   // A complete cached model version: blobs, manifest, view.
@@ -81,16 +81,16 @@ class CacheAdminTest : public testing::Test {
       put_blob(content);
       m.files.push_back(info(file, content));
     }
-    store_->write_manifest(m, source);
-    store_->link_view(m);
+    store_->write_manifest(m, source).value();
+    store_->link_view(m).value();
     return m;
   }
 
   // A partial download of `content`'s first `have` bytes, left behind by a writer.
   std::string add_partial(const std::string& content, std::size_t have) {
-    auto w = store_->begin(info("p", content));
+    auto w = store_->begin(info("p", content)).value();
     EXPECT_NE(w, nullptr);
-    w->write(content.data(), have);
+    w->write(content.data(), have).value();
     return Sha256::of(content);
   }
 
@@ -168,9 +168,9 @@ TEST_F(CacheAdminTest, ListFindsOrphansAndPartialsAndWhetherTheyAreBeingReceived
   put_blob("orphan-two!");
   std::string idle = add_partial("an idle partial download", 5);  // its writer is gone
   std::string busy_content = "a partial being received";
-  auto busy = store_->begin(info("busy", busy_content));
+  auto busy = store_->begin(info("busy", busy_content)).value();
   ASSERT_NE(busy, nullptr);
-  busy->write(busy_content.data(), 7);
+  busy->write(busy_content.data(), 7).value();
 
   auto l = admin::list_cache(root_);
   ASSERT_EQ(l.orphans.size(), 2u);
@@ -187,7 +187,7 @@ TEST_F(CacheAdminTest, ListFindsOrphansAndPartialsAndWhetherTheyAreBeingReceived
   EXPECT_TRUE(partials[Sha256::of(busy_content)].receiving);
 
   // Listing only tested the lock: the receiver keeps it, and a second writer is refused.
-  EXPECT_TRUE(store_->begin(info("busy", busy_content)) == nullptr);
+  EXPECT_TRUE(store_->begin(info("busy", busy_content)).value() == nullptr);
   busy.reset();
   l = admin::list_cache(root_);
   for (const auto& p : l.partials) EXPECT_FALSE(p.receiving) << p.sha256;
@@ -468,12 +468,12 @@ TEST_F(CacheAdminTest, PruneDeletesOldOrphansButNeverYoungOnes) {
 TEST_F(CacheAdminTest, PruneNeverTouchesAPartialBeingReceivedNorAPinnedOrphan) {
   put_blob("first file of a pull");
   age(blob("first file of a pull"), 3h);
-  auto pin = store_->pin("pull demo/a:1.0.0");
-  EXPECT_TRUE(pin->hold(Sha256::of("first file of a pull")));
+  auto pin = store_->pin("pull demo/a:1.0.0").value();
+  EXPECT_TRUE(pin->hold(Sha256::of("first file of a pull")).value());
   std::string second = "second file, still arriving";
-  auto w = store_->begin(info("second", second));
+  auto w = store_->begin(info("second", second)).value();
   ASSERT_NE(w, nullptr);
-  w->write(second.data(), 3);
+  w->write(second.data(), 3).value();
 
   auto r = admin::prune_cache(root_, {std::chrono::seconds(0)});
   EXPECT_EQ(r.blobs_removed, 0u);
@@ -482,8 +482,8 @@ TEST_F(CacheAdminTest, PruneNeverTouchesAPartialBeingReceivedNorAPinnedOrphan) {
   EXPECT_EQ(r.partials_kept, 1u);
   EXPECT_TRUE(fs::exists(blob("first file of a pull")));
   EXPECT_TRUE(fs::exists(partial(Sha256::of(second))));
-  w->write(second.data() + 3, second.size() - 3);  // the receiver was not disturbed
-  w->commit();
+  w->write(second.data() + 3, second.size() - 3).value();  // the receiver was not disturbed
+  w->commit().value();
   w.reset();
   pin.reset();  // the pull ended without a manifest (failed): its blobs are orphans now
 
@@ -498,9 +498,9 @@ TEST_F(CacheAdminTest, PruneNeverTouchesAPartialBeingReceivedNorAPinnedOrphan) {
 TEST_F(CacheAdminTest, RemoveOfEveryOwnerKeepsABlobAPullInProgressHolds) {
   add_model("m-share/a", "1.0.0", {{"big.bin", "big a"}, {"shared.bin", "shared"}});
   add_model("m-share/b", "1.0.0", {{"other.bin", "other b"}, {"shared.bin", "shared"}});
-  auto pin = store_->pin("pull m-share/b:1.0.0");
-  EXPECT_TRUE(pin->hold(Sha256::of("shared")));
-  EXPECT_TRUE(pin->hold(Sha256::of("other b")));
+  auto pin = store_->pin("pull m-share/b:1.0.0").value();
+  EXPECT_TRUE(pin->hold(Sha256::of("shared")).value());
+  EXPECT_TRUE(pin->hold(Sha256::of("other b")).value());
 
   auto ra = admin::remove_cached(root_, "m-share/a");
   EXPECT_EQ(ra.blobs_removed, 1u);  // big.bin
@@ -521,9 +521,9 @@ TEST_F(CacheAdminTest, RemoveOfEveryOwnerKeepsABlobAPullInProgressHolds) {
 
 TEST_F(CacheAdminTest, ReleasedPinsAndPinsOfDeadHoldersHoldNothing) {
   put_blob("x");
-  auto pin = store_->pin("load demo/x:1.0.0");
-  pin->hold(Sha256::of("x"));
-  pin->hold(Sha256::of("y"));
+  auto pin = store_->pin("load demo/x:1.0.0").value();
+  pin->hold(Sha256::of("x")).value();
+  pin->hold(Sha256::of("y")).value();
   EXPECT_EQ(admin::pinned_blobs(root_).size(), 2u);
   pin->release({Sha256::of("y")});
   EXPECT_EQ(admin::pinned_blobs(root_), std::set<std::string>{Sha256::of("x")});
@@ -536,8 +536,8 @@ TEST_F(CacheAdminTest, ReleasedPinsAndPinsOfDeadHoldersHoldNothing) {
   pid_t child = ::fork();
   if (child == 0) {
     ContentStore store(root_);
-    auto p = store.pin("pull demo/killed:1.0.0");
-    p->hold(Sha256::of("z"));
+    auto p = store.pin("pull demo/killed:1.0.0").value();
+    p->hold(Sha256::of("z")).value();
     std::string path = p->path().string();
     (void)!::write(pipe_fds[1], path.data(), path.size());
     ::_exit(0);  // no destructor: the file stays, as after SIGKILL
@@ -684,8 +684,8 @@ TEST_F(CacheAdminTest, MakeRoomFreesIdlePartialsThenOrphansThenLeastRecentlyUsed
   age(manifest("demo/old", "1.0.0"), 3h);
   age(manifest("demo/recent", "1.0.0"), 1h);
   age(manifest("demo/pinned", "1.0.0"), 5h);  // oldest, but in use
-  auto pin = store_->pin("load demo/pinned:1.0.0");
-  pin->hold(Sha256::of(std::string(3000, 'p')));
+  auto pin = store_->pin("load demo/pinned:1.0.0").value();
+  pin->hold(Sha256::of(std::string(3000, 'p'))).value();
   put_blob(std::string(2000, 'x'));          // an orphan
   add_partial(std::string(4000, 'q'), 1500);  // an idle partial
   // 9000 in models + 2000 orphan + 1500 partial = 12500.
@@ -758,7 +758,7 @@ TEST_F(CacheAdminTest, PruneDeletesStrayLockFilesNobodyHolds) {
   std::string sha = Sha256::of("whatever");
   std::ofstream(lock(sha)) << "";
   std::string held_content = "held lock";
-  auto w = store_->begin(info("h", held_content));  // its partial exists: not stray
+  auto w = store_->begin(info("h", held_content)).value();  // its partial exists: not stray
   ASSERT_NE(w, nullptr);
   auto r = admin::prune_cache(root_);
   EXPECT_EQ(r.locks_removed, 1u);

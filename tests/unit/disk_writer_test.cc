@@ -74,7 +74,7 @@ class DiskWriterTest : public testing::Test {
 
 TEST_F(DiskWriterTest, ChunksAreHashedAndStoredInOrderAndReported) {
   std::string data = bytes(3 * 65536 + 17, 1);
-  auto w = store.begin(bus::FileInfo("weights.bin", data.size(), bus::Sha256::of(data)));
+  auto w = store.begin(bus::FileInfo("weights.bin", data.size(), bus::Sha256::of(data))).value();
   ASSERT_TRUE(w);
   DiskWriter disk;
   EXPECT_FALSE(readable(disk.fd()));
@@ -95,7 +95,7 @@ TEST_F(DiskWriterTest, ChunksAreHashedAndStoredInOrderAndReported) {
   EXPECT_EQ(total, data.size());
   EXPECT_FALSE(readable(disk.fd())) << "take() leaves the fd readable";
   EXPECT_TRUE(disk.take().empty());
-  auto blob = w->commit();  // size and sha256 match: the bytes were hashed and stored in order
+  auto blob = w->commit().value();  // size and sha256 match: the bytes were hashed and stored in order
   EXPECT_EQ(read(blob), data);
 }
 
@@ -105,7 +105,7 @@ TEST_F(DiskWriterTest, LocalCopyPiecesAreHashedFromTheSourceAndCopied) {
   std::ofstream(src, std::ios::binary) << data;
   int fd = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
   ASSERT_GE(fd, 0);
-  auto w = store.begin(bus::FileInfo("model.gguf", data.size(), bus::Sha256::of(data)));
+  auto w = store.begin(bus::FileInfo("model.gguf", data.size(), bus::Sha256::of(data))).value();
   ASSERT_TRUE(w);
   {
     DiskWriter disk;
@@ -125,7 +125,7 @@ TEST_F(DiskWriterTest, LocalCopyPiecesAreHashedFromTheSourceAndCopied) {
     }
   }
   ::close(fd);
-  EXPECT_EQ(read(w->commit()), data);
+  EXPECT_EQ(read(w->commit().value()), data);
 }
 
 TEST_F(DiskWriterTest, ASourceThatShrankFailsItsPiece) {
@@ -134,7 +134,7 @@ TEST_F(DiskWriterTest, ASourceThatShrankFailsItsPiece) {
   std::ofstream(src, std::ios::binary) << data;
   int fd = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
   ASSERT_GE(fd, 0);
-  auto w = store.begin(bus::FileInfo("f.bin", 5000, std::string(64, '0')));
+  auto w = store.begin(bus::FileInfo("f.bin", 5000, std::string(64, '0'))).value();
   ASSERT_TRUE(w);
   DiskWriter disk;
   w->reserve(5000);
@@ -150,7 +150,7 @@ TEST_F(DiskWriterTest, ASourceThatShrankFailsItsPiece) {
 
 TEST_F(DiskWriterTest, AWriteBeyondTheFileSizeLimitFailsThatChunkNamingTheFile) {
   std::string data = bytes(64 * 1024, 4);
-  auto w = store.begin(bus::FileInfo("big.bin", data.size() * 2, std::string(64, '0')));
+  auto w = store.begin(bus::FileInfo("big.bin", data.size() * 2, std::string(64, '0'))).value();
   ASSERT_TRUE(w);
   // A full disk as a tiny file-size limit (EFBIG instead of the SIGXFSZ that would end us).
   auto old = ::signal(SIGXFSZ, SIG_IGN);
@@ -177,21 +177,21 @@ TEST_F(DiskWriterTest, AWriteBeyondTheFileSizeLimitFailsThatChunkNamingTheFile) 
   EXPECT_EQ(done[1].bytes, data.size());
   // The partial was cut back to what was stored before the failure.
   w.reset();
-  auto again = store.begin(bus::FileInfo("big.bin", data.size() * 2, std::string(64, '0')));
+  auto again = store.begin(bus::FileInfo("big.bin", data.size() * 2, std::string(64, '0'))).value();
   ASSERT_TRUE(again);
   EXPECT_EQ(again->offset(), 4096u);
 }
 
 TEST_F(DiskWriterTest, TheDestructorFinishesEveryQueuedChunk) {
   std::string data = bytes(64 * 4096, 5);
-  auto w = store.begin(bus::FileInfo("queued.bin", data.size(), bus::Sha256::of(data)));
+  auto w = store.begin(bus::FileInfo("queued.bin", data.size(), bus::Sha256::of(data))).value();
   ASSERT_TRUE(w);
   {
     DiskWriter disk;
     for (std::size_t at = 0; at < data.size(); at += 4096)
       disk.submit(1, at, w.get(), w->reserve(4096), frame(data.substr(at, 4096)));
   }  // gone before anything was taken
-  EXPECT_EQ(read(w->commit()), data);
+  EXPECT_EQ(read(w->commit().value()), data);
 }
 
 }  // namespace

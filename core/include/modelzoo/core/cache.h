@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "modelzoo/bus/model.h"
+#include "modelzoo/bus/result.h"
 #include "modelzoo/bus/sha256.h"
 
 namespace modelzoo::core {
@@ -68,10 +69,11 @@ class ContentStore {
     ~Pin();  // unpins everything
     Pin(const Pin&) = delete;
     Pin& operator=(const Pin&) = delete;
-    // Pins `sha256`, then returns whether its blob is present. Throws bus::Error(internal)
-    // naming the pin file when it cannot be written.
-    bool hold(const std::string& sha256);
-    // No longer needs these (blobs it is about to remove itself).
+    // Pins `sha256`, then returns whether its blob is present; the error names the pin file
+    // when it cannot be written (the blob is then not pinned).
+    bus::Result<bool> hold(const std::string& sha256);
+    // No longer needs these (blobs it is about to remove itself). A line that cannot be
+    // written leaves the blob pinned until the pin goes, which is safe.
     void release(const std::vector<std::string>& sha256s);
     bool holds(const std::string& sha256) const;
     // For a held blob found missing later. hold() saw it present after pinning, so a
@@ -85,7 +87,7 @@ class ContentStore {
    private:
     friend class ContentStore;
     Pin() = default;
-    void append(const std::string& line);
+    bus::Status append(const std::string& line);
     const ContentStore* store_ = nullptr;
     std::filesystem::path path_;
     int fd_ = -1;
@@ -93,9 +95,8 @@ class ContentStore {
     std::set<std::string> held_;
   };
   // A new, empty pin; `holder` ("pull org/model:1.0.0") is its file's first line, for a
-  // person looking into pins/. Throws
-  // bus::Error(internal) naming the directory when it cannot be created.
-  std::unique_ptr<Pin> pin(const std::string& holder) const;
+  // person looking into pins/. The error names the pin file when it cannot be created.
+  bus::Result<std::unique_ptr<Pin>> pin(const std::string& holder) const;
 
   // Receives one file into tmp/<sha256>.partial, hashing as it goes. Resumes: bytes
   // already in the partial (from an interrupted transfer) are re-hashed and kept, and
@@ -108,9 +109,10 @@ class ContentStore {
     Writer& operator=(const Writer&) = delete;
     // Where the sender must continue: the bytes already present.
     std::uint64_t offset() const { return resumed_; }
-    // Appends bytes. Throws bus::Error(internal) naming the file on a write error (ENOSPC,
-    // EFBIG); the partial is cut back to the last complete write.
-    void write(const void* data, std::size_t size);
+    // Appends bytes. On a write error (ENOSPC, EFBIG) the error names the file (unavailable
+    // for a full disk or quota, else internal) and the partial is cut back to the last
+    // complete write.
+    bus::Status write(const void* data, std::size_t size);
 
     // write() in three parts, so that receiving, hashing and writing can each run on a
     // thread of its own: reserve() returns the offset the next `size` bytes belong at (one
@@ -121,15 +123,15 @@ class ContentStore {
     // store() has returned.
     std::uint64_t reserve(std::size_t size);
     void absorb(const void* data, std::size_t size);
-    void store(std::uint64_t offset, const void* data, std::size_t size) const;
+    bus::Status store(std::uint64_t offset, const void* data, std::size_t size) const;
     // Like store(), but the bytes come from `src_fd` at the same offset, copied inside the
     // kernel (copy_file_range; pread/pwrite where that is not possible).
-    void copy_from(int src_fd, std::uint64_t offset, std::size_t size) const;
+    bus::Status copy_from(int src_fd, std::uint64_t offset, std::size_t size) const;
     std::uint64_t size() const { return size_; }
     // fsyncs, checks size and sha256 against the expected file and renames the blob into
-    // place. On a mismatch throws bus::Error(internal) naming the file and both values, and
-    // removes the partial (it cannot be resumed). Returns the blob path.
-    std::filesystem::path commit();
+    // place. On a mismatch the error (internal) names the file and both values, and the
+    // partial is removed (it cannot be resumed). Returns the blob path.
+    bus::Result<std::filesystem::path> commit();
     // Removes the partial now.
     void discard();
 
@@ -149,13 +151,14 @@ class ContentStore {
     bool done_ = false;
   };
   // Starts (or resumes) receiving `file`. Returns nullptr when another writer -- in this
-  // process or another -- holds it: wait for the blob to appear, then try again. Throws
-  // bus::Error(internal) when the partial cannot be created or read.
-  std::unique_ptr<Writer> begin(const bus::FileInfo& file) const;
+  // process or another -- holds it: wait for the blob to appear, then try again. An error
+  // (internal) when the partial or its lock cannot be created.
+  bus::Result<std::unique_ptr<Writer>> begin(const bus::FileInfo& file) const;
 
   // The metadata of cached model versions. `derived`, when not null, records that extensions
   // produced the files from others (docs/extensions.md): {"source_files": [...], "extensions": [...]}.
-  void write_manifest(const bus::ModelMetadata& m, const std::string& source,
+  // The error names the manifest (unavailable for a full disk or quota).
+  bus::Status write_manifest(const bus::ModelMetadata& m, const std::string& source,
                       const nlohmann::json& derived = nullptr) const;
   std::optional<bus::ModelMetadata> read_manifest(const std::string& name, const std::string& version) const;
   // The whole manifest ({"metadata", "source", "derived"}), or nullopt when absent or unreadable.
@@ -177,15 +180,15 @@ class ContentStore {
     std::filesystem::path dir_, lock_;
     int lock_fd_ = -1;
   };
-  // Throws bus::Error(internal) naming the directory when it cannot be created.
-  std::unique_ptr<Staging> begin_staging() const;
+  // The error (internal) names the directory when it cannot be created.
+  bus::Result<std::unique_ptr<Staging>> begin_staging() const;
 
   // Commits a finished file that an extension wrote inside a staging directory: checks that
   // it is a regular file with a single link, hashes it, fsyncs it, makes it read-only and
   // renames it into blobs/ (or drops it when that blob exists). Returns it as `name`.
-  // `pin`, when given, holds the blob from before it appears. Throws bus::Error(internal)
-  // naming `name` on any failure. Safe to call from any thread.
-  bus::FileInfo adopt(const std::filesystem::path& file, const std::string& name, Pin* pin = nullptr) const;
+  // `pin`, when given, holds the blob from before it appears. The error (internal) names
+  // `name` on any failure. Safe to call from any thread.
+  bus::Result<bus::FileInfo> adopt(const std::filesystem::path& file, const std::string& name, Pin* pin = nullptr) const;
 
   // Removes blob `sha256` unless a manifest lists it (the source files of a model that
   // extensions replaced) or a pin holds it. Returns true when it was removed.
@@ -196,7 +199,8 @@ class ContentStore {
   void touch(const std::string& name, const std::string& version) const;
 
   // Links every file of `m` (whose blobs must exist) into its view; returns the view dir.
-  std::filesystem::path link_view(const bus::ModelMetadata& m) const;
+  // The error (internal) names the file that could not be linked.
+  bus::Result<std::filesystem::path> link_view(const bus::ModelMetadata& m) const;
 
   // Removes partials nobody is receiving that were last written more than `older_than`
   // ago (and their lock files), staging directories nobody holds (left by a daemon that
