@@ -11,6 +11,7 @@
 
 #include "background.h"
 #include "disk_writer.h"
+#include "modelzoo/bus/hello.h"
 #include "modelzoo/core/cache.h"
 #include "modelzoo/core/cache_admin.h"
 
@@ -109,7 +110,7 @@ struct PullEngine::Impl {
     pulls[key] = job;
     if (load) events.publish(core::topic::kLoadStarted, {{"model", ref.name}, {"version", ref.version}});
     // pre-download: extensions may veto the request or rewrite it to another model.
-    HookStep step{"pre-download", ref, nullptr, {}, {}};
+    HookStep step{bus::kPreDownload, ref, nullptr, {}, {}};
     run_hooks(sources, calls, events, std::move(step), [this, job, offline](HookOutcome out) {
       if (out.error) {
         events.publish(core::topic::kDownloadFailed,
@@ -253,9 +254,9 @@ struct PullEngine::Impl {
       for (const auto& f : job->md.files) step.files.push_back({f.name, dir / f.name, f.size, f.sha256});
       return step;
     };
-    run_hooks(sources, calls, events, step_for("pre-load"), [this, job, reply, step_for](HookOutcome pre) {
+    run_hooks(sources, calls, events, step_for(bus::kPreLoad), [this, job, reply, step_for](HookOutcome pre) {
       if (pre.error) return finish_pull(job, *pre.error);
-      run_hooks(sources, calls, events, step_for("post-load"), [this, job, reply](HookOutcome post) {
+      run_hooks(sources, calls, events, step_for(bus::kPostLoad), [this, job, reply](HookOutcome post) {
         if (post.error) return finish_pull(job, *post.error);
         finish_pull(job, std::nullopt, reply);
       });
@@ -307,7 +308,7 @@ struct PullEngine::Impl {
         return finish_pull(job, std::nullopt, pull_reply(*job, best->plugin.name, true));
       }
     }
-    job->post_download = !hooks_for(sources.extensions(), "post-download", job->md.name).empty();
+    job->post_download = !hooks_for(sources.extensions(), bus::kPostDownload, job->md.name).empty();
     std::set<std::string> queued;  // a model may list the same content twice
     for (const auto& f : job->md.files) {
       if (present[f.sha256] || !queued.insert(f.sha256).second) {
@@ -499,7 +500,7 @@ struct PullEngine::Impl {
     auto staging = store->begin_staging();
     if (!staging) return finish_pull(job, staging.error());
     job->staging = std::move(*staging);
-    HookStep step{"post-download", {job->md.name, job->md.version}, job->md.to_json(), {}, job->staging->dir()};
+    HookStep step{bus::kPostDownload, {job->md.name, job->md.version}, job->md.to_json(), {}, job->staging->dir()};
     for (const auto& f : job->md.files) step.files.push_back({f.name, store->blob_path(f.sha256), f.size, f.sha256});
     run_hooks(sources, calls, events, std::move(step), [this, job](HookOutcome out) {
       if (out.error) {
