@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "fake_wire.h"
 #include "plugin_calls.h"
 #include "timers.h"
 
@@ -17,31 +18,11 @@ using modelzoo::bus::MessageType;
 using modelzoo::core::CallResult;
 using modelzoo::supervisor::PluginCalls;
 using modelzoo::supervisor::Timers;
+using modelzoo::supervisor::fakes::Sent;
+using modelzoo::supervisor::fakes::Wire;
 using nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-struct Sent {
-  std::string source;
-  MessageType type;
-  std::uint64_t id;
-  std::string method;
-  json body;
-};
-
-// A send function that records what went out, and refuses the sources named in `down`.
-struct Wire {
-  std::vector<Sent> sent;
-  std::vector<std::string> down;
-  PluginCalls::Send send() {
-    return [this](const std::string& source, Message& m) -> std::optional<Error> {
-      for (const auto& d : down)
-        if (d == source) return Error(ErrorCode::unavailable, "plugin '" + source + "' is not running");
-      sent.push_back({source, m.type, m.id, m.method, m.body});
-      return std::nullopt;
-    };
-  }
-};
 
 std::string message_of(const CallResult& r) { return r.error ? std::string(r.error->what()) : "ok"; }
 

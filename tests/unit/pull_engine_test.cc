@@ -24,6 +24,7 @@
 
 #include "modelzoo/bus/sha256.h"
 #include "modelzoo/core/cache.h"
+#include "fake_wire.h"
 #include "pull_engine.h"
 
 namespace {
@@ -82,13 +83,8 @@ core::SourceAnswer has(const std::string& source, const bus::ModelMetadata& md) 
   return a;
 }
 
-struct Sent {
-  std::string source;
-  MessageType type;
-  std::uint64_t id;
-  std::string method;
-  json body;
-};
+using supervisor::fakes::Sent;
+using supervisor::fakes::Wire;
 
 class FakeSources : public SourceDirectory {
  public:
@@ -140,13 +136,9 @@ class PullEngineTest : public ::testing::Test {
   fs::path dir;
   DaemonConfig cfg;
   FakeSources sources;
-  std::vector<Sent> sent;
-  std::string unreachable;  // a source whose plugin is not running: sends to it fail
-  PluginCalls calls{[this](const std::string& source, Message& m) -> std::optional<bus::Error> {
-    sent.push_back({source, m.type, m.id, m.method, m.body});
-    if (source == unreachable) return bus::Error(ErrorCode::unavailable, "source '" + source + "' is not running");
-    return std::nullopt;
-  }};
+  Wire wire;
+  std::vector<Sent>& sent = wire.sent;
+  PluginCalls calls{wire.send()};
   FakeReplies replies;
   Timers timers;
   RecordingEvents events;
@@ -455,7 +447,7 @@ TEST_F(PullEngineTest, ASourceThatCannotBeReachedFailsOverWithoutBlockingTheLoop
   Blob b{"weights.bin", bytes_of(2 * kPiece, 9)};
   auto md = model("tiny", "1.0.0", {b});
   sources.resolution.sources = {has("gone", md), has("reg", md)};
-  unreachable = "gone";
+  wire.down = {"gone"};
   engine->start({"c", 1}, {"tiny", "1.0.0"}, false, false);
   // The send failed: the failure waits for the loop (run_deferred), then the next source.
   ASSERT_TRUE(pump_until([&] { return download_of(b.name) && download_of(b.name)->source == "reg"; }));
@@ -463,7 +455,10 @@ TEST_F(PullEngineTest, ASourceThatCannotBeReachedFailsOverWithoutBlockingTheLoop
   ASSERT_TRUE(pump_until([&] { return answered(); }));
   ASSERT_FALSE(replies.answers[0].error) << replies.answers[0].error->what();
   EXPECT_EQ(replies.answers[0].body.value("source", ""), "reg");
-  EXPECT_EQ(downloads().size(), 2u);
+  EXPECT_EQ(downloads().size(), 1u);
+  ASSERT_EQ(wire.refused.size(), 1u) << "the first source was never tried";
+  EXPECT_EQ(wire.refused[0].source, "gone");
+  EXPECT_EQ(wire.refused[0].method, "download");
 }
 
 TEST_F(PullEngineTest, TwoRequestsForOneModelShareOneTransferAndBothAreAnswered) {
