@@ -867,14 +867,9 @@ struct Sources::Impl {
     auto deadline = Clock::now() + milliseconds(budget_ms);
     for (;;) {
       auto now = Clock::now();
-      if (now >= next_heartbeat) {
-        next_heartbeat = now + cfg.heartbeat_interval;
-        for (auto& other : instances) {
-          if (other->stop_requested || other->state != State::ready || other->routing_id.empty()) continue;
-          Message hb = Message::make(MessageType::heartbeat);
-          bus::send_to(plugin_sock, other->routing_id, hb);
-        }
-      }
+      if (heartbeat_due(now))
+        for (auto& other : instances)
+          if (!other->stop_requested && other->state == State::ready) send_heartbeat(*other);
       for (auto& other : instances)
         if (other.get() != &in && other->process && !other->stop_requested)
           for (int fd : {other->process->stdout_fd(), other->process->stderr_fd()})
@@ -931,18 +926,28 @@ struct Sources::Impl {
     return std::nullopt;
   }
 
+  // True once per heartbeat interval (the next beat is then scheduled).
+  bool heartbeat_due(Clock::time_point now) {
+    if (now < next_heartbeat) return false;
+    next_heartbeat = now + cfg.heartbeat_interval;
+    return true;
+  }
+  void send_heartbeat(const Instance& in) {
+    if (in.routing_id.empty()) return;
+    Message hb = Message::make(MessageType::heartbeat);
+    bus::send_to(plugin_sock, in.routing_id, hb);
+  }
+
   void on_tick(Clock::time_point now) {
     unidentified_warnings.flush_due(now);
-    if (now >= next_heartbeat) {
-      next_heartbeat = now + cfg.heartbeat_interval;
+    if (heartbeat_due(now)) {
       for (auto& in : instances) {
         if (in->state != State::ready) continue;
         if (now - in->last_heard > cfg.heartbeat_interval * cfg.heartbeat_liveness) {
           kill_instance(*in, "missed " + std::to_string(cfg.heartbeat_liveness) + " heartbeats (hung)");
           continue;
         }
-        Message hb = Message::make(MessageType::heartbeat);
-        bus::send_to(plugin_sock, in->routing_id, hb);
+        send_heartbeat(*in);
       }
     }
     for (auto& in : instances) {
