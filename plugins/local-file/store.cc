@@ -212,7 +212,11 @@ Store::Resolved Store::resolve_model(const std::string& name, const std::string&
   if (version.empty()) {
     auto versions = versions_of(r.root, r.model, name);
     if (versions.empty()) throw no_model;
-    r.version_name = versions.front();
+    // Newest first: the first release, or the newest pre-release when there is no release
+    // (docs/protocol.md: latest SHOULD prefer releases).
+    auto release = std::find_if(versions.begin(), versions.end(),
+                                [](const std::string& v) { return bus::SemVer::parse(v)->prerelease.empty(); });
+    r.version_name = release != versions.end() ? *release : versions.front();
   } else {
     r.version_name = version;
   }

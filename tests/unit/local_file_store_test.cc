@@ -138,6 +138,17 @@ TEST_F(LocalFileStore, LatestIsTheHighestSemVer) {
   EXPECT_EQ(s.list().at(0).versions, (std::vector<std::string>{"1.10.0", "1.10.0-rc.1", "1.9.0", "1.2.0"}));
 }
 
+TEST_F(LocalFileStore, LatestIsAReleaseBeforeANewerPreRelease) {
+  put(root_ / "m/1.9.0/f", "a");
+  put(root_ / "m/2.0.0-rc.1/f", "b");
+  put(root_ / "p/1.0.0-beta/f", "c");
+  put(root_ / "p/1.0.0-alpha/f", "d");
+  auto s = store();
+  EXPECT_EQ(s.metadata("m", "").version, "1.9.0");
+  EXPECT_EQ(s.metadata("m", "2.0.0-rc.1").version, "2.0.0-rc.1");
+  EXPECT_EQ(s.metadata("p", "").version, "1.0.0-beta") << "only pre-releases: the newest of them";
+}
+
 TEST_F(LocalFileStore, MetadataFileAndFiles) {
   put(root_ / "acme/llama/1.0.0/modelzoo.yaml",
       "description: A llama\nauthor: ACME\nlicense: Apache-2.0\nformat: gguf\ntags: [chat, small]\n");
