@@ -353,6 +353,8 @@ struct HttpClient::Impl {
         o.ok = true;
         return o;
       }
+      // Beyond the end: the request's offset is wrong (protocol.md: bad_request).
+      o.code = ErrorCode::bad_request;
       o.reason = status_text(s) + " from byte " + std::to_string(a.offset) + said;
       return o;
     }

@@ -168,6 +168,24 @@ std::string events_during(Daemon& d, const std::function<void()>& f) {
   return all;
 }
 
+// The remote plugin, run by the conformance kit against the example server: every check
+// passes, a download past a file's end among them (416 from the server: bad_request).
+TEST(RemoteRegistry, TheRemotePluginPassesTheConformanceKit) {
+  REQUIRE_SERVER();
+  RegistryServer server;
+  make_models(server, 300000);
+  server.start();
+  fs::path cfg = server.dir() / "remote.yaml";
+  std::ofstream(cfg) << "url: " << server.url() << "\nretry: {attempts: 2, initial_ms: 50, max_ms: 200}\n";
+  auto r = run((bin_dir() / "modelzoo").string() + " plugin test --json --config " + cfg.string() + " " +
+               (bin_dir() / "modelzoo-plugin-remote").string() + " 2>" + (server.dir() / "kit.stderr").string());
+  nlohmann::json report;
+  ASSERT_NO_THROW(report = nlohmann::json::parse(r.out)) << r.out << slurp(server.dir() / "kit.stderr");
+  EXPECT_EQ(report.value("failed", -1), 0) << report.dump(2);
+  for (const auto& c : report["checks"])
+    EXPECT_NE(c.value("result", ""), "fail") << c.dump();
+}
+
 TEST(RemoteRegistry, PullsTheLatestVersionAndVerifiesIt) {
   REQUIRE_SERVER();
   RegistryServer server;
