@@ -211,10 +211,19 @@ TEST(ChaosRegression, RemovingModelsSharingABlobDuringAPullNeverLeavesADanglingF
     EXPECT_EQ(WEXITSTATUS(rm_a.status), 0) << rm_a.out;
     // Some 0.2 s later, by the bytes: b is still streaming.
     ASSERT_TRUE(progress_reaches(sub, "m-share/b", 1024 * 1024));
-    run(cli(d) + " cache rm m-share/b");  // b has no manifest yet: "not cached" is a fine answer
+    // b has no manifest yet, normally: "not cached" (a failure) is the answer then.
+    auto rm_b = run(cli(d) + " cache rm m-share/b");
+    const bool b_committed_before_rm = WEXITSTATUS(rm_b.status) == 0;
     b.thread.join();
     ASSERT_EQ(b.error, "");
-    expect_every_file_intact(b.reply);
+    if (!b_committed_before_rm) {
+      expect_every_file_intact(b.reply);  // the case of the issue: b must have kept what it counted
+    } else {
+      // On a loaded machine b can finish before the rm: the rm then removed a committed model,
+      // after b's answer (its files are gone, rightly) or before it (b wins: intact). Only
+      // the cache's consistency is checked for such a round.
+      std::cerr << "round " << round << ": m-share/b was committed before its rm; no race this round\n";
+    }
     auto verify = run(cli(d) + " cache verify");
     EXPECT_EQ(WEXITSTATUS(verify.status), 0) << verify.out;
     run(cli(d) + " cache rm m-share/b");
