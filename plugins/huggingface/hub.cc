@@ -38,6 +38,9 @@ std::string env(const char* name) {
   return v && *v ? v : "";
 }
 
+// A non-negative integer of a JSON answer (parsed answers hold unsigned ones, literals signed).
+bool is_size(const json& j) { return j.is_number_unsigned() || (j.is_number_integer() && j.get<std::int64_t>() >= 0); }
+
 bool is_hex(const std::string& s, std::size_t n) {
   if (s.size() != n) return false;
   for (char c : s)
@@ -70,11 +73,11 @@ std::pair<HubConfig, sdk::http::ClientOptions> parse_config(const json& config) 
   c.ignore_patterns = string_list(rest, "ignore_patterns");
   c.models = string_list(rest, "models");
   if (auto it = rest.find("max_git_file_bytes"); it != rest.end()) {
-    if (!it->is_number_unsigned()) bad_setting("max_git_file_bytes", "must be a non-negative integer");
+    if (!is_size(*it)) bad_setting("max_git_file_bytes", "must be a non-negative integer");
     c.max_git_file_bytes = it->get<std::uint64_t>();
   }
   if (auto it = rest.find("list_limit"); it != rest.end()) {
-    if (!it->is_number_unsigned() || it->get<std::uint64_t>() < 1 || it->get<std::uint64_t>() > 1000)
+    if (!is_size(*it) || it->get<std::uint64_t>() < 1 || it->get<std::uint64_t>() > 1000)
       bad_setting("list_limit", "must be an integer between 1 and 1000");
     c.list_limit = it->get<std::size_t>();
   }
@@ -247,11 +250,11 @@ sdk::ModelMetadata HubRegistry::parse_revision(
     if (l != s.end() && l->is_object()) {
       f.sha256 = l->value("sha256", std::string());
       if (!is_hex(f.sha256, 64)) throw Error(ErrorCode::internal, "'" + file + "' has no lfs.sha256 of 64 hex digits");
-      if (!l->contains("size") || !(*l)["size"].is_number_unsigned()) throw Error(ErrorCode::internal, "'" + file + "' has no lfs.size");
+      if (!l->contains("size") || !is_size((*l)["size"])) throw Error(ErrorCode::internal, "'" + file + "' has no lfs.size");
       f.size = (*l)["size"].get<std::uint64_t>();
       ++lfs;
     } else {
-      if (!s.contains("size") || !s["size"].is_number_unsigned())
+      if (!s.contains("size") || !is_size(s["size"]))
         throw Error(ErrorCode::internal, "'" + file + "' has no size (the answer lacks blobs=true data)");
       f.size = s["size"].get<std::uint64_t>();
       auto blob = s.value("blobId", std::string());
