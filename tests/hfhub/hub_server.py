@@ -5,7 +5,7 @@
 tests/hfhub/js_client_test.sh, bench/hf_bench.sh); never part of the product.
 
 Repos are directories: ROOT/<org>/<name>/<files...>; each is one commit on branch `main` whose
-sha is derived from its content (sha1 of the sorted (path, git blob id) list), also reachable
+sha is derived from its content (`main` and `HEAD` name it) (sha1 of the sorted (path, git blob id) list), also reachable
 as tag `v1` if ROOT/<org>/<name>.tag holds a tag name. Files of at least --lfs-min-bytes are
 LFS files (lfs.sha256, resolve answers 302 to the CDN port); smaller ones are git files (blobId,
 served directly).
@@ -16,7 +16,7 @@ served directly).
   GET|HEAD /<repo>/resolve/<rev>/<file>                 bytes (Range), or 302 to the CDN
   GET|HEAD CDN /<repo>/<commit>/<file>                  bytes (Range)
 
-Test knobs: --private REPO=TOKEN (401 without the token), --gated REPO=TOKEN (403 with another
+Test knobs: --max-page N (list pages of at most N, then a Link to the next), --private REPO=TOKEN (401 without the token), --gated REPO=TOKEN (403 with another
 token or none), --fail-first N --fail-status S --retry-after SECS (first N API/resolve requests
 fail), --rate-limit BYTES_PER_SEC (per connection), --corrupt FILE (the CDN flips a byte of
 files of that name), --die-after-bytes N (the process exits after N body bytes in all),
@@ -85,7 +85,7 @@ def repo_info(repo):
 
 def resolve_rev(info, rev):
     rev = urllib.parse.unquote(rev)
-    return rev in ("main", info["sha"]) or (info["tag"] is not None and rev == info["tag"])
+    return rev in ("main", "HEAD", info["sha"]) or (info["tag"] is not None and rev == info["tag"])
 
 
 def token_of(headers):
@@ -245,7 +245,7 @@ class Handler(BaseHTTPRequestHandler):
             repos = [r for r in repos if r.split("/")[0] == q["author"][0]]
         if "search" in q:
             repos = [r for r in repos if q["search"][0] in r]
-        limit = int(q.get("limit", ["1000"])[0])
+        limit = min(int(q.get("limit", ["1000"])[0]), ARGS.max_page)
         start = int(q.get("cursor", ["0"])[0])
         page = repos[start:start + limit]
         extra = {}
@@ -357,6 +357,7 @@ def main():
     p.add_argument("--corrupt", action="append", default=[])
     p.add_argument("--die-after-bytes", type=int, default=0)
     p.add_argument("--cdn-log", default="")
+    p.add_argument("--max-page", type=int, default=1000, help="at most this many models per /api/models page")
     ARGS = p.parse_args()
     cdn = Server(("127.0.0.1", ARGS.cdn_port), Handler)
     cdn.label = "cdn"
