@@ -156,28 +156,18 @@ class Handler(BaseHTTPRequestHandler):
         m = re.match(r"^/api/models/([^/]+/[^/]+)(?:/(revision|tree)/([^/]+)(?:/(.*))?)?$", path)
         if m:
             repo, kind, rev, sub = m.group(1), m.group(2), m.group(3) or "main", m.group(4)
-            info = repo_info(repo)
+            info = self.lookup(repo, rev)
             if info is None:
-                return self.error(404 if token_of(self.headers) else 401, "RepoNotFound", "Repository not found")
-            denied = access(repo, self.headers)
-            if denied:
-                return self.error(*denied)
-            if not resolve_rev(info, rev):
-                return self.error(404, "RevisionNotFound", "Invalid rev id: " + rev)
+                return
             if kind == "tree":
                 return self.tree(repo, info, urllib.parse.unquote(sub or ""), q)
             return self.send_json(200, self.model_json(repo, info, q.get("blobs", ["false"])[0] == "true"))
         m = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
         if m:
             repo, rev, file = m.group(1), m.group(2), urllib.parse.unquote(m.group(3))
-            info = repo_info(repo)
+            info = self.lookup(repo, rev)
             if info is None:
-                return self.error(404 if token_of(self.headers) else 401, "RepoNotFound", "Repository not found")
-            denied = access(repo, self.headers)
-            if denied:
-                return self.error(*denied)
-            if not resolve_rev(info, rev):
-                return self.error(404, "RevisionNotFound", "Invalid rev id: " + rev)
+                return
             f = info["files"].get(file)
             if f is None:
                 return self.error(404, "EntryNotFound", "Entry not found", {"X-Repo-Commit": info["sha"]})
@@ -193,6 +183,22 @@ class Handler(BaseHTTPRequestHandler):
                 return
             return self.send_file(os.path.join(ARGS.root, repo, file), f["size"], '"%s"' % f["blob"], common)
         return self.error(404, "NotFound", "no such endpoint: " + path)
+
+    def lookup(self, repo, rev):
+        """The repo's info when it exists, may be read and has `rev`; else answers the error."""
+        info = repo_info(repo)
+        if info is None:
+            # as the hub: a request without a token is not told whether the repo exists
+            self.error(404 if token_of(self.headers) else 401, "RepoNotFound", "Repository not found")
+            return None
+        denied = access(repo, self.headers)
+        if denied:
+            self.error(*denied)
+            return None
+        if not resolve_rev(info, rev):
+            self.error(404, "RevisionNotFound", "Invalid rev id: " + rev)
+            return None
+        return info
 
     def model_json(self, repo, info, blobs):
         siblings = []

@@ -69,19 +69,8 @@ class FakeHub {
                                        "--port", std::to_string(port), "--port-file", port_file.string(),
                                        "--cdn-log", cdn_log().string()};
     argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    std::string log_file = (dir_ / "server.log").string();
-    posix_spawn_file_actions_addopen(&fa, 2, log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 2, 1);
-    int rc = ::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    ASSERT_EQ(rc, 0) << "cannot start " << argv[0];
-    ASSERT_TRUE(wait_until([&] { return fs::exists(port_file) || !process_alive(pid_); }, 20s));
-    ASSERT_TRUE(process_alive(pid_)) << "the fake hub exited at start:\n" << slurp(dir_ / "server.log");
+    pid_ = spawn_server(argv_s, dir_ / "server.log", port_file, 20s);
+    ASSERT_GT(pid_, 0);
     port_ = std::stoi(slurp(port_file));
   }
   void kill() {
