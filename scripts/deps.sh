@@ -17,6 +17,8 @@ MODELZOO_PACKAGES=(
   libgtest-dev libgmock-dev       # tests
   clang libclang-rt-14-dev        # the fuzz targets (scripts/fuzz.sh: libFuzzer, ASan, UBSan)
   python3 python3-zmq python3-msgpack  # Python plugins (the spec's example runs in the tests)
+  nodejs npm                      # tests/hfhub/js_client_test.sh: the hub's official JS client checks the fake hub
+  curl bc                         # bench/hf_bench.sh: curl is the baseline, bc the arithmetic
 )
 
 missing=()

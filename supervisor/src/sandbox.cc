@@ -163,6 +163,10 @@ SandboxPaths sandbox_paths(const Source& s, const DaemonConfig& cfg, const fs::p
           add_config_path(p.read_exec, command[0].is_string() ? json(fs::path(command[0].get<std::string>()).parent_path().string()) : json());
       }
     }
+    if (name == "huggingface") {  // docs/sources.md
+      add_config_path(p.read, c.value("ca_file", json()));
+      add_config_path(p.read, c.value("token_file", json()));
+    }
     if (name == "decrypt") {
       json keys = c.value("keys", json::array());
       if (keys.is_string()) keys = json::array({keys});

@@ -19,6 +19,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -51,6 +52,38 @@ inline bool process_alive(pid_t pid) {
   std::getline(stat, line);
   auto close = line.rfind(')');
   return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
+// Starts a test server `argv` with stdout and stderr appended to `log_file`, and waits (up to
+// `limit`) for it to write `port_file` or die. Returns its pid; the caller kills and reaps it.
+// Fails the test (and returns -1) when it cannot start or exits first.
+inline pid_t spawn_server(std::vector<std::string> argv_s, const std::filesystem::path& log_file,
+                          const std::filesystem::path& port_file, std::chrono::milliseconds limit) {
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  std::string log = log_file.string();
+  posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 2, 1);
+  pid_t pid = -1;
+  int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    ADD_FAILURE() << "cannot start " << argv_s[0];
+    return -1;
+  }
+  if (!wait_until([&] { return std::filesystem::exists(port_file) || !process_alive(pid); }, limit) || !process_alive(pid)) {
+    std::ifstream in(log_file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    ADD_FAILURE() << argv_s[0] << " did not start:\n" << ss.str();
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return -1;
+  }
+  return pid;
 }
 
 // A shell command's exit status and output; stderr joins stdout unless the command

@@ -96,19 +96,8 @@ class RegistryServer {
     std::vector<std::string> argv_s = {server_exe().string(), "--root", root().string(), "--listen",
                                        "127.0.0.1:" + std::to_string(port), "--port-file", port_file.string()};
     argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    std::string log_file = (dir_ / "server.log").string();
-    posix_spawn_file_actions_addopen(&fa, 2, log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 2, 1);
-    int rc = ::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    ASSERT_EQ(rc, 0) << "cannot start " << argv[0];
-    ASSERT_TRUE(wait_until([&] { return fs::exists(port_file) || !process_alive(pid_); }, 10s));
-    ASSERT_TRUE(process_alive(pid_)) << "the registry server exited at start:\n" << log();
+    pid_ = spawn_server(argv_s, dir_ / "server.log", port_file, 10s);
+    ASSERT_GT(pid_, 0);
     port_ = std::stoi(slurp(port_file));
   }
 
