@@ -17,6 +17,7 @@ MODELZOO_PACKAGES=(
   libgtest-dev libgmock-dev       # tests
   clang libclang-rt-14-dev        # the fuzz targets (scripts/fuzz.sh: libFuzzer, ASan, UBSan)
   python3 python3-zmq python3-msgpack  # Python plugins (the spec's example runs in the tests)
+  docker-registry skopeo umoci apache2-utils  # the oci plugin's tests: a real registry, a second client, htpasswd -B
 )
 
 missing=()
