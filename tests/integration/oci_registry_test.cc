@@ -254,5 +254,38 @@ TEST(OciRegistry, HtpasswdBasicAuthIsAcceptedAndRefusedWithTypedErrors) {
   }
 }
 
+// modelzoo push of a cached model, then a pull into an empty cache from the registry.
+TEST(OciRegistry, PushThenPullIntoAnEmptyCacheIsByteIdentical) {
+  REQUIRE_TOOLS();
+  Registry reg;
+  reg.start();
+  Daemon source(std::string(kFastTimers) + "sources:\n" + memory_source("mem", 10, "acme/tiny", "", 200 * 1024));
+  source.wait_plugin("mem");
+  auto pulled = source.client().pull("acme/tiny:1.0.0");
+  std::string cli = (bin_dir() / "modelzoo").string() + " push acme/tiny:1.0.0 oci://" + reg.host() + "/acme/tiny --cache-dir " +
+                    source.cache_dir().string() + " --json";
+  auto first = run(cli + " 2>/dev/null");
+  ASSERT_EQ(first.status, 0) << first.out;
+  auto reply = nlohmann::json::parse(first.out);
+  EXPECT_EQ(reply["tag"], "1.0.0");
+  EXPECT_EQ(reply["blobs_uploaded"], 2) << "the file and the config";
+  auto again = nlohmann::json::parse(run(cli + " 2>/dev/null").out);
+  EXPECT_EQ(again["blobs_skipped"], 2) << "HEAD finds them: nothing uploaded twice";
+  EXPECT_EQ(again["digest"], reply["digest"]);
+
+  Daemon d(oci_config(reg.url()));
+  d.wait_plugin("oci");
+  auto back = d.client().pull("acme/tiny:1.0.0");
+  ASSERT_EQ(back["files"].size(), 1u);
+  EXPECT_EQ(back["files"][0]["name"], "weights.bin");
+  EXPECT_EQ(slurp(back["files"][0]["path"].get<std::string>()), slurp(pulled["files"][0]["path"].get<std::string>()));
+  EXPECT_NE(d.client().show("acme/tiny:1.0.0").dump().find(reply["digest"].get<std::string>()), std::string::npos);
+
+  auto missing = run((bin_dir() / "modelzoo").string() + " push acme/none:1.0.0 oci://" + reg.host() + "/x --cache-dir " +
+                     source.cache_dir().string() + " --json 2>&1");
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(missing.out.find("not_found"), std::string::npos) << missing.out;
+}
+
 }  // namespace
 }  // namespace modelzoo::testing
