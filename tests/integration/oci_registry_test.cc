@@ -287,5 +287,48 @@ TEST(OciRegistry, PushThenPullIntoAnEmptyCacheIsByteIdentical) {
   EXPECT_NE(missing.out.find("not_found"), std::string::npos) << missing.out;
 }
 
+// The Bearer challenge flow: 401 + WWW-Authenticate: Bearer realm=... -> a token from the
+// realm (basic credentials) -> the request again with it. The realm is a loopback stand-in
+// (oci_token_realm.py) in front of the real docker-registry.
+TEST(OciRegistry, TheBearerChallengeFlowGetsATokenFromTheRealm) {
+  REQUIRE_TOOLS();
+  Registry reg;
+  reg.start();
+  auto l = make_layout(reg.dir() / "layout", "1.0.0");
+  skopeo_copy(l, reg, "acme/llm:1.0.0");
+  fs::path port_file = reg.dir() / "realm.port";
+  std::string script = std::string(MODELZOO_SOURCE_DIR) + "/tests/integration/oci_token_realm.py";
+  std::vector<std::string> argv_s = {"/usr/bin/python3", script, reg.url(), "alice:pw-RIGHT-41", port_file.string()};
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  ASSERT_EQ(::posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reap{pid};
+  ASSERT_TRUE(wait_until([&] { return fs::exists(port_file) || !process_alive(pid); }, 10s));
+  ASSERT_TRUE(fs::exists(port_file)) << "the token realm did not start";
+  std::string url = "http://127.0.0.1:" + slurp(port_file);
+  {
+    Daemon d(oci_config(url, "      auth: {user: alice, password: pw-RIGHT-41}\n"));
+    d.wait_plugin("oci");
+    expect_same_files(d.client().pull("acme/llm:1.0.0"), l);
+    EXPECT_EQ(d.log().find("tok-BEARER-77"), std::string::npos) << "the token never shows in a log line";
+  }
+  {
+    Daemon d(oci_config(url, "      auth: {user: alice, password: pw-WRONG-42}\n"));
+    d.wait_plugin("oci");
+    auto e = pull_error(d, "acme/llm:1.0.0");
+    EXPECT_EQ(e.code(), bus::ErrorCode::unauthorized) << e.what();
+    EXPECT_NE(std::string(e.what()).find("token service"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("pw-WRONG-42"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace modelzoo::testing
