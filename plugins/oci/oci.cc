@@ -197,7 +197,7 @@ std::string layer_file_name(const nlohmann::json& layer) {
     return kind;  // template, system, license
   }
   std::string d = layer.value("digest", "");
-  return "sha256-" + (d.size() > 7 ? d.substr(7) : d);
+  return "sha256/" + (d.size() > 7 ? d.substr(7) : d);  // a segment may hold 64 characters
 }
 
 ManifestFiles files_from_manifest(const nlohmann::json& m, const std::string& name, const std::string& version,

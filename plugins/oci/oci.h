@@ -5,7 +5,7 @@
 // A model NAME:VERSION is the manifest <repository_prefix><NAME>:<tag>, the tag being
 // VERSION or what `versions` maps it to. Its files are the manifest's layers, named by
 // their org.opencontainers.image.title annotation (as ORAS writes them), or by their Ollama
-// media type (application/vnd.ollama.image.model -> "model", ...), else "sha256-<hex>".
+// media type (application/vnd.ollama.image.model -> "model.gguf", ...), else "sha256/<hex>".
 // A layer digest is a sha256, so the metadata states every file's sha256 and the daemon
 // verifies every byte. The tag is resolved to the manifest digest once per metadata call;
 // downloads fetch blobs by digest, so a tag moved later cannot change the bytes of a pull.
