@@ -41,6 +41,7 @@
 #include "modelzoo/client.h"
 #include "modelzoo/codec/crypt.h"
 #include "modelzoo/core/cache_admin.h"
+#include "oci/push.h"
 #include "views.h"
 
 #ifndef MODELZOO_VERSION
@@ -65,6 +66,9 @@ struct Options {
   std::string cache_dir;                     // cache --cache-dir
   bool remove_corrupt = false;               // cache verify --remove-corrupt
   bool prune_all = false;                    // cache prune --all
+  std::string push_target;                   // push oci://HOST[:PORT]/REPO[:TAG]
+  bool plain_http = false;                   // push --plain-http
+  std::string push_user;                     // push --user (password: $MODELZOO_OCI_PASSWORD)
   CryptOptions crypt;                        // encrypt, decrypt
   SecretOptions secret;                      // secret keygen, secret encrypt
   KeysOptions keys;                          // keys generate, list, show
@@ -314,6 +318,69 @@ int run_cache_prune(const Options& options) {
   return kOk;
 }
 
+// ---- push (plugins/oci/push.h) ------------------------------------------------------
+// Reads the model straight from the cache directory (as the cache commands do: --cache-dir,
+// else the running daemon's, else the default), read-only; the daemon is not involved, so a
+// push never competes with pulls for the daemon's threads. The version must be complete.
+
+int run_push(const Options& options) {
+  const auto ref = modelzoo::bus::parse_model_ref(options.ref);
+  const auto root = resolve_cache_dir(options);
+  const auto listing = modelzoo::core::list_cache(root);
+  const modelzoo::core::CachedVersion* found = nullptr;
+  for (const auto& v : listing.models)  // newest version first
+    if (v.name == ref.name && (ref.version.empty() || v.version == ref.version)) {
+      found = &v;
+      break;
+    }
+  if (!found) throw modelzoo::bus::Error(modelzoo::bus::ErrorCode::not_found, ref.str() + " is not in the cache at " + root.string() + "; pull it first");
+  if (!found->complete)
+    throw modelzoo::bus::Error(modelzoo::bus::ErrorCode::not_found, ref.str() + " is not complete in the cache (a blob is missing); pull it again");
+  namespace oci = modelzoo::plugins::oci;
+  const auto target = oci::parse_push_target(options.push_target, found->version, options.plain_http);
+  json config = {{"url", target.url}};
+  if (!options.push_user.empty()) {
+    const char* pw = std::getenv("MODELZOO_OCI_PASSWORD");
+    if (!pw) throw modelzoo::bus::Error(modelzoo::bus::ErrorCode::bad_request, "push --user: set the password in MODELZOO_OCI_PASSWORD");
+    config["auth"] = {{"user", options.push_user}, {"password", pw}};
+  }
+  oci::Client client(oci::parse_config(config), "push");
+  std::vector<oci::PushFile> files;
+  std::uint64_t total = 0;
+  for (const auto& f : found->files) {
+    files.push_back({f.name, f.size, f.sha256, root / "blobs" / "sha256" / f.sha256});
+    total += f.size;
+  }
+  json reply;
+  {
+    ProgressBar bar(!options.json && isatty(STDERR_FILENO) == 1);
+    std::uint64_t done_before = 0, last_total = 0;
+    std::string last_file;
+    const auto started = std::chrono::steady_clock::now();
+    reply = oci::push(client, target, files, [&](const oci::PushProgress& p) {
+      if (p.file != last_file) done_before += last_total, last_file = p.file;
+      last_total = p.total_bytes;
+      PullProgress progress;
+      progress.bytes = done_before + p.bytes;
+      progress.total_bytes = total;
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      progress.bytes_per_second = seconds > 0 ? static_cast<double>(progress.bytes) / seconds : 0;
+      progress.file = p.file;
+      bar.update(progress);
+    });
+  }
+  reply["name"] = found->name;
+  reply["version"] = found->version;
+  reply["reference"] = options.push_target;
+  print_reply(options, reply, [](const json& r) {
+    return "pushed " + r["name"].get<std::string>() + ":" + r["version"].get<std::string>() + " to " + r["url"].get<std::string>() +
+           "/" + r["repository"].get<std::string>() + ":" + r["tag"].get<std::string>() + " (" + r["digest"].get<std::string>() +
+           "), " + std::to_string(r["blobs_uploaded"].get<std::uint64_t>()) + " blob(s) uploaded, " +
+           std::to_string(r["blobs_skipped"].get<std::uint64_t>()) + " already there\n";
+  });
+  return kOk;
+}
+
 // ---- encrypt, decrypt (crypt_cmd.h) --------------------------------------------------
 
 int run_encrypt_command(const Options& options) {
@@ -526,6 +593,15 @@ int run(int argc, char** argv) {
   events->add_option("--count", options.event_count, "Exit after N events")->check(at_least(1));
   events->add_option("--timeout", options.event_timeout_s, "Exit after SECONDS")->check(at_least(0));
   commands.emplace_back(events, run_events);
+
+  CLI::App* push = app.add_subcommand("push", "Publish a cached model as an OCI artifact (ORAS layout) to an OCI registry");
+  push->add_option("MODEL", options.ref, "NAME[:VERSION] (in the cache)")->required();
+  push->add_option("TARGET", options.push_target, "oci://HOST[:PORT]/REPO[:TAG] (TAG defaults to the version)")->required();
+  push->add_flag("--plain-http", options.plain_http, "Talk http, not https (implied for 127.0.0.1, localhost, [::1])");
+  push->add_option("--user", options.push_user, "Basic/token credentials: the user; the password from $MODELZOO_OCI_PASSWORD "
+                                                 "(default: ~/.docker/config.json auths)");
+  push->add_option("--cache-dir", options.cache_dir, "The cache directory (as for `cache`)");
+  commands.emplace_back(push, run_push);
 
   commands.emplace_back(add_encrypt_command(app, options.crypt), run_encrypt_command);
   commands.emplace_back(add_decrypt_command(app, options.crypt), run_decrypt_command);

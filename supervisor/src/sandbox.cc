@@ -167,6 +167,17 @@ SandboxPaths sandbox_paths(const Source& s, const DaemonConfig& cfg, const fs::p
       add_config_path(p.read, c.value("ca_file", json()));
       add_config_path(p.read, c.value("token_file", json()));
     }
+    if (name == "oci") {  // its CA bundle and the docker config.json it reads credentials from
+      add_config_path(p.read, c.value("ca_file", json()));
+      json dc = c.value("docker_config", json());
+      if (!dc.is_string()) {
+        const char* d = std::getenv("DOCKER_CONFIG");
+        const char* home = std::getenv("HOME");
+        if (d) dc = (fs::path(d) / "config.json").string();
+        else if (home) dc = (fs::path(home) / ".docker" / "config.json").string();
+      }
+      if (dc.is_string() && fs::exists(dc.get<std::string>(), ec)) add_config_path(p.read, dc);
+    }
     if (name == "decrypt") {
       json keys = c.value("keys", json::array());
       if (keys.is_string()) keys = json::array({keys});

@@ -3,13 +3,9 @@
 // secret in any log line, event, error or --json output, retries on 503, a dropped
 // connection resumed, a server dying mid-file (failover, and resume from the partial after
 // a restart), and failover from a dead remote to a local source.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <fstream>
 
-#include "daemon_harness.h"
+#include "loopback_util.h"
 #include "memory/models.h"
 #include "modelzoo/bus/sha256.h"
 
@@ -22,13 +18,6 @@ fs::path server_exe() { return bin_dir() / "modelzoo-http-registry"; }
 
 #define REQUIRE_SERVER()                                                                  \
   if (!fs::exists(server_exe())) GTEST_SKIP() << server_exe() << " is not built"
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string sha256_of_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -53,18 +42,6 @@ void write_generated(const fs::path& file, std::uint64_t seed, std::uint64_t siz
   }
 }
 
-// A loopback port on which nothing listens.
-int dead_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 // The example HTTP registry server, serving a private model tree on 127.0.0.1.
 class RegistryServer {
@@ -138,15 +115,6 @@ std::string remote_config(const std::string& url, const std::string& auth_yaml =
   return s.str();
 }
 
-bus::Error pull_error(Daemon& d, const std::string& ref) {
-  try {
-    d.client().pull(ref);
-  } catch (const bus::Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "pull of " << ref << " succeeded";
-  return bus::Error(bus::ErrorCode::internal, "pull succeeded");
-}
 
 // Everything published while `f` runs, as one string.
 std::string events_during(Daemon& d, const std::function<void()>& f) {
