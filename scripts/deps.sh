@@ -17,7 +17,6 @@ MODELZOO_PACKAGES=(
   libgtest-dev libgmock-dev       # tests
   clang libclang-rt-14-dev        # the fuzz targets (scripts/fuzz.sh: libFuzzer, ASan, UBSan)
   python3 python3-zmq python3-msgpack  # Python plugins (the spec's example runs in the tests)
-  nodejs npm                      # tests/hfhub/js_client_test.sh: the hub's official JS client checks the fake hub
   curl bc                         # bench/hf_bench.sh: curl is the baseline, bc the arithmetic
   docker-registry skopeo umoci apache2-utils  # the oci plugin's tests: a real registry, a second client, htpasswd -B
 )
@@ -26,6 +25,12 @@ missing=()
 for p in "${MODELZOO_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# tests/hfhub/js_client_test.sh runs the hub's official JS client against the fake hub. A machine
+# that already has Node.js and npm (NodeSource's nodejs bundles npm, and Debian's npm package
+# conflicts with it) keeps them; only a machine without npm gets Debian's.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 if ((${#missing[@]})); then
   echo "modelzoo: installing ${missing[*]}" >&2
   SUDO=""
