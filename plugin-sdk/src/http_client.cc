@@ -11,7 +11,10 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <condition_variable>
 #include <cstdlib>
+#include <limits>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -135,6 +138,15 @@ struct Outcome {
   Credentials used;
 };
 
+// A part of a file to stream, and what its answer told of the file.
+struct Range {
+  std::uint64_t first = 0;
+  std::optional<std::uint64_t> last;  // inclusive; none: to the end
+  bool whole = false;                 // out: the server answered 200, the whole file
+  std::optional<std::uint64_t> total; // out: the file's size, from a 206
+  std::string etag;                   // in/out: the file's ETag, once known
+};
+
 }  // namespace
 
 struct HttpClient::Impl {
@@ -229,7 +241,7 @@ struct HttpClient::Impl {
       for (const auto& [name, value] : creds->headers) headers.add(name + ": " + value);
     }
     char errbuf[CURL_ERROR_SIZE] = {};
-    std::string range = std::to_string(a.offset) + "-";
+    std::string range = std::to_string(a.offset) + "-" + (a.last ? std::to_string(*a.last) : std::string());
     CURL* h = acquire();
     curl_easy_setopt(h, CURLOPT_SHARE, share);
     curl_easy_setopt(h, CURLOPT_URL, full.c_str());
@@ -257,7 +269,7 @@ struct HttpClient::Impl {
       curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
       curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, secs);
       curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L * 1024);
-      if (a.offset > 0) curl_easy_setopt(h, CURLOPT_RANGE, range.c_str());
+      if (a.offset > 0 || a.last) curl_easy_setopt(h, CURLOPT_RANGE, range.c_str());
     } else {
       curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(opt.timeout.count()));
       curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
@@ -424,7 +436,154 @@ struct HttpClient::Impl {
       std::this_thread::sleep_for(wait);
     }
   }
+
+  // Bytes r.first..r.last (to the end without r.last) into on_data, retried from the first
+  // byte not yet delivered. Learns the file's ETag (kept for later ranges) and, from a 206,
+  // its size; `r.whole` is set when the server answered 200 (it ignores ranges).
+  std::uint64_t stream_range(const std::string& path, Range& r, const std::function<void(const char*, std::size_t)>& on_data,
+                             bool require_partial = false) {
+    std::uint64_t delivered = 0;
+    run(
+        path,
+        [&](Attempt& a) {
+          a.streaming = true;
+          a.offset = r.first + delivered;
+          a.last = r.last;
+          a.require_partial = require_partial;
+          a.on_data = &on_data;
+          a.expected_etag = r.etag;
+        },
+        [&](const Attempt& a) {
+          delivered += a.delivered;
+          if (a.status >= 200 && a.status <= 299) {
+            if (r.etag.empty()) r.etag = a.header("etag");
+            if (a.total) r.total = a.total;
+            if (a.status == 200) r.whole = true;
+          }
+        });
+    return delivered;
+  }
+
+  std::uint64_t stream_parallel(const std::string& path, std::uint64_t offset,
+                                const std::function<void(const char*, std::size_t)>& on_data);
 };
+
+// A file in pieces over several connections (ClientOptions::streams). The first piece is
+// asked for on the calling thread and delivered as it arrives; its 206 tells the file's size
+// (a 200 means the server ignores ranges, and that one answer is the whole file). The rest is
+// cut into pieces of piece_bytes that `streams` worker threads fetch, each with the retries of
+// a single stream and the ETag of the first answer; the calling thread hands them to on_data
+// strictly in order, so on_data sees the same bytes as from one stream. At most `streams`
+// pieces past the one being delivered are held in memory. On a failure the pieces before it
+// are delivered and the error propagates: the daemon resumes at that offset.
+std::uint64_t HttpClient::Impl::stream_parallel(const std::string& path, std::uint64_t offset,
+                                                const std::function<void(const char*, std::size_t)>& on_data) {
+  const std::uint64_t piece = std::max<std::uint64_t>(opt.piece_bytes, 64 * 1024);
+  Range head{offset, offset + piece - 1, false, std::nullopt, {}};
+  std::uint64_t delivered = stream_range(path, head, on_data);
+  if (head.whole || !head.total || offset + delivered >= *head.total) return delivered;
+  const std::uint64_t total = *head.total;
+
+  struct Piece {
+    std::uint64_t first = 0, size = 0;
+    std::string data;
+    bool done = false;
+  };
+  std::vector<Piece> pieces;
+  for (std::uint64_t at = offset + delivered; at < total; at += piece) pieces.push_back({at, std::min(piece, total - at), {}, false});
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::size_t claimed = 0, next = 0;  // next: the piece the calling thread delivers next
+  // The first piece that failed: the pieces before it are still fetched and delivered (the
+  // daemon resumes after them), the ones after it are dropped.
+  constexpr std::size_t kNone = std::numeric_limits<std::size_t>::max();
+  std::atomic<std::size_t> failed_at{kNone};
+  std::exception_ptr failure;
+  std::atomic<bool> stop{false};  // the calling thread is done: every piece is dropped
+  const std::size_t window = opt.streams;
+  struct Dropped {};
+
+  auto worker = [&] {
+    while (true) {
+      std::size_t i;
+      {
+        std::unique_lock lk(mu);
+        cv.wait(lk, [&] { return stop || claimed >= std::min(pieces.size(), failed_at.load()) || claimed < next + window; });
+        if (stop || claimed >= std::min(pieces.size(), failed_at.load())) return;
+        i = claimed++;
+      }
+      Piece& p = pieces[i];
+      std::string data;
+      try {
+        data.reserve(p.size);
+        std::function<void(const char*, std::size_t)> keep = [&](const char* b, std::size_t n) {
+          if (stop || i > failed_at) throw Dropped{};
+          data.append(b, n);
+        };
+        while (data.size() < p.size) {
+          Range r{p.first + data.size(), p.first + p.size - 1, false, std::nullopt, head.etag};
+          if (stream_range(path, r, keep, true) == 0)
+            throw Error(ErrorCode::unavailable, where(path) + ": the server sent nothing for bytes " +
+                                                    std::to_string(r.first) + "-" + std::to_string(*r.last));
+        }
+      } catch (const Dropped&) {
+        return;
+      } catch (...) {
+        std::lock_guard lk(mu);
+        if (i < failed_at) {
+          failed_at = i;
+          failure = std::current_exception();
+        }
+        cv.notify_all();
+        return;
+      }
+      std::lock_guard lk(mu);
+      p.data = std::move(data);
+      p.done = true;
+      cv.notify_all();
+    }
+  };
+
+  std::vector<std::thread> threads;
+  auto finish = [&] {
+    {
+      std::lock_guard lk(mu);
+      stop = true;
+      cv.notify_all();
+    }
+    for (auto& t : threads) t.join();
+    threads.clear();
+  };
+  const std::size_t n = std::min<std::size_t>(opt.streams, pieces.size());
+  try {
+    for (std::size_t t = 0; t < n; ++t) threads.emplace_back(worker);
+  } catch (...) {
+    finish();
+    throw;
+  }
+  while (next < pieces.size()) {
+    std::string data;
+    {
+      std::unique_lock lk(mu);
+      cv.wait(lk, [&] { return pieces[next].done || next >= failed_at; });
+      if (!pieces[next].done) break;
+      data = std::move(pieces[next].data);
+      ++next;
+      cv.notify_all();
+    }
+    try {
+      on_data(data.data(), data.size());
+    } catch (...) {
+      finish();
+      throw;
+    }
+    delivered += data.size();
+  }
+  finish();
+  if (next < pieces.size() && failure) std::rethrow_exception(failure);
+  return delivered;
+}
 
 HttpClient::HttpClient(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 HttpClient::~HttpClient() = default;
@@ -451,21 +610,12 @@ json HttpClient::get_json(const std::string& path, bool use_cache) {
 
 std::uint64_t HttpClient::stream(const std::string& path, std::uint64_t offset,
                                  const std::function<void(const char*, std::size_t)>& on_data) {
-  std::uint64_t delivered = 0;
-  std::string etag;
-  impl_->run(
-      path,
-      [&](Attempt& a) {
-        a.streaming = true;
-        a.offset = offset + delivered;
-        a.on_data = &on_data;
-        a.expected_etag = etag;
-      },
-      [&](const Attempt& a) {
-        delivered += a.delivered;
-        if (etag.empty() && a.status >= 200 && a.status <= 299) etag = a.header("etag");
-      });
-  return delivered;
+  if (impl_->opt.streams <= 1) {
+    Range r;
+    r.first = offset;
+    return impl_->stream_range(path, r, on_data);
+  }
+  return impl_->stream_parallel(path, offset, on_data);
 }
 
 }  // namespace modelzoo::sdk::http

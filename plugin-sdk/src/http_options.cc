@@ -133,7 +133,7 @@ Auth auth_from_config(const json& j) {
 ClientOptions options_from_config(const json& config, const std::vector<std::string>& extra_keys) {
   if (!config.is_object()) throw Error(ErrorCode::bad_request, "the configuration must be a map, not " + type_name(config));
   std::set<std::string> allowed = {"url", "auth", "timeout_ms", "connect_timeout_ms", "retry", "cache_ttl_ms",
-                                   "user_agent", "proxy", "ca_file"};
+                                   "user_agent", "proxy", "ca_file", "streams", "piece_bytes"};
   allowed.insert(extra_keys.begin(), extra_keys.end());
   only_keys(config, allowed, "");
   ClientOptions o;
@@ -148,6 +148,8 @@ ClientOptions options_from_config(const json& config, const std::vector<std::str
   if (auto v = opt_uint(config, "timeout_ms", "", 100, 3600000)) o.timeout = milliseconds(*v);
   if (auto v = opt_uint(config, "connect_timeout_ms", "", 100, 600000)) o.connect_timeout = milliseconds(*v);
   if (auto v = opt_uint(config, "cache_ttl_ms", "", 0, 86400000)) o.cache_ttl = milliseconds(*v);
+  if (auto v = opt_uint(config, "streams", "", 1, 16)) o.streams = static_cast<unsigned>(*v);
+  if (auto v = opt_uint(config, "piece_bytes", "", 1u << 20, 1u << 30)) o.piece_bytes = *v;
   if (auto v = opt_str(config, "user_agent", "")) o.user_agent = *v;
   if (auto v = opt_str(config, "proxy", "")) o.proxy = *v;
   if (auto v = opt_str(config, "ca_file", "")) o.ca_file = *v;

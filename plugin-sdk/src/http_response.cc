@@ -27,6 +27,7 @@ void Attempt::reset_response() {
   started = deliver = false;
   skip = 0;
   end.reset();
+  total.reset();
 }
 
 std::string Attempt::header(const std::string& name) const {
@@ -46,19 +47,41 @@ void Attempt::check() {
   if (status == 206) {
     // Content-Range: bytes FIRST-LAST/TOTAL
     std::string cr = header("content-range");
-    unsigned long long first = 0, last = 0;
+    unsigned long long from = 0, to = 0;
     char unit[16] = {};
-    if (std::sscanf(cr.c_str(), "%15s %llu-%llu", unit, &first, &last) != 3 || std::string(unit) != "bytes" ||
-        last < first || last == std::numeric_limits<std::uint64_t>::max()) {
+    if (std::sscanf(cr.c_str(), "%15s %llu-%llu", unit, &from, &to) != 3 || std::string(unit) != "bytes" ||
+        to < from || to == std::numeric_limits<std::uint64_t>::max()) {
       protocol_error = "answered 206 without a usable Content-Range ('" + printable(cr, 80) + "')";
       return;
     }
-    if (first != offset) {
-      protocol_error = "answered 206 from byte " + std::to_string(first) + " when asked from byte " + std::to_string(offset);
+    if (from != offset) {
+      protocol_error = "answered 206 from byte " + std::to_string(from) + " when asked from byte " + std::to_string(offset);
       return;
     }
-    end = last + 1;
+    if (last && to > *last) {
+      protocol_error = "answered 206 up to byte " + std::to_string(to) + " when asked up to byte " + std::to_string(*last);
+      return;
+    }
+    end = to + 1;
+    if (auto slash = cr.find('/'); slash != std::string::npos) {
+      std::string_view t(cr);
+      t.remove_prefix(slash + 1);
+      std::uint64_t size = 0;
+      auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), size);
+      if (ec == std::errc() && ptr == t.data() + t.size()) {
+        if (size < *end) {
+          protocol_error = "answered 206 with a range past the file's size ('" + printable(cr, 80) + "')";
+          return;
+        }
+        total = size;
+      }
+    }
   } else {
+    if (require_partial) {
+      protocol_error = "answered " + std::to_string(status) + " to a request for bytes " + std::to_string(offset) + "-" +
+                       std::to_string(last.value_or(0)) + " of a file it had served in ranges";
+      return;
+    }
     if (!header("content-range").empty()) {
       protocol_error = "answered " + std::to_string(status) + " with a Content-Range";
       return;

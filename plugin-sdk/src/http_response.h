@@ -23,6 +23,11 @@ inline constexpr std::size_t kMaxErrorBody = 64 * 1024;
 struct Attempt {
   bool streaming = false;
   std::uint64_t offset = 0;  // first byte asked for (streams)
+  // Streams: the last byte asked for (Range: bytes=offset-last); none asks to the end.
+  std::optional<std::uint64_t> last;
+  // A piece of a parallel download: a 200 (the server ignoring the Range) ends the transfer
+  // instead of being read as the whole file.
+  bool require_partial = false;
   const std::function<void(const char*, std::size_t)>* on_data = nullptr;
   std::size_t body_limit = kMaxErrorBody;
   std::string expected_etag;  // streams: the ETag of the first response, once known
@@ -35,6 +40,7 @@ struct Attempt {
   std::uint64_t skip = 0;                      // bytes still to drop (a 200 answering a Range)
   std::uint64_t delivered = 0;
   std::optional<std::uint64_t> end;  // streams: one past the last byte of the file this response covers
+  std::optional<std::uint64_t> total;  // streams: the file's size, from a 206's Content-Range ("/*": none)
   std::string protocol_error;        // set by check(): ends the transfer, not retried
   std::exception_ptr sink_error;
 

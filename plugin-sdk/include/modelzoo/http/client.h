@@ -39,6 +39,13 @@ struct ClientOptions {
   milliseconds cache_ttl{30000};  // of JSON answers; 0 = no cache
   std::size_t cache_entries = 1024;
   std::size_t max_json_bytes = 64u << 20;
+  // Parallel ranged downloads of one file: up to `streams` connections at once, each
+  // fetching pieces of `piece_bytes`, when the server answers ranges (one 200 and the file
+  // comes over one connection). on_data still sees the bytes in order, once each; memory
+  // holds at most `streams` pieces beyond the one being delivered. 1: one connection.
+  // Default: docs/sources.md, "Parallel downloads", says how it was chosen.
+  unsigned streams = 4;
+  std::uint64_t piece_bytes = 8u << 20;
 };
 
 // Talks to one HTTP registry. Thread-safe: requests from several threads run at once, each
@@ -61,8 +68,9 @@ class HttpClient {
   nlohmann::json get_json(const std::string& path, bool use_cache = true);
 
   // GETs the bytes of base_url + path from `offset` to the end and hands them, in order,
-  // to `on_data` (with Range: bytes=offset- when offset > 0; a 206 must start at offset,
-  // a 200 is accepted and its first `offset` bytes skipped). A transient failure is retried
+  // to `on_data` (with Range: bytes=offset- when offset > 0, or bytes=offset-LAST in
+  // pieces when options().streams > 1; a 206 must start at offset, a 200 is accepted and
+  // its first `offset` bytes skipped). on_data is called on the calling thread only. A transient failure is retried
   // from the first byte not yet delivered: on_data never sees a byte twice, and a retry
   // that made progress does not use up an attempt. An exception thrown by on_data ends the
   // stream and propagates unchanged. Returns the number of bytes delivered.
