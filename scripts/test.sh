@@ -9,6 +9,9 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/scripts/deps.sh"
 jobs=$(nproc)
+started=$SECONDS
+phase() { echo "== $* (at $((SECONDS - started)) s)"; }
+trap 'echo "scripts/test.sh: $((SECONDS - started)) s in all"' EXIT
 
 run_suite() {  # build dir, extra cmake args...
   local dir=$1; shift
@@ -20,22 +23,22 @@ run_suite() {  # build dir, extra cmake args...
 # Release, as the README's main command (scripts/run.sh) builds it: GCC 12 warns differently at
 # -O3 than at -O2 (PR105651 once broke that build alone), so the configuration users build is
 # the one tested.
-echo "== build and test (Release)"
+phase "build and test (Release)"
 run_suite "$top/build" -DCMAKE_BUILD_TYPE=Release
-echo "== benchmarks, quick form (figures only, never a failure on speed)"
+phase "benchmarks, quick form (figures only, never a failure on speed)"
 "$top/build/bin/modelzoo-bench" --quick || { echo "benchmark run broke" >&2; exit 1; }
 "$top/build/bin/modelzoo-pull-bench" --quick || { echo "pull benchmark run broke" >&2; exit 1; }
 "$top/build/bin/modelzoo-extension-bench" --quick || { echo "extension benchmark run broke" >&2; exit 1; }
 "$top/bench/hf_bench.sh" --quick --bin-dir "$top/build/bin" || { echo "huggingface benchmark run broke" >&2; exit 1; }
-echo "== fuzz, bounded"
+phase "fuzz, bounded"
 # Every fuzz target for 10 s (2 at a time) on a copy of its seed corpus, after replaying every
 # past crash; fails on any crash, leak or timeout (docs/fuzzing.md).
 "$top/scripts/fuzz.sh" --seconds 10 || { echo "fuzzing found a problem (reproducer above)" >&2; exit 1; }
 if [ "${1:-}" != "--no-sanitize" ]; then
-  echo "== build and test with ASan + UBSan"
+  phase "build and test with ASan + UBSan"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite "$top/build-asan" -DCMAKE_BUILD_TYPE=Debug -DMODELZOO_SANITIZE=ON -DMODELZOO_BENCH=OFF
-  echo "== build and test the threaded parts with ThreadSanitizer"
+  phase "build and test the threaded parts with ThreadSanitizer"
   # The daemon (disk and background threads), the SDK (worker pool, download threads) and the
   # plugins, all built with TSan; the integration tests that drive them concurrently (the
   # subset is chosen in tests/integration/CMakeLists.txt). Every process writes its reports to

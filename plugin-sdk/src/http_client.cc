@@ -468,21 +468,27 @@ struct HttpClient::Impl {
                                 const std::function<void(const char*, std::size_t)>& on_data);
 };
 
-// A file in pieces over several connections (ClientOptions::streams). The first piece is
-// asked for on the calling thread and delivered as it arrives; its 206 tells the file's size
-// (a 200 means the server ignores ranges, and that one answer is the whole file). The rest is
-// cut into pieces of piece_bytes that `streams` worker threads fetch, each with the retries of
+// A file in pieces over several connections (ClientOptions::streams). The first piece (1 MiB)
+// is asked for on the calling thread and delivered as it arrives; its 206 tells the file's
+// size (a 200 means the server ignores ranges, and that one answer is the whole file). The
+// rest is cut into pieces of at most piece_bytes that `streams` worker threads fetch, each with the retries of
 // a single stream and the ETag of the first answer; the calling thread hands them to on_data
 // strictly in order, so on_data sees the same bytes as from one stream. At most `streams`
 // pieces past the one being delivered are held in memory. On a failure the pieces before it
 // are delivered and the error propagates: the daemon resumes at that offset.
 std::uint64_t HttpClient::Impl::stream_parallel(const std::string& path, std::uint64_t offset,
                                                 const std::function<void(const char*, std::size_t)>& on_data) {
-  const std::uint64_t piece = std::max<std::uint64_t>(opt.piece_bytes, 64 * 1024);
-  Range head{offset, offset + piece - 1, false, std::nullopt, {}};
+  // The first answer only has to tell the size: a small first piece lets the others start
+  // early. The rest is cut so that every stream has work (a file of a few pieces still goes
+  // over all of them), in pieces of at most piece_bytes.
+  const std::uint64_t max_piece = std::max<std::uint64_t>(opt.piece_bytes, 64 * 1024);
+  const std::uint64_t first_piece = std::min<std::uint64_t>(max_piece, 1u << 20);
+  Range head{offset, offset + first_piece - 1, false, std::nullopt, {}};
   std::uint64_t delivered = stream_range(path, head, on_data);
   if (head.whole || !head.total || offset + delivered >= *head.total) return delivered;
   const std::uint64_t total = *head.total;
+  const std::uint64_t rest = total - offset - delivered;
+  const std::uint64_t piece = std::clamp<std::uint64_t>((rest + opt.streams - 1) / opt.streams, first_piece, max_piece);
 
   struct Piece {
     std::uint64_t first = 0, size = 0;
@@ -606,6 +612,39 @@ json HttpClient::get_json(const std::string& path, bool use_cache) {
   }
   if (use_cache) impl_->cache.put(path, j);
   return j;
+}
+
+HttpClient::JsonPage HttpClient::get_json_page(const std::string& path) {
+  std::string body, link;
+  impl_->run(
+      path, [&](Attempt& a) { a.body_limit = impl_->opt.max_json_bytes; },
+      [&](const Attempt& a) {
+        body = a.body;
+        link = a.header("link");
+      });
+  JsonPage page;
+  try {
+    page.body = detail::parse_json_answer(body);
+  } catch (const std::invalid_argument& e) {
+    throw Error(ErrorCode::internal, impl_->where(path) + ": " + e.what());
+  }
+  std::string next = detail::next_link(link);
+  if (next.empty()) return page;
+  const std::string& base = impl_->base;
+  if (next.front() == '/') {
+    // Relative to the origin: base_url's own path must lead it.
+    auto scheme_end = base.find("://");
+    auto path_start = base.find('/', scheme_end == std::string::npos ? 0 : scheme_end + 3);
+    std::string prefix = path_start == std::string::npos ? std::string() : base.substr(path_start);
+    if (next.rfind(prefix, 0) == 0 && next.size() > prefix.size() && next[prefix.size()] == '/')
+      page.next = next.substr(prefix.size());
+  } else if (next.rfind(base, 0) == 0 && next.size() > base.size() && next[base.size()] == '/') {
+    page.next = next.substr(base.size());
+  }
+  if (page.next.empty())
+    log("warn", impl_->opt.source + ": " + impl_->where(path) + ": the next page (" + impl_->redact(next) +
+                    ") is not under " + impl_->redact(base) + "; the listing stops here");
+  return page;
 }
 
 std::uint64_t HttpClient::stream(const std::string& path, std::uint64_t offset,

@@ -188,6 +188,47 @@ json parse_json_answer(const std::string& body) {
   return j;
 }
 
+std::string next_link(const std::string& link) {
+  std::size_t at = 0;
+  while (at < link.size()) {
+    auto open = link.find('<', at);
+    if (open == std::string::npos) return {};
+    auto close = link.find('>', open);
+    if (close == std::string::npos) return {};
+    std::string target = link.substr(open + 1, close - open - 1);
+    // The parameters run to the next entry: a comma outside quotes.
+    std::size_t end = close + 1;
+    bool quoted = false;
+    for (; end < link.size(); ++end) {
+      if (link[end] == '"') quoted = !quoted;
+      else if (link[end] == ',' && !quoted) break;
+    }
+    std::string params = lower(link.substr(close + 1, end - close - 1));
+    for (std::size_t p = params.find("rel"); p != std::string::npos; p = params.find("rel", p + 3)) {
+      std::size_t v = params.find_first_not_of(" \t", p + 3);
+      if (v == std::string::npos || params[v] != '=') continue;
+      v = params.find_first_not_of(" \t", v + 1);
+      if (v == std::string::npos) break;
+      std::string value;
+      if (params[v] == '"') {
+        auto q = params.find('"', v + 1);
+        value = params.substr(v + 1, q == std::string::npos ? std::string::npos : q - v - 1);
+      } else {
+        value = params.substr(v, params.find_first_of(" \t;", v) - v);
+      }
+      std::size_t w = 0;
+      while (w < value.size()) {
+        auto sp = value.find(' ', w);
+        if (value.substr(w, sp == std::string::npos ? std::string::npos : sp - w) == "next") return target;
+        if (sp == std::string::npos) break;
+        w = sp + 1;
+      }
+    }
+    at = end + 1;
+  }
+  return {};
+}
+
 std::optional<unsigned long long> unsatisfied_range_total(const std::string& content_range) {
   unsigned long long total = 0;
   if (std::sscanf(content_range.c_str(), "bytes */%llu", &total) == 1) return total;

@@ -65,6 +65,10 @@ std::string server_message(const std::string& body);
 inline constexpr int kMaxJsonDepth = 64;
 nlohmann::json parse_json_answer(const std::string& body);
 
+// The target of the rel="next" entry of a Link header (RFC 8288: `<URL>; rel="next"`, entries
+// separated by commas, rel possibly one of several space-separated values), "" when none.
+std::string next_link(const std::string& link);
+
 // The TOTAL of a 416's "Content-Range: bytes */TOTAL", nullopt when it is not of that form.
 std::optional<unsigned long long> unsatisfied_range_total(const std::string& content_range);
 

@@ -312,19 +312,25 @@ std::vector<sdk::ModelSummary> HubRegistry::list() {
     for (const auto& m : cfg_.models) out.push_back({cfg_.prefix + m, {}, "Hugging Face repo " + m});
     return out;
   }
-  // One bounded page: a hub holds millions of repos, `list` shows the first list_limit.
+  // Paged and bounded: a hub holds millions of repos; the pages (the hub's Link cursor) are
+  // followed until list_limit repos, one page in memory at a time.
+  constexpr std::size_t kMaxPages = 1000;  // a hub answering the same cursor forever
   std::string path = "/api/models?limit=" + std::to_string(cfg_.list_limit);
   if (!cfg_.author.empty()) path += "&author=" + sdk::http::encode_segment(cfg_.author);
-  auto body = client().get_json(path);
-  if (!body.is_array()) throw Error(ErrorCode::internal, "GET " + client().redact(cfg_.endpoint + path) + ": not a list of models");
-  for (const auto& m : body) {
-    if (out.size() >= cfg_.list_limit) break;
-    std::string id = m.is_object() ? m.value("id", m.value("modelId", std::string())) : std::string();
-    if (id.empty()) continue;
-    sdk::ModelSummary s{cfg_.prefix + id, {}, "Hugging Face repo " + id};
-    if (m.contains("sha") && m["sha"].is_string() && is_hex(m["sha"].get<std::string>(), 40))
-      s.versions.push_back(version_of_commit(m["sha"].get<std::string>()));
-    out.push_back(std::move(s));
+  for (std::size_t pages = 0; !path.empty() && out.size() < cfg_.list_limit && pages < kMaxPages; ++pages) {
+    auto page = client().get_json_page(path);
+    if (!page.body.is_array())
+      throw Error(ErrorCode::internal, "GET " + client().redact(cfg_.endpoint + path) + ": not a list of models");
+    for (const auto& m : page.body) {
+      if (out.size() >= cfg_.list_limit) break;
+      std::string id = m.is_object() ? m.value("id", m.value("modelId", std::string())) : std::string();
+      if (id.empty()) continue;
+      sdk::ModelSummary s{cfg_.prefix + id, {}, "Hugging Face repo " + id};
+      if (m.contains("sha") && m["sha"].is_string() && is_hex(m["sha"].get<std::string>(), 40))
+        s.versions.push_back(version_of_commit(m["sha"].get<std::string>()));
+      out.push_back(std::move(s));
+    }
+    path = page.next == path ? std::string() : page.next;
   }
   return out;
 }

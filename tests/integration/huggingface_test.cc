@@ -6,6 +6,7 @@
 // dying mid-file resumed.
 #include <fstream>
 #include <random>
+#include <set>
 
 #include "daemon_harness.h"
 #include "modelzoo/bus/sha256.h"
@@ -194,6 +195,28 @@ TEST(HuggingFace, TooManyRequestsAndServerErrorsAreRetriedThenUnavailable) {
   auto e = pull_error(d, "hf/acme/tiny");
   EXPECT_EQ(e.code(), bus::ErrorCode::unavailable) << e.what();
   EXPECT_NE(std::string(e.what()).find("503"), std::string::npos) << e.what();
+}
+
+TEST(HuggingFace, ListingFollowsTheHubsPagesUpToListLimit) {
+  REQUIRE_PLUGIN();
+  FakeHub hub;
+  for (int i = 0; i < 5; ++i) make_repo(hub, 1024, "acme/m" + std::to_string(i));
+  hub.start({"--max-page", "2"});  // pages of 2 with a Link to the next
+  auto names = [](Daemon& d) {
+    std::set<std::string> out;
+    auto reply = d.client().models();
+    for (const auto& m : reply["models"]) out.insert(m["name"].get<std::string>());
+    EXPECT_TRUE(reply["errors"].empty()) << reply.dump();
+    return out;
+  };
+  {
+    Daemon d(config(source("hf", hub.url(), 50, "      author: acme\n")));
+    d.wait_plugin("hf");
+    EXPECT_EQ(names(d), (std::set<std::string>{"hf/acme/m0", "hf/acme/m1", "hf/acme/m2", "hf/acme/m3", "hf/acme/m4"}));
+  }
+  Daemon d(config(source("hf", hub.url(), 50, "      author: acme\n      list_limit: 3\n")));
+  d.wait_plugin("hf");
+  EXPECT_EQ(names(d).size(), 3u);  // two pages, the second cut at the limit
 }
 
 TEST(HuggingFace, ACorruptedFileIsRefused) {

@@ -328,7 +328,7 @@ TEST(RemoteRegistry, ADroppedConnectionIsResumedWhereItBroke) {
   REQUIRE_SERVER();
   RegistryServer server;
   make_models(server, 6 * kMiB);
-  server.start({"--drop-after-bytes", std::to_string(2 * kMiB + 12345)});
+  server.start({"--drop-after-bytes", std::to_string(512 * 1024 + 12345)});  // inside the first piece (1 MiB)
   Daemon d(remote_config(server.url()));
   d.wait_plugin("remote");
   auto reply = d.client().pull("acme/llm");

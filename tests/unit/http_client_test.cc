@@ -13,6 +13,8 @@
 
 #include <gtest/gtest.h>
 
+#include "http_response.h"
+
 namespace modelzoo::sdk::http {
 namespace {
 
@@ -47,6 +49,21 @@ std::string header_value(const Credentials& c, const std::string& name) {
   for (const auto& [n, v] : c.headers)
     if (n == name) return v;
   return "<absent>";
+}
+
+// ---- Link headers (paged listings)
+
+TEST(NextLink, TheRelNextEntryOfALinkHeaderIsFound) {
+  using detail::next_link;
+  EXPECT_EQ(next_link("<https://h/api/models?cursor=abc>; rel=\"next\""), "https://h/api/models?cursor=abc");
+  EXPECT_EQ(next_link("<https://h/p1>; rel=\"prev\", <https://h/p3>; rel=\"next\""), "https://h/p3");
+  EXPECT_EQ(next_link("<https://h/p3>; title=\"a, b\"; REL=next"), "https://h/p3");  // comma in quotes, unquoted rel
+  EXPECT_EQ(next_link("</v2/_catalog?n=2&last=b>; rel=\"first next\""), "/v2/_catalog?n=2&last=b");
+  EXPECT_EQ(next_link("<https://h/p1>; rel=\"prev\""), "");
+  EXPECT_EQ(next_link("<https://h/p1>; rel=\"nextpage\""), "");
+  EXPECT_EQ(next_link(""), "");
+  EXPECT_EQ(next_link("<unterminated; rel=next"), "");
+  EXPECT_EQ(next_link("garbage, , ;;"), "");
 }
 
 // ---- retries

@@ -67,6 +67,16 @@ class HttpClient {
   // false. Throws Error as described at the top of this file.
   nlohmann::json get_json(const std::string& path, bool use_cache = true);
 
+  // One page of a listing: the JSON answer of GET base_url + path (never cached) and the path
+  // of the next page from its `Link: <...>; rel="next"` header, "" when it is the last. A
+  // next page outside base_url (another host, another prefix) is not followed: "" and a warn
+  // line, so credentials never go elsewhere.
+  struct JsonPage {
+    nlohmann::json body;
+    std::string next;
+  };
+  JsonPage get_json_page(const std::string& path);
+
   // GETs the bytes of base_url + path from `offset` to the end and hands them, in order,
   // to `on_data` (with Range: bytes=offset- when offset > 0, or bytes=offset-LAST in
   // pieces when options().streams > 1; a 206 must start at offset, a 200 is accepted and
