@@ -297,13 +297,7 @@ sdk::ModelMetadata HubRegistry::metadata(const std::string& name, const std::str
 }
 
 bool HubRegistry::exists(const std::string& name, const std::string& version) {
-  try {
-    metadata(name, version);
-    return true;
-  } catch (const Error& e) {
-    if (e.code() == ErrorCode::not_found) return false;
-    throw;
-  }
+  return sdk::Registry::exists(name, version);  // by its metadata, not HttpRegistry's request of its own
 }
 
 std::vector<sdk::ModelSummary> HubRegistry::list() {

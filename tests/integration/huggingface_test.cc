@@ -8,20 +8,13 @@
 #include <random>
 #include <set>
 
-#include "daemon_harness.h"
+#include "loopback_util.h"
 #include "modelzoo/bus/sha256.h"
 
 namespace modelzoo::testing {
 namespace {
 
 constexpr std::uint64_t kMiB = 1 << 20;
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string sha256_of_file(const fs::path& p) {
   std::string s = slurp(p);
@@ -109,15 +102,6 @@ std::string source(const std::string& name, const std::string& url, int priority
 
 std::string config(const std::string& sources) { return std::string(kFastTimers) + "log_level: debug\nsources:\n" + sources; }
 
-bus::Error pull_error(Daemon& d, const std::string& ref) {
-  try {
-    d.client().pull(ref);
-  } catch (const bus::Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "pull of " << ref << " succeeded";
-  return bus::Error(bus::ErrorCode::internal, "pull succeeded");
-}
 
 const nlohmann::json* file_of(const nlohmann::json& reply, const std::string& name) {
   for (const auto& f : reply["files"])
