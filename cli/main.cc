@@ -69,6 +69,7 @@ struct Options {
   std::string push_target;                   // push oci://HOST[:PORT]/REPO[:TAG]
   bool plain_http = false;                   // push --plain-http
   std::string push_user;                     // push --user (password: $MODELZOO_OCI_PASSWORD)
+  std::uint64_t push_chunk_mib = 64;         // push --chunk-mib
   CryptOptions crypt;                        // encrypt, decrypt
   SecretOptions secret;                      // secret keygen, secret encrypt
   KeysOptions keys;                          // keys generate, list, show
@@ -367,7 +368,7 @@ int run_push(const Options& options) {
       progress.bytes_per_second = seconds > 0 ? static_cast<double>(progress.bytes) / seconds : 0;
       progress.file = p.file;
       bar.update(progress);
-    });
+    }, options.push_chunk_mib << 20);
   }
   reply["name"] = found->name;
   reply["version"] = found->version;
@@ -601,6 +602,10 @@ int run(int argc, char** argv) {
   push->add_option("--user", options.push_user, "Basic/token credentials: the user; the password from $MODELZOO_OCI_PASSWORD "
                                                  "(default: ~/.docker/config.json auths)");
   push->add_option("--cache-dir", options.cache_dir, "The cache directory (as for `cache`)");
+  push->add_option("--chunk-mib", options.push_chunk_mib,
+                   "Files larger than this many MiB go up in PATCH chunks of this size (default 64; lower it for a "
+                   "registry or proxy that limits request bodies)")
+      ->check(CLI::Range(1, 4096));
   commands.emplace_back(push, run_push);
 
   commands.emplace_back(add_encrypt_command(app, options.crypt), run_encrypt_command);

@@ -113,6 +113,34 @@ ModelRef parse_model_ref(std::string_view ref) {
   return r;
 }
 
+std::optional<std::string> version_of_tag(std::string_view tag) {
+  std::string v = "0.0.0+";
+  for (std::size_t i = 0; i + 1 < tag.size(); ++i)
+    if ((tag[i] == '_' && tag[i + 1] == '-') || (tag[i] == '-' && tag[i + 1] == '_')) return std::nullopt;
+  for (char c : tag) {
+    if (c == '_') v += "--";
+    else v.push_back(c);
+  }
+  if (tag.empty() || check_version(v)) return std::nullopt;
+  return v;
+}
+
+std::optional<std::string> tag_of_version(std::string_view version) {
+  constexpr std::string_view head = "0.0.0+";
+  if (version.substr(0, head.size()) != head || version.size() == head.size() || check_version(version)) return std::nullopt;
+  std::string t;
+  auto rest = version.substr(head.size());
+  for (std::size_t i = 0; i < rest.size(); ++i) {
+    if (rest[i] == '-' && i + 1 < rest.size() && rest[i + 1] == '-') {
+      t.push_back('_');
+      ++i;
+    } else {
+      t.push_back(rest[i]);
+    }
+  }
+  return t;
+}
+
 bool glob_match(std::string_view p, std::string_view s) {
   // Iterative matcher with single-star backtracking: linear in practice, no recursion.
   std::size_t pi = 0, si = 0, star = std::string_view::npos, mark = 0;

@@ -36,6 +36,7 @@ std::string_view to_string(Auth::Kind kind) {
     case Auth::Kind::bearer: return "bearer";
     case Auth::Kind::basic: return "basic";
     case Auth::Kind::custom: return "custom";
+    case Auth::Kind::provider: return "provider";
   }
   return "none";
 }
@@ -56,6 +57,7 @@ std::string Auth::describe() const {
     case Kind::basic: return "basic auth as user '" + user + "'";
     case Kind::custom:
       return "custom auth header from command '" + (command.empty() ? std::string() : command[0]) + "'";
+    case Kind::provider: return provider_name.empty() ? std::string("credentials from the plugin") : provider_name;
   }
   return {};
 }
@@ -250,6 +252,21 @@ Credentials Authenticator::credentials() {
       c.headers.push_back(*command_header_);
       break;
     }
+    case Auth::Kind::provider: {
+      std::lock_guard lk(mu_);  // one call at a time: concurrent requests share its answer
+      if (!provided_) {
+        if (!auth_.provider) throw Error(ErrorCode::internal, "auth kind provider without a provider function");
+        provided_ = auth_.provider(refresh_);
+        refresh_ = false;
+        const std::string& v = *provided_;
+        if (!v.empty() && std::find(seen_secrets_.begin(), seen_secrets_.end(), v) == seen_secrets_.end()) {
+          seen_secrets_.push_back(v);
+          if (auto sp = v.find(' '); sp != std::string::npos && sp + 1 < v.size()) seen_secrets_.push_back(v.substr(sp + 1));
+        }
+      }
+      if (!provided_->empty()) c.headers.emplace_back("Authorization", *provided_);
+      break;
+    }
   }
   return c;
 }
@@ -258,6 +275,11 @@ bool Authenticator::invalidate() {
   std::lock_guard lk(mu_);
   file_stamp_.reset();
   command_header_.reset();
+  if (auth_.kind == Auth::Kind::provider) {
+    provided_.reset();
+    refresh_ = true;
+    return true;
+  }
   return auth_.kind == Auth::Kind::custom || (auth_.kind == Auth::Kind::bearer && !auth_.token_file.empty());
 }
 

@@ -124,6 +124,7 @@ Auth auth_from_config(const json& j) {
       if (auto v = opt_uint(j, "command_timeout_ms", w, 100, 600000)) a.command_timeout = milliseconds(*v);
       break;
     }
+    case Auth::Kind::provider: bad_setting("auth.kind", "provider is given by a plugin's code, not by configuration");
   }
   return a;
 }

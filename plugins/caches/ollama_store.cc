@@ -22,7 +22,9 @@ constexpr std::uint64_t kMaxManifest = 1u << 20;
 
 bool tag_ok(const std::string& t) {
   if (t.empty() || t.size() > 58 || t.front() == '.' || t.back() == '.' || t.find("..") != std::string::npos) return false;
-  return std::all_of(t.begin(), t.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.'; });
+  return std::all_of(t.begin(), t.end(),
+                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_'; }) &&
+         bus::version_of_tag(t);
 }
 
 std::string read_text(int fd, std::uint64_t size) {
@@ -104,9 +106,14 @@ Store::Manifest Store::resolve(const std::string& name, const std::string& versi
   std::string tag = "latest";
   if (!version.empty()) {
     if (auto why = bus::check_version(version)) throw Error(ErrorCode::bad_request, kPlugin + ": " + *why);
-    if (version.rfind("0.0.0+", 0) != 0 || !tag_ok(version.substr(6)))
-      throw Error(ErrorCode::not_found, kPlugin + ": version '" + version + "' of '" + name + "' is not a tag (versions here are 0.0.0+<tag>)");
+    auto underscored = bus::tag_of_version(version);
+    if (!underscored)
+      throw Error(ErrorCode::not_found, kPlugin + ": version '" + version + "' of '" + name +
+                                            "' is not a tag (versions here are 0.0.0+<tag>, '_' written '--')");
+    // The literal tag ("q4--0") if the store has one, else the one with '_' ("q4_0").
     tag = version.substr(6);
+    std::error_code ec;
+    if (tag != *underscored && !fs::exists(opt_.root / "manifests" / rel / tag, ec)) tag = *underscored;
   }
   Error none(ErrorCode::not_found, kPlugin + ": no model '" + name + "' with tag '" + tag + "' in " + opt_.root.string());
   auto root = caches::real_path(opt_.root);
@@ -129,7 +136,7 @@ sdk::ModelMetadata Store::read(const Manifest& mf, const std::string& name) cons
     throw Error(ErrorCode::unavailable, kPlugin + ": the manifest of '" + what + "' is not an Ollama manifest (no 'layers')");
   sdk::ModelMetadata m;
   m.name = name;
-  m.version = "0.0.0+" + mf.tag;
+  m.version = bus::version_of_tag(mf.tag).value_or("0.0.0+" + mf.tag);
   m.format = "gguf";
   m.description = "from Ollama's store " + opt_.root.string();
   std::vector<std::string> taken;
@@ -203,13 +210,15 @@ std::vector<sdk::ModelSummary> Store::list() {
           std::string t = it->path().filename().native();
           if (!it->is_regular_file(ec) || it->is_symlink(ec)) continue;
           if (!tag_ok(t)) {
-            log("info", kPlugin + ": skipping tag '" + t + "' of '" + name + "': only tags of [0-9A-Za-z.-] map to a version");
+            log("info", kPlugin + ": skipping tag '" + t + "' of '" + name + "': only tags of [0-9A-Za-z._-] map to a version");
             continue;
           }
           if (t == "latest") latest = true;
-          else versions.push_back("0.0.0+" + t);
+          else versions.push_back(*bus::version_of_tag(t));
         }
         std::sort(versions.begin(), versions.end());
+        // "a_b" and a literal "a--b" are one version (the literal tag wins when pulled)
+        versions.erase(std::unique(versions.begin(), versions.end()), versions.end());
         if (latest) versions.insert(versions.begin(), "0.0.0+latest");
         if (!versions.empty()) out.push_back({name, std::move(versions), {}});
       }

@@ -5,7 +5,8 @@
 //
 //   name     <prefix><model> or <prefix><namespace>/<model> (host registry.ollama.ai) or
 //            <prefix><host>/<namespace>/<model>; the default namespace is "library"
-//   version  0.0.0+<tag> (tags of [0-9A-Za-z.-] only; others are skipped with a log line);
+//   version  0.0.0+<tag>, '_' written "--" (q4_K_M -> 0.0.0+q4--K--M; bus::version_of_tag);
+//            tags that cannot map (an empty dot part, too long) are skipped with a log line;
 //            no version = the tag "latest"
 //   files    one per layer, named by media type application/vnd.ollama.image.<kind>:
 //            model -> model.gguf, adapter -> adapter.gguf, projector -> projector.gguf,

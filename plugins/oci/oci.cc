@@ -75,7 +75,7 @@ Config parse_config(const nlohmann::json& j) {
   if (!j.is_object()) throw Error(ErrorCode::bad_request, "oci: the configuration must be a map");
   static const std::vector<std::string> known = {"url", "repository_prefix", "versions", "auth", "docker_config",
                                                  "timeout_ms", "connect_timeout_ms", "page_size", "max_repositories",
-                                                 "ca_file"};
+                                                 "ca_file", "retry", "streams", "piece_bytes"};
   for (auto& [k, v] : j.items())
     if (std::find(known.begin(), known.end(), k) == known.end())
       throw Error(ErrorCode::bad_request, "oci: unknown setting '" + k + "'");
@@ -119,6 +119,18 @@ Config parse_config(const nlohmann::json& j) {
       throw Error(ErrorCode::bad_request, "oci: 'auth' must be {user: ..., password: ...}");
     c.user = a["user"].get<std::string>();
     c.password = a["password"].get<std::string>();
+  }
+  {
+    nlohmann::json t = nlohmann::json::object();
+    for (const char* k : {"url", "timeout_ms", "connect_timeout_ms", "retry", "streams", "piece_bytes", "ca_file"})
+      if (j.contains(k)) t[k] = j[k];
+    try {
+      c.transfer = sdk::http::options_from_config(t);
+    } catch (const Error& e) {
+      throw Error(ErrorCode::bad_request, std::string("oci: ") + e.what());
+    }
+    c.transfer.cache_ttl = sdk::http::milliseconds(0);
+    c.transfer.user_agent = "modelzoo-plugin-oci/" MODELZOO_VERSION;
   }
   if (c.docker_config.empty() && c.user.empty()) {
     const char* home = std::getenv("HOME");
@@ -403,6 +415,22 @@ Response Client::request(const std::string& method, const std::string& path, con
   }
 }
 
+std::string Client::authorization(const std::string& scope, bool refresh) {
+  {
+    std::lock_guard lk(mu_);
+    if (refresh) tokens_.erase(scope);
+    else if (auto it = tokens_.find(scope); it != tokens_.end()) return it->second;
+  }
+  auto r = request("GET", "/v2/", scope, {}, "");
+  if (r.status == 401 && !basic_)
+    throw Error(ErrorCode::unauthorized, "oci source " + source_ + ": registry " + host_of(config_.url) +
+                                             " wants credentials; set auth {user, password} in the source's config or "
+                                             "log in (docker config.json auths entry for " + host_of(config_.url) + ")");
+  std::lock_guard lk(mu_);
+  auto it = tokens_.find(scope);
+  return it == tokens_.end() ? std::string() : it->second;
+}
+
 Response Client::get(const std::string& path, const std::string& repo, const std::vector<std::string>& headers,
                      const std::function<void(const char*, std::size_t)>& on_data, std::uint64_t offset) {
   std::string scope = repo.empty() ? "registry:catalog:*" : "repository:" + repo + ":pull";
@@ -452,12 +480,40 @@ ManifestFiles OciRegistry::resolve(const std::string& name, const std::string& v
     auto all = list_versions_of(name);
     if (all.empty()) throw Error(ErrorCode::not_found, "oci source: repository " + repository(name) + " has no version tag");
     version = all.front();
+    // Only tags that are no semantic version (Ollama's): its "latest" if it has one
+    if (version.rfind("0.0.0+", 0) == 0 && std::find(all.begin(), all.end(), "0.0.0+latest") != all.end())
+      version = "0.0.0+latest";
   }
   std::string repo = repository(name);
   // Tags: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}; '+' (semver build) is not a tag character.
+  // The candidates, in order: the mapped tag, or the version with '+' as '_' (what
+  // `modelzoo push` writes); for 0.0.0+X also the registry's own tag X ('--' read as '_'),
+  // and X as it is.
+  std::vector<std::string> candidates;
   std::string t = tag(version);
-  std::replace(t.begin(), t.end(), '+', '_');
-  auto r = client_->get("/v2/" + repo + "/manifests/" + t, repo, {kManifestAccept});
+  if (t == version) std::replace(t.begin(), t.end(), '+', '_');
+  candidates.push_back(t);
+  if (!client_->config().versions.count(version))
+    if (auto own = bus::tag_of_version(version)) {
+      candidates.push_back(*own);
+      candidates.push_back(version.substr(6));
+    }
+  for (std::size_t i = 1; i < candidates.size();)
+    if (std::find(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(i), candidates[i]) !=
+        candidates.begin() + static_cast<std::ptrdiff_t>(i))
+      candidates.erase(candidates.begin() + static_cast<std::ptrdiff_t>(i));
+    else
+      ++i;
+  Response r;
+  for (std::size_t i = 0;; ++i) {
+    t = candidates[i];
+    try {
+      r = client_->get("/v2/" + repo + "/manifests/" + t, repo, {kManifestAccept});
+      break;
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::not_found || i + 1 == candidates.size()) throw;
+    }
+  }
   std::string digest = r.headers.count("docker-content-digest") ? r.headers["docker-content-digest"] : "";
   auto m = nlohmann::json::parse(r.body, nullptr, false);
   if (!m.is_object()) throw Error(ErrorCode::internal, "oci: the manifest of " + repo + ":" + t + " is not JSON");
@@ -505,12 +561,18 @@ std::vector<std::string> OciRegistry::list_versions_of(const std::string& name) 
         if (!t.is_string()) continue;
         std::string tg = t.get<std::string>();
         std::string v = by_tag.count(tg) ? by_tag[tg] : tg;
-        if (!bus::check_version(v)) out.push_back(v);
+        if (!by_tag.count(tg) && bus::check_version(v)) {
+          std::string plus = tg;  // "1.0.0_b7" as `modelzoo push` writes "1.0.0+b7"
+          if (auto u = plus.find('_'); u != std::string::npos) plus[u] = '+';
+          v = !bus::check_version(plus) ? plus : bus::version_of_tag(tg).value_or("");
+        }
+        if (!v.empty() && !bus::check_version(v) && std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
       }
     path = next_page(r);
   }
   std::sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) {
-    return bus::SemVer::parse(a)->compare(*bus::SemVer::parse(b)) > 0;
+    auto c = bus::SemVer::parse(a)->compare(*bus::SemVer::parse(b));
+    return c != 0 ? c > 0 : a < b;  // 0.0.0+<tag> versions have one precedence: by tag
   });
   return out;
 }
@@ -569,24 +631,40 @@ void OciRegistry::download(const sdk::DownloadRequest& req, sdk::ChunkSink& sink
     digest = f.digest_of.at(req.file);
   }
   std::string repo = repository(req.name);
+  auto opt = client_->config().transfer;
+  opt.base_url = client_->config().url + "/v2/" + repo;
+  const std::string scope = "repository:" + repo + ":pull";
+  Client* c = client_.get();
+  opt.auth.kind = sdk::http::Auth::Kind::provider;
+  opt.auth.provider_name = "the registry's own auth (anonymous, basic, or its token flow)";
+  opt.auth.provider = [c, scope](bool refresh) { return c->authorization(scope, refresh); };
+  sdk::http::HttpClient http(std::move(opt));
   std::string buf;
   const std::size_t chunk = sink.chunk_size();
   buf.reserve(chunk);
-  client_->get(
-      "/v2/" + repo + "/blobs/" + digest, repo, {},
-      [&](const char* p, std::size_t n) {
-        while (n > 0) {
-          std::size_t take = std::min(n, chunk - buf.size());
-          buf.append(p, take);
-          p += take;
-          n -= take;
-          if (buf.size() == chunk) {
-            sink.write(buf.data(), buf.size());
-            buf.clear();
-          }
+  try {
+    http.stream("/blobs/" + digest, req.offset, [&](const char* p, std::size_t n) {
+      while (n > 0) {
+        std::size_t take = std::min(n, chunk - buf.size());
+        buf.append(p, take);
+        p += take;
+        n -= take;
+        if (buf.size() == chunk) {
+          sink.write(buf.data(), buf.size());
+          buf.clear();
         }
-      },
-      req.offset);
+      }
+    });
+  } catch (...) {
+    // A failure after some bytes: what arrived goes to the daemon first, which resumes there.
+    if (!buf.empty()) {
+      try {
+        sink.write(buf.data(), buf.size());
+      } catch (...) {
+      }
+    }
+    throw;
+  }
   if (!buf.empty()) sink.write(buf.data(), buf.size());
 }
 

@@ -37,6 +37,10 @@ struct Config {
   std::size_t page_size = 100;    // n= of /v2/_catalog and tags/list
   std::size_t max_repositories = 1000;  // list() stops there
   std::string ca_file;
+  // Blob downloads: the SDK's HTTP client (parallel ranged pieces, retries with back-off and
+  // Retry-After, resume) from the settings url, timeout_ms, connect_timeout_ms, retry,
+  // streams, piece_bytes and ca_file; its auth is the plugin's own (Client::authorization).
+  sdk::http::ClientOptions transfer;
 };
 
 // Reads and checks the plugin configuration; throws Error(bad_request) naming the setting.
@@ -89,6 +93,10 @@ class Client {
                    const std::vector<std::string>& headers, const std::string& body,
                    const std::function<void(const char*, std::size_t)>& on_data = nullptr,
                    std::uint64_t offset = 0);
+  // The Authorization header value for `scope` ("" when the registry wants none): the one
+  // kept from an earlier challenge, or, with `refresh` or none kept, the one a GET /v2/
+  // challenge leads to (token realm, basic). For the SDK client's provider auth.
+  std::string authorization(const std::string& scope, bool refresh);
   const Config& config() const { return config_; }
   std::string redact(const std::string& s) const { return redactor_(s); }
 

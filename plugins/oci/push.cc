@@ -84,7 +84,7 @@ nlohmann::json push(Client& client, const PushTarget& t, const std::vector<PushF
     if (r.status == 429 || r.status >= 500) throw Error(ErrorCode::unavailable, m);
     throw Error(ErrorCode::internal, m + (r.body.empty() ? "" : ": " + client.redact(r.body.substr(0, 300))));
   };
-  std::uint64_t uploaded = 0, skipped = 0, bytes = 0;
+  std::uint64_t uploaded = 0, skipped = 0, bytes = 0, chunks = 0;
   auto upload = [&](const std::string& digest, std::uint64_t size, const std::function<std::string(std::uint64_t, std::uint64_t)>& read,
                     const std::string& label) {
     auto h = client.request("HEAD", base + "/blobs/" + digest, scope, {}, "");
@@ -107,6 +107,7 @@ nlohmann::json push(Client& client, const PushTarget& t, const std::vector<PushF
       loc = absolute(client, r.headers["location"]);
       off += n;
       bytes += n;
+      ++chunks;
       if (on_progress) on_progress({label, off, size});
     }
     std::string body = off < size ? read(0, size) : std::string();
@@ -125,7 +126,8 @@ nlohmann::json push(Client& client, const PushTarget& t, const std::vector<PushF
   bus::Sha256 h;
   h.update(m.data(), m.size());
   return {{"repository", t.repository}, {"tag", t.tag}, {"digest", "sha256:" + h.hex_digest()},
-          {"url", t.url}, {"blobs_uploaded", uploaded}, {"blobs_skipped", skipped}, {"bytes_uploaded", bytes}};
+          {"url", t.url}, {"blobs_uploaded", uploaded}, {"blobs_skipped", skipped}, {"bytes_uploaded", bytes},
+          {"chunks_uploaded", chunks}};
 }
 
 }  // namespace modelzoo::plugins::oci

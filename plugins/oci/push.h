@@ -40,7 +40,8 @@ struct PushProgress {
 
 // Uploads every file not already there (HEAD first), the config, then PUTs the manifest.
 // Blobs up to `chunk` bytes go in one PUT; larger ones in PATCHes of `chunk` bytes.
-// Returns {"repository","tag","digest","url","blobs_uploaded","blobs_skipped","bytes_uploaded"}.
+// Returns {"repository","tag","digest","url","blobs_uploaded","blobs_skipped","bytes_uploaded",
+// "chunks_uploaded"} (chunks: the PATCH requests).
 nlohmann::json push(Client& client, const PushTarget& target, const std::vector<PushFile>& files,
                     const std::function<void(const PushProgress&)>& on_progress = nullptr,
                     std::uint64_t chunk = 64u << 20);

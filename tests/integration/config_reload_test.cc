@@ -8,7 +8,6 @@
 namespace modelzoo::testing {
 namespace {
 
-constexpr std::uint64_t kMiB = 1 << 20;
 
 std::string with_sources(const std::string& sources) { return std::string(kFastTimers) + "sources:\n" + sources; }
 

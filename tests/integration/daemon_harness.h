@@ -30,6 +30,7 @@ extern char** environ;
 namespace modelzoo::testing {
 
 namespace fs = std::filesystem;
+constexpr std::uint64_t kMiB = 1 << 20;
 using namespace std::chrono_literals;
 
 inline fs::path bin_dir() { return MODELZOO_BIN_DIR; }

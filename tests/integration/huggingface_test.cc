@@ -14,7 +14,6 @@
 namespace modelzoo::testing {
 namespace {
 
-constexpr std::uint64_t kMiB = 1 << 20;
 
 std::string sha256_of_file(const fs::path& p) {
   std::string s = slurp(p);
@@ -102,12 +101,6 @@ std::string source(const std::string& name, const std::string& url, int priority
 
 std::string config(const std::string& sources) { return std::string(kFastTimers) + "log_level: debug\nsources:\n" + sources; }
 
-
-const nlohmann::json* file_of(const nlohmann::json& reply, const std::string& name) {
-  for (const auto& f : reply["files"])
-    if (f["name"] == name) return &f;
-  return nullptr;
-}
 
 TEST(HuggingFace, PullsARepoByteIdenticalWithoutTheTokenReachingTheCdn) {
   REQUIRE_PLUGIN();
@@ -225,31 +218,16 @@ TEST(HuggingFace, APluginKilledMidTransferFailsOverAtTheOffset) {
   pid_t first = d.wait_plugin("first")["pid"].get<pid_t>();
   d.wait_plugin("second");
   EventSubscriber sub(d.runtime_dir().string(), {"model.download."});
-  nlohmann::json reply;
-  std::string error;
-  std::thread t([&] {
-    try {
-      reply = Client(d.runtime_dir().string()).pull("hf/acme/tiny");
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-  });
-  bool progressed = false;
-  auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (!progressed && std::chrono::steady_clock::now() < deadline) {
-    auto e = sub.next(100ms);
-    progressed = e && e->topic == "model.download.progress" && e->body["plugin"] == "first" &&
-                 e->body["file"] == "model.safetensors" && e->body["bytes"].get<std::uint64_t>() >= 1 * kMiB;
-  }
-  EXPECT_TRUE(progressed) << "no progress from the first source";
+  BackgroundPull pull(d, "hf/acme/tiny");
+  EXPECT_TRUE(wait_for_progress(sub, "first", 1 * kMiB, 20s, "model.safetensors")) << "no progress from the first source";
   ::kill(first, SIGKILL);
-  t.join();
-  ASSERT_EQ(error, "");
-  EXPECT_EQ(reply["source"], "second");
-  const auto* f = file_of(reply, "model.safetensors");
+  pull.join();
+  ASSERT_EQ(pull.error, "");
+  EXPECT_EQ(pull.reply["source"], "second");
+  const auto* f = file_of(pull.reply, "model.safetensors");
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(sha256_of_file((*f)["path"].get<std::string>()), sha256_of_file(hub.root() / "acme/tiny/model.safetensors"));
-  EXPECT_LT(reply["bytes_downloaded"].get<std::uint64_t>(), 6 * kMiB + 4096)
+  EXPECT_LT(pull.reply["bytes_downloaded"].get<std::uint64_t>(), 6 * kMiB + 4096)
       << "the two sources together did not send the file once";
 }
 

@@ -1,10 +1,13 @@
 // Helpers shared by the tests of HTTP-backed sources (remote_registry_test.cc,
-// oci_registry_test.cc): a file's bytes, a free loopback port, a pull expected to fail.
+// oci_registry_test.cc, huggingface_test.cc): a file's bytes, a free loopback port, a pull
+// expected to fail, a pull on its own thread and the progress it makes.
 #pragma once
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+
+#include <thread>
 
 #include "daemon_harness.h"
 
@@ -39,6 +42,50 @@ inline bus::Error pull_error(Daemon& d, const std::string& ref) {
   }
   ADD_FAILURE() << "pull of " << ref << " succeeded";
   return bus::Error(bus::ErrorCode::internal, "pull succeeded");
+}
+
+// The entry of file `name` in a pull's reply, nullptr when it has none.
+inline const nlohmann::json* file_of(const nlohmann::json& reply, const std::string& name) {
+  for (const auto& f : reply["files"])
+    if (f["name"] == name) return &f;
+  return nullptr;
+}
+
+// A pull of `ref` on a thread of its own, with a client of its own; join() before reading
+// reply (the answer) or error (what it threw, "" when nothing).
+class BackgroundPull {
+ public:
+  BackgroundPull(const Daemon& d, const std::string& ref)
+      : thread_([this, dir = d.runtime_dir().string(), ref] {
+          try {
+            reply = Client(dir).pull(ref);
+          } catch (const std::exception& e) {
+            error = e.what();
+          }
+        }) {}
+  ~BackgroundPull() { join(); }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  nlohmann::json reply;
+  std::string error;
+
+ private:
+  std::thread thread_;
+};
+
+// Waits up to `limit` for a model.download.progress event of source `plugin` at `bytes` or
+// more (of `file`, when given). True when one came.
+inline bool wait_for_progress(EventSubscriber& sub, const std::string& plugin, std::uint64_t bytes,
+                              std::chrono::milliseconds limit, const std::string& file = "") {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto e = sub.next(100ms);
+    if (e && e->topic == "model.download.progress" && e->body["plugin"] == plugin &&
+        (file.empty() || e->body["file"] == file) && e->body["bytes"].get<std::uint64_t>() >= bytes)
+      return true;
+  }
+  return false;
 }
 
 }  // namespace modelzoo::testing

@@ -12,7 +12,6 @@
 namespace modelzoo::testing {
 namespace {
 
-constexpr std::uint64_t kMiB = 1 << 20;
 
 fs::path server_exe() { return bin_dir() / "modelzoo-http-registry"; }
 

@@ -9,7 +9,6 @@
 namespace modelzoo::testing {
 namespace {
 
-constexpr std::uint64_t kMiB = 1 << 20;
 
 std::string config_with(const std::string& sources) { return std::string(kFastTimers) + "sources:\n" + sources; }
 

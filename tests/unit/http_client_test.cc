@@ -287,6 +287,29 @@ TEST(AuthCustomCommand, OutputIsReusedForItsTtlAndAfterA401RunsAgain) {
   EXPECT_NE(std::find(secrets.begin(), secrets.end(), "run-2"), secrets.end());
 }
 
+TEST(AuthProvider, TheAnswerIsKeptUntilARefusalThenAskedFreshOnce) {
+  std::vector<bool> calls;
+  Auth auth{.kind = Auth::Kind::provider};
+  auth.provider = [&](bool refresh) {
+    calls.push_back(refresh);
+    return calls.size() == 1 ? std::string() : "Bearer tok-" + std::to_string(calls.size());
+  };
+  auth.provider_name = "the registry's token flow";
+  Authenticator a(auth);
+  EXPECT_TRUE(a.credentials().headers.empty()) << "an empty answer sends no header";
+  EXPECT_TRUE(a.credentials().headers.empty());
+  EXPECT_EQ(calls, (std::vector<bool>{false}));
+  EXPECT_TRUE(a.invalidate()) << "a refusal is worth one retry with a fresh answer";
+  EXPECT_EQ(header_value(a.credentials(), "Authorization"), "Bearer tok-2");
+  EXPECT_EQ(header_value(a.credentials(), "Authorization"), "Bearer tok-2");
+  EXPECT_EQ(calls, (std::vector<bool>{false, true}));
+  auto secrets = a.secrets();
+  EXPECT_NE(std::find(secrets.begin(), secrets.end(), "tok-2"), secrets.end()) << "redacted";
+  EXPECT_EQ(auth.describe(), "the registry's token flow");
+  EXPECT_THROW(options_from_config({{"url", "http://h"}, {"auth", {{"kind", "provider"}}}}), Error)
+      << "code only, not a configuration kind";
+}
+
 TEST(AuthCustomCommand, FailuresAreUnauthorizedWithoutTheOutput) {
   auto fails_with = [](std::vector<std::string> cmd) {
     Authenticator a(Auth{.kind = Auth::Kind::custom, .command = std::move(cmd), .command_timeout = 2000ms});

@@ -21,6 +21,8 @@ using modelzoo::bus::ErrorCode;
 using modelzoo::bus::glob_match;
 using modelzoo::bus::parse_model_ref;
 using modelzoo::bus::SemVer;
+using modelzoo::bus::tag_of_version;
+using modelzoo::bus::version_of_tag;
 using namespace std::string_literals;
 using testing::HasSubstr;
 
@@ -338,6 +340,26 @@ TEST(Glob, PathologicalPatternFinishesQuickly) {
   auto elapsed = std::chrono::steady_clock::now() - start;
   // A backtracking matcher would take exponential time; this one is O(pattern x name).
   EXPECT_LT(elapsed, std::chrono::seconds(2));
+}
+
+TEST(RegistryTags, TagsThatAreNoVersionMapBothWays) {
+  EXPECT_EQ(version_of_tag("8b"), "0.0.0+8b");
+  EXPECT_EQ(version_of_tag("8b-instruct-q4_K_M"), "0.0.0+8b-instruct-q4--K--M");
+  EXPECT_EQ(version_of_tag("3.1"), "0.0.0+3.1");
+  EXPECT_EQ(version_of_tag(""), std::nullopt);
+  EXPECT_EQ(version_of_tag("a..b"), std::nullopt);   // an empty build identifier
+  EXPECT_EQ(version_of_tag(".a"), std::nullopt);
+  EXPECT_EQ(version_of_tag("a/b"), std::nullopt);
+  EXPECT_EQ(version_of_tag(std::string(80, 'x')), std::nullopt);  // over 64 characters
+  EXPECT_EQ(tag_of_version("0.0.0+8b-instruct-q4--K--M"), "8b-instruct-q4_K_M");
+  EXPECT_EQ(tag_of_version("0.0.0+latest"), "latest");
+  EXPECT_EQ(version_of_tag("a_-b"), std::nullopt);  // '_' next to '-' could not be read back
+  EXPECT_EQ(version_of_tag("a-_b"), std::nullopt);
+  EXPECT_EQ(tag_of_version("1.0.0+x"), std::nullopt);
+  EXPECT_EQ(tag_of_version("0.0.0"), std::nullopt);
+  EXPECT_EQ(tag_of_version("0.0.0+"), std::nullopt);
+  for (const char* t : {"q4_0", "latest", "8b-text-fp16", "x_y_z", "a-b_c"})
+    EXPECT_EQ(tag_of_version(*version_of_tag(t)), t) << t;
 }
 
 }  // namespace

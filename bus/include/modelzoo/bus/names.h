@@ -35,6 +35,17 @@ ModelRef parse_model_ref(std::string_view ref);
 // '/', '?' one character, everything else itself.
 bool glob_match(std::string_view pattern, std::string_view name);
 
+// A registry tag that is not a semantic version (Ollama's "8b-instruct-q4_K_M") as the
+// version "0.0.0+<tag>", '_' (which build metadata cannot carry) written "--":
+// "0.0.0+8b-instruct-q4--K--M". nullopt when the tag has another character build metadata
+// cannot carry, an empty dot-separated part, a '_' next to a '-' (it could not be read
+// back), or the version would exceed 64 characters.
+// Two tags may give one version ("a_b" and "a--b"); tag_of_version's caller then decides.
+std::optional<std::string> version_of_tag(std::string_view tag);
+// The tag a "0.0.0+..." version names, '--' read as '_' ("0.0.0+q4--0" -> "q4_0"); nullopt
+// for any other version. A registry holding the literal tag ("q4--0") is asked for that first.
+std::optional<std::string> tag_of_version(std::string_view version);
+
 }  // namespace modelzoo::bus
 
 namespace modelzoo::bus {

@@ -1,8 +1,10 @@
 // Authentication of HTTP registry requests (part of the SDK's HTTP base, modelzoo/http.h):
-// api key, bearer token (static or from a file), basic, or a custom command's header.
+// api key, bearer token (static or from a file), basic, a custom command's header, or a
+// function of the plugin's own (credentials it negotiates itself, as OCI's token flow).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -17,7 +19,7 @@ namespace modelzoo::sdk::http {
 // How requests authenticate. Secrets live here and nowhere else: describe() and every
 // message of this library name the kind and where the secret comes from, never its value.
 struct Auth {
-  enum class Kind { none, api_key, bearer, basic, custom };
+  enum class Kind { none, api_key, bearer, basic, custom, provider };
   Kind kind = Kind::none;
   // api_key: the key, sent in the header `header` or else in the query parameter `query`
   // (one of the two; with neither, the header X-API-Key).
@@ -39,6 +41,12 @@ struct Auth {
   std::vector<std::string> command{};
   milliseconds command_ttl{300000};
   milliseconds command_timeout{30000};
+  // provider (code only, not a configuration kind): `provider(refresh)` returns the value of
+  // the Authorization header ("" sends none). Its answer is reused until a 401/403, after
+  // which it is called once with refresh = true. It may throw Error (unauthorized, ...).
+  // `provider_name` is what describe() says ("registry token flow").
+  std::function<std::string(bool refresh)> provider{};
+  std::string provider_name{};
 
   // "api key in header 'X-API-Key'", "bearer token from file '/run/tok'", ... Never a secret.
   std::string describe() const;
@@ -89,6 +97,9 @@ class Authenticator {
   std::optional<std::pair<std::string, std::string>> command_header_;
   Clock::time_point command_expiry_{};
   std::vector<std::string> seen_secrets_;
+  // provider cache
+  std::optional<std::string> provided_;
+  bool refresh_ = false;
 };
 
 // Standard base64 (with padding) of `data`.
