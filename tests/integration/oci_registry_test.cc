@@ -484,7 +484,8 @@ TEST(OciRegistry, AnOllamaLayoutManifestPullsByItsTags) {
                    (reg.dir() / "manifest.json").string() + " " + reg.url() + "/v2/" + repo + "/manifests/" + tag);
     ASSERT_EQ(put.status, 0) << put.out;
   }
-  Daemon d(oci_config(reg.url(), "      versions: {\"8.0.0\": \"8b\"}\n"));
+  // page_size 1: the catalog and every tag list come one entry a page (Link: rel="next")
+  Daemon d(oci_config(reg.url(), "      versions: {\"8.0.0\": \"8b\"}\n      page_size: 1\n"));
   d.wait_plugin("oci");
   auto check = [&](const nlohmann::json& reply) {
     ASSERT_EQ(reply["files"].size(), 3u) << reply.dump();
@@ -510,6 +511,8 @@ TEST(OciRegistry, AnOllamaLayoutManifestPullsByItsTags) {
   EXPECT_NE(versions.find("0.0.0+8b-instruct-q4--K--M"), std::string::npos) << versions;
   EXPECT_NE(versions.find("0.0.0+latest"), std::string::npos) << versions;
   EXPECT_NE(versions.find("8.0.0"), std::string::npos) << versions;
+  EXPECT_NE(versions.find("library/phi3"), std::string::npos) << "the second catalog page: " << versions;
+  EXPECT_NE(versions.find("0.0.0+q4--0"), std::string::npos) << versions;
 }
 
 }  // namespace
