@@ -1,11 +1,15 @@
 // hf-cache and ollama-store with the real daemon and plugin processes: layouts built on disk as
 // huggingface_hub and ollama write them, pulled into an empty cache through the daemon's own
-// local copy (local_read trusts the caches' roots).
+// local copy (local_read trusts the caches' roots), or streamed by the plugin, which killed
+// mid-file fails over at the offset.
 #include <gtest/gtest.h>
 
 #include <fstream>
 
-#include "daemon_harness.h"
+#include <atomic>
+#include <csignal>
+
+#include "loopback_util.h"
 #include "modelzoo/bus/sha256.h"
 
 namespace modelzoo::testing {
@@ -22,10 +26,7 @@ void put(const fs::path& p, const std::string& bytes) {
   std::ofstream(p, std::ios::binary) << bytes;
 }
 
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+std::string read_all(const fs::path& p) { return slurp(p); }
 
 const std::string kCommit = "0123456789abcdef0123456789abcdef01234567";
 
@@ -105,6 +106,51 @@ TEST(CacheSources, OllamaStoreModelIsCopiedLocallyByteIdentical) {
   for (const auto& f : reply["files"])
     EXPECT_EQ(read_all(f["path"].get<std::string>()), f["name"] == "model.gguf" ? gguf : tmpl) << f["name"];
   EXPECT_NE(d.log().find("copying 'model.gguf' of tiny:0.0.0+latest from "), std::string::npos) << d.log();
+}
+
+// Streamed by the plugin (no local_read): the plugin stopped then killed mid-file, the daemon
+// takes the rest from the second source over the same store at the offset it had. The file
+// is large (512 MiB, sparse on disk) so that the transfer is still running when the first
+// progress message (100 ms) comes.
+TEST(CacheSources, AnOllamaStorePluginKilledMidFileFailsOverAtTheOffset) {
+  auto src = [](const char* name, int prio) {
+    return std::string("  - name: ") + name + "\n    plugin: ollama-store\n    priority: " + std::to_string(prio) +
+           "\n    config: {path: '@DIR@/ollama'}\n";
+  };
+  Daemon d(std::string(kFastTimers) + "sources:\n" + src("first", 50) + src("second", 10), false);
+  fs::path root = d.dir() / "ollama";
+  const std::uint64_t size = 512 * kMiB;
+  bus::Sha256 h;
+  std::string zeros(kMiB, '\0');
+  for (std::uint64_t i = 0; i < size / kMiB; ++i) h.update(zeros.data(), zeros.size());
+  const std::string hex = h.hex_digest();
+  fs::create_directories(root / "blobs");
+  { std::ofstream(root / "blobs" / ("sha256-" + hex)); }
+  fs::resize_file(root / "blobs" / ("sha256-" + hex), size);
+  put(root / "manifests/registry.ollama.ai/library/big/latest",
+      "{\"schemaVersion\":2,\"layers\":[{\"mediaType\":\"application/vnd.ollama.image.model\",\"digest\":\"sha256:" + hex +
+          "\",\"size\":" + std::to_string(size) + "}]}");
+  d.start();
+  pid_t first = d.wait_plugin("first")["pid"].get<pid_t>();
+  d.wait_plugin("second");
+  std::atomic<std::uint64_t> seen{0};
+  BackgroundPull pull(d, "big", [&](const nlohmann::json& p) {
+    if (p.value("source", "") == "first") seen = std::max<std::uint64_t>(seen, p.value("bytes", std::uint64_t{0}));
+  });
+  ASSERT_TRUE(wait_until([&] { return seen > 0; }, 60s)) << "no progress from the first source";
+  ::kill(first, SIGSTOP);
+  const std::uint64_t at_stop = seen;
+  ::kill(first, SIGKILL);
+  pull.join();
+  ASSERT_EQ(pull.error, "");
+  ASSERT_LT(at_stop, size) << "the file was done before the plugin was stopped: nothing was tested";
+  EXPECT_EQ(pull.reply["source"], "second");
+  EXPECT_LT(pull.reply["bytes_downloaded"].get<std::uint64_t>(), size + 64 * kMiB)
+      << "the two sources together did not send the file once";
+  const auto* f = file_of(pull.reply, "model.gguf");
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(fs::file_size((*f)["path"].get<std::string>()), size);
+  EXPECT_EQ((*f)["sha256"], hex);
 }
 
 }  // namespace

@@ -55,10 +55,11 @@ inline const nlohmann::json* file_of(const nlohmann::json& reply, const std::str
 // reply (the answer) or error (what it threw, "" when nothing).
 class BackgroundPull {
  public:
-  BackgroundPull(const Daemon& d, const std::string& ref)
-      : thread_([this, dir = d.runtime_dir().string(), ref] {
+  // on_progress (optional) sees the client's progress messages, on the pull's thread.
+  BackgroundPull(const Daemon& d, const std::string& ref, std::function<void(const nlohmann::json&)> on_progress = {})
+      : thread_([this, dir = d.runtime_dir().string(), ref, on_progress = std::move(on_progress)] {
           try {
-            reply = Client(dir).pull(ref);
+            reply = Client(dir).pull(ref, on_progress);
           } catch (const std::exception& e) {
             error = e.what();
           }
