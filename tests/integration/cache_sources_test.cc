@@ -85,11 +85,8 @@ TEST(CacheSources, HfCacheCorruptedBlobIsRefusedAndADanglingLinkReported) {
   EXPECT_NE(d.log().find("gone.bin': a dangling symlink"), std::string::npos) << d.log();
 }
 
-TEST(CacheSources, OllamaStoreModelIsCopiedLocallyByteIdentical) {
-  Daemon d(std::string(kFastTimers) + "sources:\n  - name: oll\n    plugin: ollama-store\n    config: {path: '@DIR@/ollama'}\n"
-                                      "    local_read: ['@DIR@/ollama']\n",
-           false);
-  fs::path root = d.dir() / "ollama";
+// <root>/...library/tiny/latest: a model layer and a template, as ollama stores them.
+std::pair<std::string, std::string> make_ollama(const fs::path& root) {
   std::string gguf(200 * 1024 + 3, 'g'), tmpl = "{{ .Prompt }}";
   put(root / "blobs" / ("sha256-" + sha_of(gguf)), gguf);
   put(root / "blobs" / ("sha256-" + sha_of(tmpl)), tmpl);
@@ -98,6 +95,15 @@ TEST(CacheSources, OllamaStoreModelIsCopiedLocallyByteIdentical) {
                     "},{\"mediaType\":\"application/vnd.ollama.image.template\",\"digest\":\"sha256:" + sha_of(tmpl) +
                     "\",\"size\":" + std::to_string(tmpl.size()) + "}]}";
   put(root / "manifests/registry.ollama.ai/library/tiny/latest", man);
+  return {gguf, tmpl};
+}
+
+const char* const kOllamaConfig =
+    "sources:\n  - name: oll\n    plugin: ollama-store\n    config: {path: '@DIR@/ollama'}\n    local_read: ['@DIR@/ollama']\n";
+
+TEST(CacheSources, OllamaStoreModelIsCopiedLocallyByteIdentical) {
+  Daemon d(std::string(kFastTimers) + kOllamaConfig, false);
+  auto [gguf, tmpl] = make_ollama(d.dir() / "ollama");
   d.start();
   d.wait_plugin("oll");
   auto reply = d.client().pull("tiny");
@@ -106,6 +112,20 @@ TEST(CacheSources, OllamaStoreModelIsCopiedLocallyByteIdentical) {
   for (const auto& f : reply["files"])
     EXPECT_EQ(read_all(f["path"].get<std::string>()), f["name"] == "model.gguf" ? gguf : tmpl) << f["name"];
   EXPECT_NE(d.log().find("copying 'model.gguf' of tiny:0.0.0+latest from "), std::string::npos) << d.log();
+}
+
+// A blob of the right size and other bytes (a disk error, a hand edit): the daemon's sha256
+// refuses it, and nothing is published.
+TEST(CacheSources, OllamaStoreCorruptedBlobIsRefused) {
+  Daemon d(std::string(kFastTimers) + kOllamaConfig, false);
+  auto [gguf, tmpl] = make_ollama(d.dir() / "ollama");
+  put(d.dir() / "ollama" / "blobs" / ("sha256-" + sha_of(gguf)), std::string(gguf.size(), 'x'));
+  d.start();
+  d.wait_plugin("oll");
+  auto e = pull_error(d, "tiny");
+  EXPECT_NE(std::string(e.what()).find("sha256"), std::string::npos) << e.what();
+  auto cached = run((bin_dir() / "modelzoo").string() + " --runtime-dir " + d.runtime_dir().string() + " list 2>&1");
+  EXPECT_EQ(cached.out.find("tiny"), std::string::npos) << "nothing published: " << cached.out;
 }
 
 // Streamed by the plugin (no local_read): the plugin stopped then killed mid-file, the daemon
