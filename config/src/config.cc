@@ -1,3 +1,5 @@
+// The daemon's configuration (docs/configuration.md): the embedded default, the MODELZOO_*
+// environment overlay, ${...} expansion, enc:v1: secrets, and every setting read and checked.
 #include "modelzoo/config/config.h"
 
 #include <unistd.h>
@@ -15,10 +17,12 @@
 #include "modelzoo/bus/message.h"
 #include "modelzoo/bus/names.h"
 #include "modelzoo/codec/secret.h"
+#include "internal.h"
 
 namespace modelzoo::supervisor {
 namespace fs = std::filesystem;
 using nlohmann::json;
+using namespace detail;
 
 namespace {
 
@@ -70,206 +74,6 @@ fs::path home() {
   return h.empty() ? fs::path("/tmp") : fs::path(h);
 }
 
-json scalar_to_json(const YAML::Node& n) {
-  const std::string& s = n.Scalar();
-  if (n.Tag() == "!") return s;  // quoted: always a string
-  if (s == "true" || s == "True" || s == "yes") return true;
-  if (s == "false" || s == "False" || s == "no") return false;
-  if (s == "null" || s == "~" || s.empty()) return nullptr;
-  char* end = nullptr;
-  errno = 0;
-  if (s[0] == '-') {
-    long long v = std::strtoll(s.c_str(), &end, 10);
-    if (*end == 0 && errno == 0) return v;
-  } else {
-    unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-    if (*end == 0 && errno == 0 && std::isdigit(static_cast<unsigned char>(s[0]))) return v;
-  }
-  double d = std::strtod(s.c_str(), &end);
-  if (*end == 0 && (std::isdigit(static_cast<unsigned char>(s[0])) || s[0] == '-' || s[0] == '.')) return d;
-  return s;
-}
-
-// An alias inside its own anchor ("a: &x [*x]") makes a cycle, and aliases of aliases repeat
-// a node exponentially ("billion laughs"): the conversion stops at these bounds with an error
-// instead of recursing without end or filling the memory.
-constexpr int kMaxYamlDepth = 64;
-constexpr std::size_t kMaxYamlValues = 250000;
-
-// YAML takes any bytes, JSON text is UTF-8: a string that is not would make every later dump()
-// of the configuration throw (and plugins refuse it on the bus).
-json utf8_checked(json v, const YAML::Node& n) {
-  if (v.is_string()) {
-    try {
-      (void)v.dump();
-    } catch (const json::type_error&) {
-      throw YAML::Exception(n.Mark(), "a string is not valid UTF-8");
-    }
-  }
-  return v;
-}
-
-json node_to_json(const YAML::Node& n, int depth, std::size_t& values) {
-  if (depth > kMaxYamlDepth)
-    throw YAML::Exception(n.Mark(), "nested deeper than " + std::to_string(kMaxYamlDepth) +
-                                        " levels (an alias inside its own anchor?)");
-  if (++values > kMaxYamlValues)
-    throw YAML::Exception(n.Mark(), "more than " + std::to_string(kMaxYamlValues) + " values (aliases repeating aliases?)");
-  switch (n.Type()) {
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined: return nullptr;
-    case YAML::NodeType::Scalar: return utf8_checked(scalar_to_json(n), n);
-    case YAML::NodeType::Sequence: {
-      json a = json::array();
-      for (const auto& e : n) a.push_back(node_to_json(e, depth + 1, values));
-      return a;
-    }
-    case YAML::NodeType::Map: {
-      json m = json::object();
-      for (const auto& kv : n)
-        m[utf8_checked(kv.first.as<std::string>(), kv.first).get<std::string>()] = node_to_json(kv.second, depth + 1, values);
-      return m;
-    }
-  }
-  return nullptr;
-}
-
-// Reading typed settings with errors that name the file and the setting.
-struct Reader {
-  std::string origin;
-
-  [[noreturn]] void fail(const std::string& where, const std::string& what) const {
-    throw ConfigError(origin + ": " + where + ": " + what);
-  }
-  void only_keys(const json& m, const std::string& where, std::initializer_list<const char*> keys) const {
-    if (!m.is_object()) fail(where, "must be a map");
-    std::set<std::string> allowed(keys.begin(), keys.end());
-    for (const auto& [k, _] : m.items())
-      if (!allowed.count(k)) fail(where, "unknown setting '" + k + "'");
-  }
-  std::optional<std::string> str(const json& m, const char* key, const std::string& where) const {
-    auto it = m.find(key);
-    if (it == m.end() || it->is_null()) return std::nullopt;
-    if (it->is_string()) return it->get<std::string>();
-    if (it->is_number() || it->is_boolean()) return it->dump();
-    fail(where + "." + key, "must be a string");
-  }
-  std::optional<long long> integer(const json& m, const char* key, const std::string& where, long long lo,
-                                   long long hi) const {
-    auto it = m.find(key);
-    if (it == m.end() || it->is_null()) return std::nullopt;
-    if (!it->is_number_integer()) fail(where + "." + key, "must be an integer");
-    long long v = it->get<long long>();
-    if (v < lo || v > hi) fail(where + "." + key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
-    return v;
-  }
-  std::optional<std::vector<std::string>> strings(const json& m, const char* key, const std::string& where) const {
-    auto it = m.find(key);
-    if (it == m.end() || it->is_null()) return std::nullopt;
-    std::vector<std::string> out;
-    if (it->is_string()) return std::vector<std::string>{it->get<std::string>()};
-    if (!it->is_array()) fail(where + "." + key, "must be a list of strings");
-    for (const auto& e : *it) {
-      if (!e.is_string()) fail(where + "." + key, "must be a list of strings");
-      out.push_back(e.get<std::string>());
-    }
-    return out;
-  }
-  void restart(const json& m, const std::string& where, RestartPolicy& p) const {
-    auto it = m.find("restart");
-    if (it == m.end() || it->is_null()) return;
-    std::string w = where + ".restart";
-    only_keys(*it, w, {"policy", "backoff_initial_ms", "backoff_max_ms", "stable_after_ms", "max_failures",
-                       "hello_timeout_ms"});
-    if (auto s = str(*it, "policy", w)) {
-      if (*s == "always") p.mode = RestartPolicy::Mode::always;
-      else if (*s == "on-failure") p.mode = RestartPolicy::Mode::on_failure;
-      else if (*s == "never") p.mode = RestartPolicy::Mode::never;
-      else fail(w + ".policy", "must be always, on-failure or never");
-    }
-    if (auto v = integer(*it, "backoff_initial_ms", w, 0, 3600000)) p.backoff_initial = milliseconds(*v);
-    if (auto v = integer(*it, "backoff_max_ms", w, 0, 86400000)) p.backoff_max = milliseconds(*v);
-    if (auto v = integer(*it, "stable_after_ms", w, 0, 86400000)) p.stable_after = milliseconds(*v);
-    if (auto v = integer(*it, "max_failures", w, 1, 1000)) p.max_failures = static_cast<int>(*v);
-    if (auto v = integer(*it, "hello_timeout_ms", w, 100, 600000)) p.hello_timeout = milliseconds(*v);
-  }
-  void handles(const std::optional<std::vector<std::string>>& h, const std::string& where) const {
-    if (!h) return;
-    for (const auto& p : *h)
-      if (p.empty() || p.size() > 200) fail(where + ".handles", "pattern '" + p + "' must have 1 to 200 characters");
-  }
-  // A size in bytes: an integer, or a number with a unit (B, KiB, MiB, GiB, TiB), or unlimited.
-  std::uint64_t size(const json& v, const std::string& where) const {
-    const std::string usage = " (bytes, a size such as 512MiB or 4 GiB, or unlimited)";
-    if (v.is_number_unsigned()) return v.get<std::uint64_t>();
-    if (!v.is_string()) fail(where, "'" + v.dump() + "' is not a size" + usage);
-    std::string s = v.get<std::string>();
-    if (s == "unlimited") return ResourceLimits::kUnlimited;
-    std::size_t i = 0;
-    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
-    std::string number = s.substr(0, i), unit;
-    for (; i < s.size(); ++i)
-      if (s[i] != ' ') unit += static_cast<char>(std::tolower(static_cast<unsigned char>(s[i])));
-    static const std::map<std::string, std::uint64_t> units = {
-        {"", 1}, {"b", 1}, {"kib", 1ULL << 10}, {"mib", 1ULL << 20}, {"gib", 1ULL << 30}, {"tib", 1ULL << 40}};
-    auto u = units.find(unit);
-    if (number.empty() || std::count(number.begin(), number.end(), '.') > 1 || number == ".")
-      fail(where, "'" + s + "' is not a size" + usage);
-    if (u == units.end())
-      fail(where, "'" + s + "' has an unknown unit '" + unit + "' (B, KiB, MiB, GiB or TiB)");
-    long double bytes = std::strtold(number.c_str(), nullptr) * static_cast<long double>(u->second);
-    if (bytes >= 18446744073709551615.0L) fail(where, "'" + s + "' is too large" + usage);
-    return static_cast<std::uint64_t>(bytes);
-  }
-  // A count: a non-negative integer or unlimited.
-  std::uint64_t count(const json& v, const std::string& where, const char* what) const {
-    if (v.is_number_unsigned()) return v.get<std::uint64_t>();
-    if (v.is_string() && v.get<std::string>() == "unlimited") return ResourceLimits::kUnlimited;
-    fail(where, "'" + (v.is_string() ? v.get<std::string>() : v.dump()) + "' is not " + what + " (or unlimited)");
-  }
-  // The `limits` map of the top level, a manifest or a source (docs/security.md).
-  void limits(const json& m, const std::string& where, ResourceLimits& l) const {
-    auto it = m.find("limits");
-    if (it == m.end() || it->is_null()) return;
-    std::string w = where + ".limits";
-    only_keys(*it, w, {"address_space", "cpu_seconds", "open_files", "file_size", "core_dumps"});
-    auto at_least = [&](const char* key, std::uint64_t v, std::uint64_t lo, const std::string& lo_text) {
-      if (v < lo) fail(w + "." + key, "must be at least " + lo_text + " (or unlimited); the plugin could not start");
-      return v;
-    };
-    const json& j = *it;
-    if (auto v = j.find("address_space"); v != j.end() && !v->is_null())
-      l.address_space = at_least("address_space", size(*v, w + ".address_space"), 16ULL << 20, "16 MiB");
-    if (auto v = j.find("file_size"); v != j.end() && !v->is_null()) l.file_size = size(*v, w + ".file_size");
-    if (auto v = j.find("cpu_seconds"); v != j.end() && !v->is_null())
-      l.cpu_seconds = at_least("cpu_seconds", count(*v, w + ".cpu_seconds", "a number of seconds"), 1, "1");
-    if (auto v = j.find("open_files"); v != j.end() && !v->is_null()) {
-      l.open_files = at_least("open_files", count(*v, w + ".open_files", "a number of files"), 16, "16");
-      if (*l.open_files != ResourceLimits::kUnlimited && *l.open_files > (1ULL << 20))
-        fail(w + ".open_files", "must be at most 1048576 (the kernel's usual fs.nr_open)");
-      if (*l.open_files == ResourceLimits::kUnlimited)
-        fail(w + ".open_files", "cannot be unlimited (the kernel caps descriptors at fs.nr_open); give a number");
-    }
-    if (auto v = j.find("core_dumps"); v != j.end() && !v->is_null()) {
-      if (!v->is_boolean()) fail(w + ".core_dumps", "must be true or false");
-      l.core_dumps = v->get<bool>();
-    }
-  }
-  // `sandbox`: off, landlock or require.
-  std::optional<SandboxMode> sandbox(const json& m, const std::string& where) const {
-    auto it = m.find("sandbox");
-    if (it == m.end() || it->is_null()) return std::nullopt;
-    if (it->is_boolean() && !it->get<bool>()) return SandboxMode::off;  // YAML reads `off` as false
-    if (it->is_string()) {
-      if (*it == "off") return SandboxMode::off;
-      if (*it == "landlock") return SandboxMode::landlock;
-      if (*it == "require") return SandboxMode::require;
-    }
-    fail(where + ".sandbox", "'" + (it->is_string() ? it->get<std::string>() : it->dump()) +
-                                 "' is not a sandbox mode (off, landlock or require)");
-  }
-};
-
 // Expands ${data_dir}, ${cache_dir}, ${runtime_dir} and ${ENVIRONMENT_VARIABLE} in strings.
 void expand(json& v, const DaemonConfig& c) {
   if (v.is_string()) {
@@ -293,42 +97,6 @@ void expand(json& v, const DaemonConfig& c) {
   } else if (v.is_array() || v.is_object()) {
     for (auto& e : v) expand(e, c);
   }
-}
-
-// The plugins built with the daemon, found next to its executable.
-const std::set<std::string> kBuiltinRegistries = {"memory", "local-file", "remote", "huggingface", "oci", "hf-cache", "ollama-store"};
-const std::set<std::string> kBuiltinExtensions = {"format-validator", "decrypt", "decompress"};
-
-Manifest builtin(const std::string& name, const fs::path& exe_dir) {
-  Manifest m;
-  m.name = name;
-  m.version = MODELZOO_VERSION;
-  bool ext = kBuiltinExtensions.count(name) > 0;
-  m.kind = ext ? "extension" : "registry";
-  m.command = {(exe_dir / ((ext ? "modelzoo-ext-" : "modelzoo-plugin-") + name)).string()};
-  m.dir = exe_dir;
-  return m;
-}
-
-// Extension settings of a manifest or a source (`where` names it in errors).
-void read_extension_settings(const Reader& r, const json& j, const std::string& where, ExtensionSettings& e) {
-  if (auto o = r.integer(j, "order", where, -1000000, 1000000)) e.order = static_cast<int>(*o);
-  if (auto p = r.strings(j, "points", where)) {
-    if (p->empty()) r.fail(where + ".points", "must name at least one extension point");
-    for (const auto& x : *p)
-      if (!bus::is_extension_point(x))
-        r.fail(where + ".points", "'" + x + "' is not an extension point (" + bus::extension_point_list() + ")");
-    e.points = *p;
-  }
-  if (auto f = r.strings(j, "formats", where)) {
-    for (auto& x : *f) {
-      if (x.empty() || x.size() > 32 || x.find_first_of("./ ") != std::string::npos)
-        r.fail(where + ".formats", "'" + x + "' is not a file format (a file-name suffix without the dot, e.g. gguf)");
-      for (auto& ch : x) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    }
-    e.formats = *f;
-  }
-  if (auto t = r.integer(j, "hook_timeout_ms", where, 10, 86400000)) e.hook_timeout = milliseconds(*t);
 }
 
 // The name of a setting in an environment variable: upper case, '-' and '.' as '_'.
@@ -416,67 +184,6 @@ std::vector<std::string> apply_environment(json& j, const std::string& origin) {
   return applied;
 }
 
-bool has_extension_settings(const json& j) {
-  for (const char* k : {"order", "points", "formats", "hook_timeout_ms"})
-    if (j.contains(k)) return true;
-  return false;
-}
-
-// A manifest's `protocol` must include the version this daemon speaks, else the plugin could
-// never say hello.
-void check_protocol(const Reader& r, const json& v) {
-  if (auto why = protocol_range_problem(v, bus::kProtocolVersion)) r.fail("manifest.protocol", *why);
-}
-
-Manifest parse_manifest(const json& j, const std::string& origin, const fs::path& dir, const RestartPolicy& defaults) {
-  Reader r{origin};
-  r.only_keys(j, "manifest", {"name", "version", "kind", "protocol", "command", "priority", "handles", "restart",
-                              "config", "order", "points", "formats", "hook_timeout_ms", "limits"});
-  Manifest m;
-  m.dir = dir;
-  m.restart = defaults;
-  auto name = r.str(j, "name", "manifest");
-  if (!name) r.fail("manifest.name", "is required");
-  if (auto why = bus::check_plugin_name(*name)) r.fail("manifest.name", *why);
-  m.name = *name;
-  if (auto v = r.str(j, "version", "manifest")) {
-    if (auto why = bus::check_version(*v)) r.fail("manifest.version", *why);
-    m.version = *v;
-  }
-  if (auto k = r.str(j, "kind", "manifest")) {
-    if (!bus::is_plugin_kind(*k))
-      r.fail("manifest.kind", "'" + *k + "' is not a plugin kind (registry or extension)");
-    m.kind = *k;
-  }
-  if (m.kind != "extension" && has_extension_settings(j))
-    r.fail("manifest", "order, points, formats and hook_timeout_ms are settings of extensions (kind: extension)");
-  read_extension_settings(r, j, "manifest", m.extension);
-  if (auto it = j.find("protocol"); it != j.end() && !it->is_null()) check_protocol(r, *it);
-  auto cmd = r.strings(j, "command", "manifest");
-  if (!cmd || cmd->empty() || (*cmd)[0].empty()) r.fail("manifest.command", "is required (a program and its arguments)");
-  m.command = *cmd;
-  if (fs::path(m.command[0]).is_relative() && m.command[0].find('/') != std::string::npos)
-    m.command[0] = (dir / m.command[0]).lexically_normal().string();
-  if (auto p = r.integer(j, "priority", "manifest", -1000000, 1000000)) m.priority = static_cast<int>(*p);
-  m.handles = r.strings(j, "handles", "manifest");
-  r.handles(m.handles, "manifest");
-  r.restart(j, "manifest", m.restart);
-  r.limits(j, "manifest", m.limits);
-  if (auto it = j.find("config"); it != j.end() && !it->is_null()) {
-    if (!it->is_object()) r.fail("manifest.config", "must be a map");
-    m.config = *it;
-  }
-  return m;
-}
-
-std::string read_file(const fs::path& file) {
-  std::ifstream in(file);
-  if (!in) throw ConfigError(file.string() + ": cannot be read");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 void merge(json& base, const json& over) {
   for (const auto& [k, v] : over.items()) {
     if (v.is_object() && base.contains(k) && base[k].is_object()) merge(base[k], v);
@@ -495,21 +202,6 @@ void ResourceLimits::overlay(const ResourceLimits& over) {
 }
 
 const std::string& default_config_yaml() { return kDefaultConfig; }
-
-nlohmann::json yaml_to_json(const std::string& yaml_text) {
-  std::size_t values = 0;
-  return node_to_json(YAML::Load(yaml_text), 0, values);
-}
-
-Manifest load_manifest(const fs::path& file, const RestartPolicy& defaults) {
-  json j;
-  try {
-    j = yaml_to_json(read_file(file));
-  } catch (const YAML::Exception& e) {
-    throw ConfigError(file.string() + ": not valid YAML: " + e.what());
-  }
-  return parse_manifest(j, file.string(), file.parent_path(), defaults);
-}
 
 namespace {
 
@@ -747,7 +439,7 @@ DaemonConfig parse_settings(json j, const std::string& origin, const fs::path& e
         if (auto m = manifests.find(*plugin); m != manifests.end()) {
           s.manifest = m->second;
           used_manifests.insert(*plugin);
-        } else if (kBuiltinRegistries.count(*plugin) || kBuiltinExtensions.count(*plugin)) {
+        } else if (is_builtin(*plugin)) {
           s.manifest = builtin(*plugin, exe_dir);
           s.manifest.restart = defaults;
         } else {
@@ -833,52 +525,6 @@ DaemonConfig load_config(const fs::path& path, const fs::path& exe_dir) {
   DaemonConfig c = parse_config(read_file(path), path.string(), exe_dir);
   c.config_file = fs::absolute(path);
   return c;
-}
-
-std::optional<std::string> protocol_range_problem(const json& v, int host) {
-  const std::string usage = " (a list of protocol versions such as [1], or a range such as \">=1\")";
-  std::string host_s = std::to_string(host);
-  auto excludes = [&](const std::string& what) {
-    return "'" + what + "' does not include protocol " + host_s + ", the version this modelzoo speaks";
-  };
-  if (v.is_number_integer() || v.is_array()) {
-    json list = v.is_array() ? v : json::array({v});
-    if (list.empty()) return "names no protocol version" + usage;
-    bool speaks = false;
-    for (const auto& e : list) {
-      if (!e.is_number_integer() || e.get<long long>() < 1)
-        return "'" + (e.is_string() ? e.get<std::string>() : e.dump()) + "' is not a protocol version" + usage;
-      if (e.get<long long>() == host) speaks = true;
-    }
-    if (!speaks) return excludes(v.dump());
-    return std::nullopt;
-  }
-  if (!v.is_string()) return "must be a list of protocol versions or a range" + usage;
-  // Constraints separated by commas or blanks, each [>=|<=|>|<|=|==]N; all must hold.
-  std::string s = v.get<std::string>();
-  bool any = false, holds = true;
-  std::size_t i = 0;
-  while (i < s.size()) {
-    if (s[i] == ',' || s[i] == ' ' || s[i] == '\t') {
-      ++i;
-      continue;
-    }
-    std::string op;
-    while (i < s.size() && (s[i] == '>' || s[i] == '<' || s[i] == '=')) op += s[i++];
-    while (i < s.size() && s[i] == ' ') ++i;
-    std::size_t start = i;
-    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
-    if (start == i || i - start > 9 || !(op.empty() || op == ">=" || op == "<=" || op == ">" || op == "<" ||
-                                         op == "=" || op == "=="))
-      return "'" + s + "' is not a protocol version range" + usage;
-    long long n = std::stoll(s.substr(start, i - start));
-    bool ok = op == ">=" ? host >= n : op == "<=" ? host <= n : op == ">" ? host > n : op == "<" ? host < n : host == n;
-    holds = holds && ok;
-    any = true;
-  }
-  if (!any) return "'" + s + "' is not a protocol version range" + usage;
-  if (!holds) return excludes(s);
-  return std::nullopt;
 }
 
 }  // namespace modelzoo::supervisor
