@@ -35,54 +35,18 @@ fs::path server_script() { return fs::path(MODELZOO_SOURCE_DIR) / "tests/hfhub/h
 #define REQUIRE_PLUGIN()                                                                            \
   if (!fs::exists(bin_dir() / "modelzoo-plugin-huggingface")) GTEST_SKIP() << "the plugin is not built"
 
-// The fake hub: a repo tree on disk, the hub port and its CDN port.
-class FakeHub {
+// The fake hub: a repo tree on disk (root()), the hub port and its CDN port.
+class FakeHub : public ServerProcess {
  public:
-  FakeHub() {
-    char tmpl[] = "/tmp/modelzoo-hfhub-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-    fs::create_directories(root());
-  }
-  ~FakeHub() {
-    kill();
-    if (::testing::Test::HasFailure()) std::cerr << "---- fake hub log\n" << slurp(dir_ / "server.log") << "----\n";
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  fs::path root() const { return dir_ / "root"; }
-  fs::path cdn_log() const { return dir_ / "cdn.log"; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  int port() const { return port_; }
-
+  FakeHub() : ServerProcess("hfhub") {}
+  fs::path cdn_log() const { return dir() / "cdn.log"; }
   void start(const std::vector<std::string>& args = {}, int port = 0) {
-    kill();
-    fs::path port_file = dir_ / "port";
-    fs::remove(port_file);
-    std::vector<std::string> argv_s = {"/usr/bin/python3", server_script().string(), "--root", root().string(),
-                                       "--port", std::to_string(port), "--port-file", port_file.string(),
-                                       "--cdn-log", cdn_log().string()};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    pid_ = spawn_server(argv_s, dir_ / "server.log", port_file, 20s);
-    ASSERT_GT(pid_, 0);
-    port_ = std::stoi(slurp(port_file));
+    std::vector<std::string> argv = {"/usr/bin/python3", server_script().string(), "--root", root().string(),
+                                     "--port", std::to_string(port), "--port-file", port_file().string(),
+                                     "--cdn-log", cdn_log().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    run_server(argv, 20s);
   }
-  void kill() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-  bool wait_exit(std::chrono::milliseconds limit) {
-    bool gone = wait_until([&] { return ::waitpid(pid_, nullptr, WNOHANG) == pid_; }, limit);
-    if (gone) pid_ = -1;
-    return gone;
-  }
-
- private:
-  fs::path dir_;
-  pid_t pid_ = -1;
-  int port_ = 0;
 };
 
 // acme/tiny: a git file, an LFS weights file, and a file patterns leave out.

@@ -33,6 +33,64 @@ inline int dead_port() {
   return ntohs(a.sin_port);
 }
 
+// A test server process in a temporary directory of its own (root/ for the files it serves,
+// server.log, the port file it writes once it listens): killed and reaped when it goes, its
+// log shown when the test failed. Subclasses build the command line (see start()).
+class ServerProcess {
+ public:
+  explicit ServerProcess(const std::string& label) : label_(label) {
+    std::string tmpl = "/tmp/modelzoo-" + label + "-XXXXXX";
+    dir_ = ::mkdtemp(tmpl.data());
+    fs::create_directories(root());
+  }
+  ~ServerProcess() {
+    kill();
+    if (::testing::Test::HasFailure()) std::cerr << "---- " << label_ << " server log\n" << log() << "----\n";
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  fs::path root() const { return dir_ / "root"; }
+  fs::path dir() const { return dir_; }
+  int port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string log() const { return slurp(dir_ / "server.log"); }
+
+  void kill() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+  }
+  // Waits for the server to exit on its own (a --die-after-bytes knob).
+  bool wait_exit(std::chrono::milliseconds limit) {
+    bool gone = wait_until([&] { return ::waitpid(pid_, nullptr, WNOHANG) == pid_; }, limit);
+    if (gone) pid_ = -1;
+    return gone;
+  }
+
+ protected:
+  // Kills a running one, then runs `argv`, which must make the server write its port to
+  // port_file(), and waits up to `limit` for it.
+  void run_server(const std::vector<std::string>& argv, std::chrono::milliseconds limit) {
+    kill();
+    fs::remove(port_file());
+    pid_ = spawn_server(argv, dir_ / "server.log", port_file(), limit);
+    ASSERT_GT(pid_, 0);
+    port_ = std::stoi(slurp(port_file()));
+  }
+  fs::path port_file() const { return dir_ / "port"; }
+
+ private:
+  std::string label_;
+  fs::path dir_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
 // The error of a pull that must fail (a failure of the test when it succeeds).
 inline bus::Error pull_error(Daemon& d, const std::string& ref) {
   try {

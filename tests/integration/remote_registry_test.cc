@@ -43,58 +43,17 @@ void write_generated(const fs::path& file, std::uint64_t seed, std::uint64_t siz
 
 
 // The example HTTP registry server, serving a private model tree on 127.0.0.1.
-class RegistryServer {
+class RegistryServer : public ServerProcess {
  public:
-  RegistryServer() {
-    char tmpl[] = "/tmp/modelzoo-registry-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-    fs::create_directories(root());
-  }
-  ~RegistryServer() {
-    kill();
-    if (::testing::Test::HasFailure()) std::cerr << "---- registry server log\n" << log() << "----\n";
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  fs::path root() const { return dir_ / "root"; }
-  fs::path dir() const { return dir_; }
-  int port() const { return port_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  std::string log() const { return slurp(dir_ / "server.log"); }
-
+  RegistryServer() : ServerProcess("registry") {}
   // Starts the server with `args` (auth and test knobs) on `port` (0: any free port; the
   // port it got is kept, so a restart with start(args, port()) comes back on the same one).
   void start(const std::vector<std::string>& args = {}, int port = 0) {
-    kill();
-    fs::path port_file = dir_ / "port";
-    fs::remove(port_file);
-    std::vector<std::string> argv_s = {server_exe().string(), "--root", root().string(), "--listen",
-                                       "127.0.0.1:" + std::to_string(port), "--port-file", port_file.string()};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    pid_ = spawn_server(argv_s, dir_ / "server.log", port_file, 10s);
-    ASSERT_GT(pid_, 0);
-    port_ = std::stoi(slurp(port_file));
+    std::vector<std::string> argv = {server_exe().string(), "--root", root().string(), "--listen",
+                                     "127.0.0.1:" + std::to_string(port), "--port-file", port_file().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    run_server(argv, 10s);
   }
-
-  void kill() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-  // Waits for the server to exit on its own (--die-after-bytes).
-  bool wait_exit(std::chrono::milliseconds limit) {
-    bool gone = wait_until([&] { return ::waitpid(pid_, nullptr, WNOHANG) == pid_; }, limit);
-    if (gone) pid_ = -1;
-    return gone;
-  }
-
- private:
-  fs::path dir_;
-  pid_t pid_ = -1;
-  int port_ = 0;
 };
 
 // The model tree of most tests: acme/llm 1.0.0, 1.2.0 and 1.10.0 (the latest: semver, not
