@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "modelzoo/bus/sha256.h"
+#include "modelzoo/bus/unique_fd.h"
 
 namespace modelzoo::plugins::caches {
 namespace {
@@ -21,24 +22,7 @@ using sdk::ErrorCode;
 
 constexpr std::size_t kBlock = 1u << 20;
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
+using Fd = bus::UniqueFd;
 
 }  // namespace
 

@@ -12,6 +12,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "modelzoo/bus/sha256.h"
+#include "modelzoo/bus/unique_fd.h"
 
 namespace modelzoo::plugins::local_file {
 namespace {
@@ -27,25 +28,7 @@ constexpr int kMaxModelDepth = 8;                        // segments of a model 
 constexpr int kMaxFileDepth = 16;                        // segments of a file name
 constexpr std::size_t kMaxFiles = 100000;                // files in one model version
 
-// An owned file descriptor.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
+using Fd = bus::UniqueFd;
 
 std::string errno_text(int e) { return std::strerror(e); }
 
