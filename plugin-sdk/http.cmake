@@ -14,3 +14,20 @@ if(NOT TARGET modelzoo_plugin_sdk_http)
   target_link_libraries(modelzoo_plugin_sdk_http PUBLIC modelzoo_plugin_sdk PRIVATE CURL::libcurl)
   target_compile_definitions(modelzoo_plugin_sdk_http PRIVATE MODELZOO_SDK_VERSION="${PROJECT_VERSION}")
 endif()
+
+# An HTTP registry plugin: a static library NAME_LIB of SOURCES (its logic, unit-testable,
+# its headers included as "<dir>/<file>.h") on the SDK's HTTP base, and the executable
+# modelzoo-plugin-<PLUGIN> of main.cc. LIBS: what the library links privately as well.
+#   modelzoo_http_registry_plugin(PLUGIN oci LIB modelzoo_oci_registry SOURCES oci.cc push.cc LIBS CURL::libcurl)
+if(NOT COMMAND modelzoo_http_registry_plugin)
+  function(modelzoo_http_registry_plugin)
+    cmake_parse_arguments(P "" "PLUGIN;LIB" "SOURCES;LIBS" ${ARGN})
+    add_library(${P_LIB} STATIC ${P_SOURCES})
+    target_include_directories(${P_LIB} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/..)
+    target_link_libraries(${P_LIB} PUBLIC modelzoo_plugin_sdk_http PRIVATE ${P_LIBS})
+    target_compile_definitions(${P_LIB} PRIVATE MODELZOO_VERSION="${PROJECT_VERSION}")
+    add_executable(modelzoo-plugin-${P_PLUGIN} main.cc)
+    target_link_libraries(modelzoo-plugin-${P_PLUGIN} PRIVATE ${P_LIB})
+    target_compile_definitions(modelzoo-plugin-${P_PLUGIN} PRIVATE MODELZOO_VERSION="${PROJECT_VERSION}")
+  endfunction()
+endif()
