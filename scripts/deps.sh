@@ -19,6 +19,7 @@ MODELZOO_PACKAGES=(
   python3 python3-zmq python3-msgpack  # Python plugins (the spec's example runs in the tests)
   curl bc                         # bench/hf_bench.sh: curl is the baseline, bc the arithmetic
   docker-registry skopeo umoci apache2-utils  # the oci plugin's tests: a real registry, a second client, htpasswd -B
+  python3-botocore                # the S3 signer is checked against botocore's (tests/unit/sigv4_test.cc)
 )
 
 missing=()
