@@ -37,6 +37,7 @@ std::string_view to_string(Auth::Kind kind) {
     case Auth::Kind::basic: return "basic";
     case Auth::Kind::custom: return "custom";
     case Auth::Kind::provider: return "provider";
+    case Auth::Kind::signer: return "signer";
   }
   return "none";
 }
@@ -58,6 +59,7 @@ std::string Auth::describe() const {
     case Kind::custom:
       return "custom auth header from command '" + (command.empty() ? std::string() : command[0]) + "'";
     case Kind::provider: return provider_name.empty() ? std::string("credentials from the plugin") : provider_name;
+    case Kind::signer: return provider_name.empty() ? std::string("requests signed by the plugin") : provider_name;
   }
   return {};
 }
@@ -267,6 +269,7 @@ Credentials Authenticator::credentials() {
       if (!provided_->empty()) c.headers.emplace_back("Authorization", *provided_);
       break;
     }
+    case Auth::Kind::signer: break;  // per request, by the client (it knows the URL and range)
   }
   return c;
 }

@@ -242,6 +242,10 @@ struct HttpClient::Impl {
     }
     char errbuf[CURL_ERROR_SIZE] = {};
     std::string range = std::to_string(a.offset) + "-" + (a.last ? std::to_string(*a.last) : std::string());
+    const bool ranged = a.streaming && (a.offset > 0 || a.last);
+    if (creds && auth.auth().kind == Auth::Kind::signer && auth.auth().signer)
+      for (const auto& [name, value] : auth.auth().signer({"GET", full, ranged ? "bytes=" + range : std::string()}))
+        headers.add(name + ": " + value);
     CURL* h = acquire();
     curl_easy_setopt(h, CURLOPT_SHARE, share);
     curl_easy_setopt(h, CURLOPT_URL, full.c_str());
@@ -269,7 +273,7 @@ struct HttpClient::Impl {
       curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
       curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, secs);
       curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L * 1024);
-      if (a.offset > 0 || a.last) curl_easy_setopt(h, CURLOPT_RANGE, range.c_str());
+      if (ranged) curl_easy_setopt(h, CURLOPT_RANGE, range.c_str());
     } else {
       curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(opt.timeout.count()));
       curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");

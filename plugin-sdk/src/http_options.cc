@@ -124,7 +124,8 @@ Auth auth_from_config(const json& j) {
       if (auto v = opt_uint(j, "command_timeout_ms", w, 100, 600000)) a.command_timeout = milliseconds(*v);
       break;
     }
-    case Auth::Kind::provider: bad_setting("auth.kind", "provider is given by a plugin's code, not by configuration");
+    case Auth::Kind::provider:
+    case Auth::Kind::signer: bad_setting("auth.kind", "is given by a plugin's code, not by configuration");
   }
   return a;
 }

@@ -42,6 +42,7 @@ struct Seen {
   std::uint64_t first = 0;
   std::optional<std::uint64_t> last;
   bool ranged = false;
+  std::string head;  // the request line and headers
 };
 
 class FileServer {
@@ -104,6 +105,7 @@ class FileServer {
       req.append(buf, static_cast<std::size_t>(n));
     }
     Seen s;
+    s.head = req.substr(0, req.find("\r\n\r\n"));
     if (auto r = req.find("\r\nRange: bytes="); r != std::string::npos) {
       s.ranged = true;
       unsigned long long a = 0, b = 0;
@@ -177,8 +179,9 @@ class FileServer {
   bool passed_ = false;
 };
 
-http::HttpClient client_for(const FileServer& s, unsigned streams, std::uint64_t piece) {
+http::HttpClient client_for(const FileServer& s, unsigned streams, std::uint64_t piece, http::Auth auth = {}) {
   http::ClientOptions o;
+  o.auth = std::move(auth);
   o.base_url = s.url();
   o.source = "streams-test";
   o.streams = streams;
@@ -224,6 +227,33 @@ TEST(ParallelStreams, PiecesOverSeveralConnectionsArriveInOrderOnTheCallingThrea
   }
   std::sort(firsts.begin(), firsts.end());
   for (std::size_t i = 0; i < firsts.size(); ++i) EXPECT_EQ(firsts[i], i * kMiB);
+}
+
+// A signer (S3's SigV4, Azure's Shared Key) sees each request as it is sent: every piece is
+// signed with its own range, and the headers it returns go with that request only.
+TEST(ParallelStreams, ASignerSignsEveryPieceWithItsOwnRange) {
+  FileServer s;
+  s.body = random_bytes(3 * kMiB + 99, 9);
+  s.start();
+  http::Auth auth{.kind = http::Auth::Kind::signer};
+  std::atomic<int> calls{0};
+  auth.signer = [&](const http::Auth::SignInput& in) {
+    ++calls;
+    return std::vector<std::pair<std::string, std::string>>{{"X-Test-Signature", in.method + " " + in.url + " " + in.range}};
+  };
+  auto c = client_for(s, 4, kMiB, auth);
+  Received r;
+  EXPECT_EQ(c.stream("/dir/f%20x", 0, r.sink()), s.body.size());
+  EXPECT_TRUE(r.bytes == s.body);
+  auto seen = s.seen();
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(calls, 4);
+  for (const auto& q : seen) {
+    ASSERT_TRUE(q.ranged && q.last) << q.head;
+    std::string want = "X-Test-Signature: GET " + s.url() + "/dir/f%20x bytes=" + std::to_string(q.first) + "-" +
+                       std::to_string(*q.last);
+    EXPECT_NE(q.head.find(want), std::string::npos) << q.head;
+  }
 }
 
 TEST(ParallelStreams, FromAnOffsetOnlyTheRestIsAskedFor) {

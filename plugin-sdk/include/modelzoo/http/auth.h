@@ -19,7 +19,7 @@ namespace modelzoo::sdk::http {
 // How requests authenticate. Secrets live here and nowhere else: describe() and every
 // message of this library name the kind and where the secret comes from, never its value.
 struct Auth {
-  enum class Kind { none, api_key, bearer, basic, custom, provider };
+  enum class Kind { none, api_key, bearer, basic, custom, provider, signer };
   Kind kind = Kind::none;
   // api_key: the key, sent in the header `header` or else in the query parameter `query`
   // (one of the two; with neither, the header X-API-Key).
@@ -46,7 +46,16 @@ struct Auth {
   // which it is called once with refresh = true. It may throw Error (unauthorized, ...).
   // `provider_name` is what describe() says ("registry token flow").
   std::function<std::string(bool refresh)> provider{};
-  std::string provider_name{};
+  std::string provider_name{};  // describe() of provider and signer
+  // signer (code only): called for every request to the registry's own origin, each piece of
+  // a parallel download and each retry included, with what that request sends; returns the
+  // headers to add. For schemes that sign each request (S3's SigV4, Azure's Shared Key).
+  struct SignInput {
+    std::string method;  // "GET"
+    std::string url;     // the full URL, path and query encoded as sent
+    std::string range;   // the Range header's value ("bytes=0-1048575"), "" when none
+  };
+  std::function<std::vector<std::pair<std::string, std::string>>(const SignInput&)> signer{};
 
   // "api key in header 'X-API-Key'", "bearer token from file '/run/tok'", ... Never a secret.
   std::string describe() const;
