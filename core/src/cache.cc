@@ -395,6 +395,20 @@ bus::Result<fs::path> ContentStore::link_view(const bus::ModelMetadata& m) const
   return dir;
 }
 
+namespace {
+// Gives the anonymous file `fd` (O_TMPFILE) the name `path`: 0 or an errno. EEXIST when
+// `path` exists (linkat never replaces).
+int link_anonymous(int fd, const fs::path& path) {
+  const std::string self = "/proc/self/fd/" + std::to_string(fd);
+  return ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
+}
+}  // namespace
+
+// The manifest is written and flushed with no name (O_TMPFILE), then linked under its own
+// name: a daemon killed at any point leaves either no manifest or a whole one, and no
+// temporary file. Replacing an existing manifest needs a named temporary renamed over it
+// (linkat cannot replace); it exists for microseconds, and a killed writer's is removed by
+// clean_leftovers. Filesystems without O_TMPFILE take the named temporary all the way.
 bus::Status ContentStore::write_manifest(const bus::ModelMetadata& m, const std::string& source,
                                   const nlohmann::json& derived) const {
   fs::path file = root_ / "manifests" / m.name / (m.version + ".json");
@@ -404,19 +418,42 @@ bus::Status ContentStore::write_manifest(const bus::ModelMetadata& m, const std:
   std::string tmp_name = ".";
   tmp_name.append(file.filename().string()).append(".").append(random_suffix());
   fs::path tmp = file.parent_path() / tmp_name;
+  const std::string what = "cannot write manifest " + file.string();
   int fd = -1;
+  bool anonymous = false;
   int open_error = in_dir(file.parent_path(), [&] {
+    fd = ::open(file.parent_path().c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      anonymous = true;
+      return 0;
+    }
+    if (errno == ENOENT) return ENOENT;  // the directory went meanwhile: in_dir tries again
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     return fd < 0 ? errno : 0;
   });
-  if (fd < 0) return write_failure(open_error, "cannot write manifest " + file.string());
+  if (fd < 0) return write_failure(open_error, what);
   bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  int e = errno;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), file.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return write_failure(ok ? errno : e, "cannot write manifest " + file.string());
+  int e = ok ? 0 : (errno ? errno : EIO);
+  if (ok && anonymous) {
+    e = link_anonymous(fd, file);
+    if (e == EEXIST) e = link_anonymous(fd, tmp);
+    else if (e == 0) {
+      ::close(fd);
+      fsync_dir(file.parent_path());
+      return {};
+    }
+    ok = e == 0;
   }
+  ::close(fd);
+  if (ok && ::rename(tmp.c_str(), file.c_str()) != 0) {
+    ok = false;
+    e = errno;
+  }
+  if (!ok) {
+    ::unlink(tmp.c_str());
+    return write_failure(e, what);
+  }
+  fsync_dir(file.parent_path());
   return {};
 }
 

@@ -813,9 +813,37 @@ BlobRemoval remove_blobs_if_unused(const fs::path& root, const std::vector<std::
   return out;
 }
 
+namespace {
+// Whether `name` is a temporary of ContentStore: `.<file>.<16 hex>` (a manifest being
+// written) or `.<file>.<16 hex>.link` (a view's link being replaced).
+bool is_store_temporary(std::string name) {
+  if (name.size() > 5 && name.compare(name.size() - 5, 5, ".link") == 0) name.resize(name.size() - 5);
+  if (name.size() < 19 || name[0] != '.' || name[name.size() - 17] != '.') return false;
+  return std::all_of(name.end() - 16, name.end(), [](unsigned char c) { return std::isxdigit(c); });
+}
+
+// Removes below `dir` the store's temporaries older than kLeftoverAge (a writer's live for
+// milliseconds): what a writer killed between creating and renaming one left.
+std::size_t remove_stale_temporaries(const fs::path& dir, FileTime now, int depth) {
+  std::size_t n = 0;
+  if (depth > 64) return n;
+  for (const auto& p : entries_of(dir)) {
+    auto st = lstat_of(p);
+    if (!st) continue;
+    if (S_ISDIR(st->st_mode)) n += remove_stale_temporaries(p, now, depth + 1);
+    else if ((S_ISREG(st->st_mode) || S_ISLNK(st->st_mode)) && is_store_temporary(p.filename().string()) &&
+             now - mtime_of(*st) >= kLeftoverAge && ::unlink(p.c_str()) == 0)
+      ++n;
+  }
+  return n;
+}
+}  // namespace
+
 std::pair<std::size_t, std::size_t> clean_leftovers(const fs::path& root) {
   std::size_t pins = 0, restored = 0;
   const auto now = FileTime::clock::now();
+  remove_stale_temporaries(manifests_dir(root), now, 0);
+  remove_stale_temporaries(models_dir(root), now, 0);
   for (const auto& p : entries_of(pins_dir(root))) {
     const std::string n = p.filename().string();
     const bool visible = p.extension() == ".pin" && !is_hidden(p);

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -849,3 +850,38 @@ TEST(CacheAdmin, DefaultCacheDirFollowsTheDaemonsRules) {
 }
 
 }  // namespace
+
+// A manifest is written with no name until it is whole: nothing hidden is ever left beside
+// it, whether it is new or replaces one. What a killed writer of an older daemon (or one on a
+// filesystem without O_TMPFILE) left is removed once it is a minute old, never sooner, and
+// nothing else hidden is touched.
+TEST_F(CacheAdminTest, WritingAManifestLeavesNoTemporaryAndKilledWritersTemporariesAreCleaned) {
+  ModelMetadata m = add_model("demo/t", "1.0.0", {{"a", "alpha"}});
+  store_->write_manifest(m, "again").value();  // replaces: through a named temporary, renamed
+  const fs::path dir = manifest("demo/t", "1.0.0").parent_path();
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  EXPECT_EQ(names, std::vector<std::string>{"1.0.0.json"});
+  EXPECT_EQ(admin::list_cache(root_).models.at(0).source, "again");
+
+  const fs::path old_manifest = dir / ".1.0.0.json.0123456789abcdef";
+  const fs::path young_manifest = dir / ".2.0.0.json.fedcba9876543210";
+  const fs::path old_link = root_ / "models" / "demo/t" / "1.0.0" / ".a.00000000deadbeef.link";
+  const fs::path not_ours = dir / ".keep-me";
+  std::ofstream(old_manifest) << "{";
+  std::ofstream(young_manifest) << "{";
+  std::ofstream(not_ours) << "x";
+  fs::create_symlink("../../../../blobs/sha256/x", old_link);
+  age(old_manifest, std::chrono::seconds(61));
+  age(not_ours, std::chrono::seconds(3600));
+  struct timespec times[2] = {{0, UTIME_OMIT}, {::time(nullptr) - 120, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, old_link.c_str(), times, AT_SYMLINK_NOFOLLOW), 0);
+
+  admin::clean_leftovers(root_);
+  EXPECT_FALSE(fs::exists(fs::symlink_status(old_manifest)));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(old_link)));
+  EXPECT_TRUE(fs::exists(young_manifest));  // may be a live writer's
+  EXPECT_TRUE(fs::exists(not_ours));
+  EXPECT_TRUE(fs::exists(manifest("demo/t", "1.0.0")));
+  EXPECT_TRUE(admin::verify_cache(root_).ok());
+}

@@ -229,7 +229,9 @@ BlobRemoval remove_blobs_if_unused(const std::filesystem::path& root, const std:
 
 // Removes pins whose holder died and finishes removals a killed remover left half-done
 // (tmp/<hex>.<id>.removing older than a minute: put back when a manifest or pin needs
-// the blob, else deleted). Returns {pins removed, blobs put back}.
+// the blob, else deleted), and removes the temporaries of manifests and view links a killed
+// writer left (hidden `.<file>.<16 hex>[.link]`, older than a minute). Returns {pins removed,
+// blobs put back}.
 std::pair<std::size_t, std::size_t> clean_leftovers(const std::filesystem::path& root);
 
 // ---- space --------------------------------------------------------------------------------
