@@ -13,6 +13,7 @@ MODELZOO_PACKAGES=(
   libsodium-dev                   # encrypted models (secretstream), the decrypt extension
   libcurl4-openssl-dev            # the remote registry plugin and the SDK's HTTP base
   libzstd-dev                     # .zst models, the decompress extension
+  libexpat1-dev                   # the object stores' XML answers (plugins/objstore/xml.h)
   libcpp-httplib-dev              # the example HTTP registry server
   libgtest-dev libgmock-dev       # tests
   clang libclang-rt-14-dev        # the fuzz targets (scripts/fuzz.sh: libFuzzer, ASan, UBSan)
@@ -20,6 +21,7 @@ MODELZOO_PACKAGES=(
   curl bc                         # bench/hf_bench.sh: curl is the baseline, bc the arithmetic
   docker-registry skopeo umoci apache2-utils  # the oci plugin's tests: a real registry, a second client, htpasswd -B
   python3-botocore                # the S3 signer is checked against botocore's (tests/unit/sigv4_test.cc)
+  awscli                          # fills the s3rver bucket of the s3 plugin's tests, and bench/s3_bench.sh's baseline
 )
 
 missing=()

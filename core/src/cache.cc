@@ -435,8 +435,10 @@ bus::Status ContentStore::write_manifest(const bus::ModelMetadata& m, const std:
   bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
   int e = ok ? 0 : (errno ? errno : EIO);
   if (ok && anonymous) {
-    e = link_anonymous(fd, file);
-    if (e == EEXIST) e = link_anonymous(fd, tmp);
+    // The directory looks empty to `cache rm` while the file has no name: it may be gone
+    // (ENOENT), and in_dir makes it again.
+    e = in_dir(file.parent_path(), [&] { return link_anonymous(fd, file); });
+    if (e == EEXIST) e = in_dir(file.parent_path(), [&] { return link_anonymous(fd, tmp); });
     else if (e == 0) {
       ::close(fd);
       fsync_dir(file.parent_path());

@@ -226,13 +226,15 @@ struct HttpClient::Impl {
     return redactor(redact_url(s, extra));
   }
 
-  std::string where(const std::string& path) { return "GET " + redact(base + path); }
+  std::string where(const std::string& path, const std::string& method = "GET") { return method + " " + redact(base + path); }
 
   // One HTTP exchange on `url`; fills `a`. Returns libcurl's result and, for a 3xx, where it points.
   CURLcode perform(const std::string& url, const Credentials* creds, Attempt& a, std::string& redirect, std::string& curl_error) {
     std::string full = url;
     CurlList headers;
-    headers.add(a.streaming ? "Accept: */*" : "Accept: application/json");
+    headers.add(a.streaming || a.request_headers ? "Accept: */*" : "Accept: application/json");
+    if (a.request_headers)
+      for (const auto& [name, value] : *a.request_headers) headers.add(name + ": " + value);
     if (creds) {
       for (const auto& [name, value] : creds->query) {
         full += full.find('?') == std::string::npos ? '?' : '&';
@@ -244,7 +246,10 @@ struct HttpClient::Impl {
     std::string range = std::to_string(a.offset) + "-" + (a.last ? std::to_string(*a.last) : std::string());
     const bool ranged = a.streaming && (a.offset > 0 || a.last);
     if (creds && auth.auth().kind == Auth::Kind::signer && auth.auth().signer)
-      for (const auto& [name, value] : auth.auth().signer({"GET", full, ranged ? "bytes=" + range : std::string()}))
+      for (const auto& [name, value] :
+           auth.auth().signer({a.method, full, ranged ? "bytes=" + range : std::string(),
+                               a.request_headers ? *a.request_headers : std::vector<std::pair<std::string, std::string>>{},
+                               a.request_body ? std::string_view(*a.request_body) : std::string_view()}))
         headers.add(name + ": " + value);
     CURL* h = acquire();
     curl_easy_setopt(h, CURLOPT_SHARE, share);
@@ -278,6 +283,15 @@ struct HttpClient::Impl {
       curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(opt.timeout.count()));
       curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
     }
+    if (a.method == "HEAD") {
+      curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    } else if (a.method != "GET") {
+      curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, a.method.c_str());
+      if (a.request_body) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, a.request_body->data());
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(a.request_body->size()));
+      }
+    }
     CURLcode rc = curl_easy_perform(h);
     if (rc == CURLE_OK && !a.started) a.check();  // an empty body
     char* location = nullptr;
@@ -308,7 +322,7 @@ struct HttpClient::Impl {
       if (a.sink_error) std::rethrow_exception(a.sink_error);  // the sink's own failure: not ours to retry
       if (rc != CURLE_OK) {
         if (!a.protocol_error.empty()) {
-          log("debug", opt.source + ": GET " + shown + " -> " + std::to_string(a.status) + " in " + std::to_string(ms) +
+          log("debug", opt.source + ": " + a.method + " " + shown + " -> " + std::to_string(a.status) + " in " + std::to_string(ms) +
                            " ms (attempt " + std::to_string(number) + "): " + a.protocol_error);
           o.code = ErrorCode::internal;
           o.reason = redact(a.protocol_error);
@@ -318,11 +332,11 @@ struct HttpClient::Impl {
         o.transient = transient_curl(rc);
         o.code = ErrorCode::unavailable;
         o.reason = redact(detail) + (a.delivered ? " after " + std::to_string(a.delivered) + " bytes" : "");
-        log("debug", opt.source + ": GET " + shown + " -> failed in " + std::to_string(ms) + " ms (attempt " +
+        log("debug", opt.source + ": " + a.method + " " + shown + " -> failed in " + std::to_string(ms) + " ms (attempt " +
                          std::to_string(number) + "): " + o.reason);
         return o;
       }
-      log("debug", opt.source + ": GET " + shown + " -> " + std::to_string(a.status) + " in " + std::to_string(ms) +
+      log("debug", opt.source + ": " + a.method + " " + shown + " -> " + std::to_string(a.status) + " in " + std::to_string(ms) +
                        " ms (attempt " + std::to_string(number) + ")");
       if (a.status >= 300 && a.status <= 399 && a.status != 304 && !redirect.empty()) {
         if (hop >= kMaxRedirects) {
@@ -424,18 +438,18 @@ struct HttpClient::Impl {
         } catch (const Error&) {
         }
         if (fresh.headers != o.used.headers || fresh.query != o.used.query) {
-          log("info", opt.source + ": " + where(path) + ": " + status_text(a.status) + "; trying again with fresh credentials");
+          log("info", opt.source + ": " + where(path, a.method) + ": " + status_text(a.status) + "; trying again with fresh credentials");
           --attempt;
           continue;
         }
       }
-      if (!o.transient) throw Error(o.code, where(path) + ": " + o.reason);
+      if (!o.transient) throw Error(o.code, where(path, a.method) + ": " + o.reason);
       if (a.delivered > 0) attempt = 1;  // progress: the budget starts again
       if (attempt >= opt.retry.max_attempts)
-        throw Error(ErrorCode::unavailable, where(path) + ": " + o.reason + " (gave up after " + std::to_string(number) +
+        throw Error(ErrorCode::unavailable, where(path, a.method) + ": " + o.reason + " (gave up after " + std::to_string(number) +
                                                 (number == 1 ? " attempt)" : " attempts)"));
       auto wait = opt.retry.delay(attempt, o.retry_after, uniform01());
-      log("warn", opt.source + ": " + where(path) + ": " + o.reason + "; retrying in " + ms_string(wait) +
+      log("warn", opt.source + ": " + where(path, a.method) + ": " + o.reason + "; retrying in " + ms_string(wait) +
                       (o.retry_after ? " (Retry-After)" : "") + " (attempt " + std::to_string(number + 1) + ")");
       std::this_thread::sleep_for(wait);
     }
@@ -649,6 +663,24 @@ HttpClient::JsonPage HttpClient::get_json_page(const std::string& path) {
     log("warn", impl_->opt.source + ": " + impl_->where(path) + ": the next page (" + impl_->redact(next) +
                     ") is not under " + impl_->redact(base) + "; the listing stops here");
   return page;
+}
+
+HttpClient::Response HttpClient::send(const Request& req) {
+  Response out;
+  impl_->run(
+      req.path,
+      [&](Attempt& a) {
+        a.method = req.method;
+        a.request_headers = &req.headers;
+        a.request_body = &req.body;
+        a.body_limit = req.max_body;
+      },
+      [&](const Attempt& a) {
+        out.status = a.status;
+        out.headers = a.headers;
+        out.body = a.body;
+      });
+  return out;
 }
 
 std::uint64_t HttpClient::stream(const std::string& path, std::uint64_t offset,

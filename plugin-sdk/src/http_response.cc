@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string_view>
@@ -159,7 +160,39 @@ size_t on_body(char* buf, size_t size, size_t n, void* ud) {
   return len;
 }
 
+namespace {
+// The text of the first <tag>...</tag> in `xml`, its five predefined entities decoded; "" when none.
+std::string xml_element(const std::string& xml, const std::string& tag) {
+  auto open = xml.find("<" + tag + ">");
+  if (open == std::string::npos) return {};
+  open += tag.size() + 2;
+  auto close = xml.find("</" + tag + ">", open);
+  if (close == std::string::npos) return {};
+  std::string raw = xml.substr(open, std::min<std::size_t>(close - open, 1024)), out;
+  static const std::pair<const char*, char> entities[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+  for (std::size_t i = 0; i < raw.size();) {
+    bool replaced = false;
+    for (const auto& [name, c] : entities)
+      if (raw.compare(i, std::strlen(name), name) == 0) {
+        out += c;
+        i += std::strlen(name);
+        replaced = true;
+        break;
+      }
+    if (!replaced) out += raw[i++];
+  }
+  return out;
+}
+}  // namespace
+
 std::string server_message(const std::string& body) {
+  // The XML error of S3, Azure Blob and GCS: <Error><Code>NoSuchKey</Code><Message>...</Message>.
+  auto first = body.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && body[first] == '<') {
+    std::string code = xml_element(body, "Code"), message = xml_element(body, "Message");
+    if (code.empty()) return message;
+    return message.empty() ? code : code + ": " + message;
+  }
   std::string server;
   try {
     auto j = json::parse(body);

@@ -12,6 +12,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +33,10 @@ struct Attempt {
   const std::function<void(const char*, std::size_t)>* on_data = nullptr;
   std::size_t body_limit = kMaxErrorBody;
   std::string expected_etag;  // streams: the ETag of the first response, once known
+  // HttpClient::send: the method ("GET" for everything else), the headers and body it sends.
+  std::string method = "GET";
+  const std::vector<std::pair<std::string, std::string>>* request_headers = nullptr;
+  const std::string* request_body = nullptr;
 
   long status = 0;
   std::map<std::string, std::string> headers;  // of the last response; names in lower case
@@ -56,7 +62,8 @@ std::size_t on_header(char* buf, std::size_t size, std::size_t n, void* ud);
 std::size_t on_body(char* buf, std::size_t size, std::size_t n, void* ud);
 
 // The message of an error body {"error": {"code", "message"}} (docs/http-registry.md), the code
-// when it has no message, "" when the body is not of that form.
+// when it has no message; of an XML error body (S3, Azure Blob, GCS) "<Code>: <Message>";
+// "" when the body is of neither form.
 std::string server_message(const std::string& body);
 
 // A JSON answer (model list, versions, metadata) parsed. Throws std::invalid_argument when it is

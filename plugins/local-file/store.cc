@@ -9,8 +9,8 @@
 #include <cstring>
 #include <memory>
 
-#include <yaml-cpp/yaml.h>
 
+#include "common/version_file.h"
 #include "modelzoo/bus/sha256.h"
 #include "modelzoo/bus/unique_fd.h"
 
@@ -235,39 +235,7 @@ void Store::read_metadata_file(const fs::path& root, const std::string& display,
     log("warn", std::string(e.what()) + ", metadata file ignored");
     return;
   }
-  try {
-    YAML::Node doc = YAML::Load(text);
-    if (doc.IsNull()) return;
-    if (!doc.IsMap()) {
-      log("warn", "local-file: '" + rel + "' is not a YAML map, ignored");
-      return;
-    }
-    auto field = [&](const char* key, std::string& out) {
-      YAML::Node n = doc[key];
-      if (!n || n.IsNull()) return;
-      if (n.IsScalar())
-        out = n.as<std::string>();
-      else
-        log("warn", "local-file: '" + rel + "': '" + key + "' is not a string, ignored");
-    };
-    field("description", m.description);
-    field("author", m.author);
-    field("license", m.license);
-    field("format", m.format);
-    if (YAML::Node tags = doc["tags"]; tags && !tags.IsNull()) {
-      if (tags.IsSequence()) {
-        for (const auto& t : tags)
-          if (t.IsScalar())
-            m.tags.push_back(t.as<std::string>());
-          else
-            log("warn", "local-file: '" + rel + "': a tag is not a string, ignored");
-      } else {
-        log("warn", "local-file: '" + rel + "': 'tags' is not a list, ignored");
-      }
-    }
-  } catch (const YAML::Exception& e) {
-    log("warn", "local-file: '" + rel + "' is not valid YAML (" + e.what() + "), ignored");
-  }
+  for (const auto& w : apply_version_file(text, rel, m).warnings) log("warn", "local-file: " + w);
 }
 
 void Store::walk_files(const fs::path& root, const fs::path& dir, const std::string& prefix,

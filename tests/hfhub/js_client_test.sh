@@ -1,24 +1,14 @@
 #!/bin/bash
 # Fidelity of tests/hfhub/hub_server.py: the official JavaScript client @huggingface/hub
-# (pinned by tests/npm/package-lock.json, installed with `npm ci` into the build tree) lists and
+# (pinned by tests/npm/package-lock.json, installed by tests/npm/install.sh into the build tree) lists and
 # downloads from it. Usage: js_client_test.sh BUILD_DIR. Needs node and npm (Debian: nodejs,
 # npm; scripts/deps.sh) and the npm registry once, for the install. Missing: exit 77 (ctest
 # SKIP), except under CI=true where it is a failure.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:?usage: js_client_test.sh BUILD_DIR}
-missing() {
-  if [ "${CI:-}" = true ]; then echo "js_client_test: $1 (CI=true: a failure)" >&2; exit 1; fi
-  echo "js_client_test: $1; skipped" >&2; exit 77
-}
-command -v node >/dev/null || missing "node is not installed (Debian: nodejs)"
-command -v npm >/dev/null || missing "npm is not installed (Debian: npm)"
-npm_dir="$build/npm-hfhub"
-if ! cmp -s "$src/tests/npm/package-lock.json" "$npm_dir/package-lock.json" 2>/dev/null || [ ! -d "$npm_dir/node_modules/@huggingface/hub" ]; then
-  rm -rf "$npm_dir"; mkdir -p "$npm_dir"
-  cp "$src/tests/npm/package.json" "$src/tests/npm/package-lock.json" "$npm_dir/"
-  (cd "$npm_dir" && npm ci --no-audit --no-fund --silent) || missing "npm ci of @huggingface/hub failed (no access to the npm registry?)"
-fi
+rc=0; npm_dir=$("$src/tests/npm/install.sh" "$build") || rc=$?
+[ "$rc" -eq 0 ] || exit "$rc"
 cp "$src/tests/npm/fidelity.mjs" "$npm_dir/"
 tmp=$(mktemp -d); trap 'kill $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/root/acme/tiny" "$tmp/root/acme/a1" "$tmp/root/acme/a2"

@@ -179,19 +179,11 @@ TEST(HuggingFace, APluginKilledMidTransferFailsOverAtTheOffset) {
   make_repo(hub, 6 * kMiB);
   hub.start({"--rate-limit", std::to_string(4 * kMiB)});
   Daemon d(config(source("first", hub.url(), 50) + source("second", hub.url(), 10)));
-  pid_t first = d.wait_plugin("first")["pid"].get<pid_t>();
-  d.wait_plugin("second");
-  EventSubscriber sub(d.runtime_dir().string(), {"model.download."});
-  BackgroundPull pull(d, "hf/acme/tiny");
-  EXPECT_TRUE(wait_for_progress(sub, "first", 1 * kMiB, 20s, "model.safetensors")) << "no progress from the first source";
-  ::kill(first, SIGKILL);
-  pull.join();
-  ASSERT_EQ(pull.error, "");
-  EXPECT_EQ(pull.reply["source"], "second");
-  const auto* f = file_of(pull.reply, "model.safetensors");
+  auto reply = pull_killing_first(d, "hf/acme/tiny", 1 * kMiB, 20s, "model.safetensors");
+  const auto* f = file_of(reply, "model.safetensors");
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(sha256_of_file((*f)["path"].get<std::string>()), sha256_of_file(hub.root() / "acme/tiny/model.safetensors"));
-  EXPECT_LT(pull.reply["bytes_downloaded"].get<std::uint64_t>(), 6 * kMiB + 4096)
+  EXPECT_LT(reply["bytes_downloaded"].get<std::uint64_t>(), 6 * kMiB + 4096)
       << "the two sources together did not send the file once";
 }
 

@@ -147,4 +147,22 @@ inline bool wait_for_progress(EventSubscriber& sub, const std::string& plugin, s
   return false;
 }
 
+// The failover every HTTP source is tested for: with sources "first" (higher priority) and
+// "second" ready, pulls `ref` and SIGKILLs the first one's plugin once it has sent `after`
+// bytes (of `file`, when given). Returns the pull's reply, which must come from "second"
+// (a failure of the test otherwise).
+inline nlohmann::json pull_killing_first(Daemon& d, const std::string& ref, std::uint64_t after,
+                                         std::chrono::milliseconds limit, const std::string& file = "") {
+  pid_t first = d.wait_plugin("first")["pid"].get<pid_t>();
+  d.wait_plugin("second");
+  EventSubscriber sub(d.runtime_dir().string(), {"model.download."});
+  BackgroundPull pull(d, ref);
+  EXPECT_TRUE(wait_for_progress(sub, "first", after, limit, file)) << "no progress from the first source";
+  ::kill(first, SIGKILL);
+  pull.join();
+  EXPECT_EQ(pull.error, "");
+  EXPECT_EQ(pull.reply["source"], "second") << pull.reply.dump();
+  return pull.reply;
+}
+
 }  // namespace modelzoo::testing

@@ -374,19 +374,11 @@ TEST(OciRegistry, ABlobInParallelPiecesAndAPluginKilledMidTransferFailsOverAtThe
   const std::string auth = "      auth: {user: alice, password: pw-RIGHT-41}\n      streams: 4\n      piece_bytes: 1048576\n";
   Daemon d(std::string(kFastTimers) + "log_level: debug\nsources:\n" + source_of("first", proxy.url(), 50, auth) +
            source_of("second", proxy.url(), 10, auth));
-  pid_t first = d.wait_plugin("first")["pid"].get<pid_t>();
-  d.wait_plugin("second");
-  EventSubscriber sub(d.runtime_dir().string(), {"model.download."});
-  BackgroundPull pull(d, "acme/big:1.0.0");
-  EXPECT_TRUE(wait_for_progress(sub, "first", 1 * kMiB, 30s)) << "no progress from the first source";
-  ::kill(first, SIGKILL);
-  pull.join();
-  ASSERT_EQ(pull.error, "");
-  EXPECT_EQ(pull.reply["source"], "second");
-  const auto* f = file_of(pull.reply, "model.gguf");
+  auto reply = pull_killing_first(d, "acme/big:1.0.0", 1 * kMiB, 30s);
+  const auto* f = file_of(reply, "model.gguf");
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(slurp((*f)["path"].get<std::string>()), l.files["model.gguf"]) << "not byte-identical";
-  EXPECT_LT(pull.reply["bytes_downloaded"].get<std::uint64_t>(), 6 * kMiB + 4096)
+  EXPECT_LT(reply["bytes_downloaded"].get<std::uint64_t>(), 6 * kMiB + 4096)
       << "the two sources together did not send the file once";
   // pieces: distinct ranges of the blob asked for
   std::set<std::string> ranges;

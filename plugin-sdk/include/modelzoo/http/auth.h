@@ -54,6 +54,9 @@ struct Auth {
     std::string method;  // "GET"
     std::string url;     // the full URL, path and query encoded as sent
     std::string range;   // the Range header's value ("bytes=0-1048575"), "" when none
+    // HttpClient::send: the request's own headers (x-amz-copy-source, ...) and its body.
+    std::vector<std::pair<std::string, std::string>> headers{};
+    std::string_view body{};
   };
   std::function<std::vector<std::pair<std::string, std::string>>(const SignInput&)> signer{};
 

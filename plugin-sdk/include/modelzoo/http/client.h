@@ -7,7 +7,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -76,6 +79,25 @@ class HttpClient {
     std::string next;
   };
   JsonPage get_json_page(const std::string& path);
+
+  // Any request to base_url + path (already percent-encoded), for APIs that are not JSON
+  // (S3's XML listings, HEAD for an object's headers, a small PUT): the same retries,
+  // Retry-After, auth (a signer sees `method`), redirects and redaction as get_json, never
+  // cached. Returns a 2xx answer; anything else throws Error as described at the top. A body
+  // longer than max_body ends the request with Error(internal). HEAD answers have no body.
+  struct Request {
+    std::string method = "GET";  // GET, HEAD, PUT, POST, DELETE
+    std::string path;
+    std::vector<std::pair<std::string, std::string>> headers;  // sent as given
+    std::string body;
+    std::size_t max_body = 64u << 20;
+  };
+  struct Response {
+    long status = 0;
+    std::map<std::string, std::string> headers;  // names in lower case
+    std::string body;
+  };
+  Response send(const Request& request);
 
   // GETs the bytes of base_url + path from `offset` to the end and hands them, in order,
   // to `on_data` (with Range: bytes=offset- when offset > 0, or bytes=offset-LAST in
