@@ -30,6 +30,7 @@ phase "benchmarks, quick form (figures only, never a failure on speed)"
 "$top/build/bin/modelzoo-pull-bench" --quick || { echo "pull benchmark run broke" >&2; exit 1; }
 "$top/build/bin/modelzoo-extension-bench" --quick || { echo "extension benchmark run broke" >&2; exit 1; }
 "$top/bench/hf_bench.sh" --quick --bin-dir "$top/build/bin" || { echo "huggingface benchmark run broke" >&2; exit 1; }
+"$top/bench/s3_bench.sh" --quick --bin-dir "$top/build/bin" || { echo "s3 benchmark run broke" >&2; exit 1; }
 phase "fuzz, bounded"
 # Every fuzz target for 10 s (2 at a time) on a copy of its seed corpus, after replaying every
 # past crash; fails on any crash, leak or timeout (docs/fuzzing.md).
