@@ -22,6 +22,7 @@ MODELZOO_PACKAGES=(
   docker-registry skopeo umoci apache2-utils  # the oci plugin's tests: a real registry, a second client, htpasswd -B
   python3-botocore                # the S3 signer is checked against botocore's (tests/unit/sigv4_test.cc)
   awscli                          # fills the s3rver bucket of the s3 plugin's tests, and bench/s3_bench.sh's baseline
+  python3-azure                   # Microsoft's blob client fills Azurite for the azure-blob plugin's tests
 )
 
 missing=()

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "modelzoo/bus/sha256.h"
+#include "objstore/http_store.h"
 #include "objstore/xml.h"
 
 namespace modelzoo::plugins::s3 {
@@ -22,33 +23,7 @@ namespace {
   throw Error(ErrorCode::bad_request, "s3: setting '" + key + "' " + why);
 }
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out += static_cast<char>(hi * 16 + lo);
-        i += 2;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
-}
+using objstore::lower;
 
 // S3's rules for a bucket name that can be a host name: 3-63 of [a-z0-9.-], starting and
 // ending with a letter or digit, no "..". With TLS a '.' breaks the wildcard certificate.
@@ -62,68 +37,42 @@ bool dns_compatible(const std::string& b, bool tls) {
   return !(tls && b.find('.') != std::string::npos);
 }
 
-// Runs `f`; an Error from it names `what` (bucket and key) first.
-template <typename F>
-auto named(const std::string& what, F&& f) {
-  try {
-    return f();
-  } catch (const Error& e) {
-    throw Error(e.code(), "s3: " + what + ": " + e.what());
-  }
-}
-
 // The store of one bucket, over the registry's HTTP client.
-class S3Store final : public objstore::Store {
+class S3Store final : public objstore::HttpStore {
  public:
-  S3Store(http::HttpClient& client, std::string bucket) : client_(client), bucket_(std::move(bucket)) {}
+  S3Store(http::HttpClient& client, std::string bucket) : HttpStore(client, "s3", "x-amz-meta-"), bucket_(std::move(bucket)) {}
 
   objstore::Page list(const std::string& prefix, const std::string& delimiter, const std::string& token, std::size_t max) override {
     std::string path = "?list-type=2&max-keys=" + std::to_string(max) + "&prefix=" + uri_encode(prefix, false);
     if (!delimiter.empty()) path += "&delimiter=" + uri_encode(delimiter, false);
     if (!token.empty()) path += "&continuation-token=" + uri_encode(token, false);
-    std::string body = named("s3://" + bucket_ + "/" + prefix, [&] { return client_.send({"GET", path, {}, {}, 16u << 20}).body; });
+    std::string body = send(describe(prefix), {"GET", path, {}, {}, 16u << 20}).body;
     try {
       return parse_list(body);
     } catch (const std::invalid_argument& e) {
-      throw Error(ErrorCode::internal, "s3: listing s3://" + bucket_ + "/" + prefix + ": " + e.what());
+      throw Error(ErrorCode::internal, "s3: listing " + describe(prefix) + ": " + e.what());
     }
   }
 
-  std::string get(const std::string& key, std::size_t max) override {
-    return named(describe(key), [&] { return client_.send({"GET", object_path(key), {}, {}, max}).body; });
-  }
-
-  void read(const std::string& key, const std::function<void(const char*, std::size_t)>& on_data) override {
-    named(describe(key), [&] { return client_.stream(object_path(key), 0, on_data); });
-  }
-
-  std::string user_metadata(const std::string& key, const std::string& name) override {
-    auto r = named(describe(key), [&] { return client_.send({"HEAD", object_path(key), {}, {}, 0}); });
-    auto it = r.headers.find("x-amz-meta-" + lower(name));
-    return it == r.headers.end() ? std::string() : it->second;
-  }
-
   void put(const std::string& key, const std::string& body) override {
-    named(describe(key), [&] {
-      return client_.send({"PUT", object_path(key), {{"Content-Type", "text/plain; charset=utf-8"}}, body, 64 * 1024});
-    });
+    send(describe(key), {"PUT", object_path(key), {{"Content-Type", "text/plain; charset=utf-8"}}, body, 64 * 1024});
   }
 
   void set_user_metadata(const std::string& key, const std::string& name, const std::string& value) override {
     // CopyObject onto itself with REPLACE: every header that REPLACE would drop is sent again.
-    auto head = named(describe(key), [&] { return client_.send({"HEAD", object_path(key), {}, {}, 0}); });
+    auto h = head(key);
     std::vector<std::pair<std::string, std::string>> headers = {
         {"x-amz-copy-source", "/" + uri_encode(bucket_, false) + "/" + uri_encode(key, true)},
         {"x-amz-metadata-directive", "REPLACE"}};
-    for (const auto& [h, v] : head.headers)
-      if ((h.rfind("x-amz-meta-", 0) == 0 && h != "x-amz-meta-" + lower(name)) || h == "content-type" ||
-          h == "content-encoding" || h == "content-disposition" || h == "cache-control" || h == "content-language")
-        headers.emplace_back(h, v);
+    for (const auto& [n, v] : h.headers)
+      if ((n.rfind("x-amz-meta-", 0) == 0 && n != "x-amz-meta-" + lower(name)) || n == "content-type" ||
+          n == "content-encoding" || n == "content-disposition" || n == "cache-control" || n == "content-language")
+        headers.emplace_back(n, v);
     headers.emplace_back("x-amz-meta-" + lower(name), value);
-    if (!head.headers.count("content-type")) headers.emplace_back("Content-Type", "binary/octet-stream");  // S3's default, not curl's
-    auto etag = head.headers.find("etag");
-    if (etag != head.headers.end()) headers.emplace_back("x-amz-copy-source-if-match", etag->second);  // not a newer object
-    named(describe(key), [&] { return client_.send({"PUT", object_path(key), headers, {}, 1u << 20}); });
+    if (!h.headers.count("content-type")) headers.emplace_back("Content-Type", "binary/octet-stream");  // S3's default, not curl's
+    if (auto etag = h.headers.find("etag"); etag != h.headers.end())
+      headers.emplace_back("x-amz-copy-source-if-match", etag->second);  // not a newer object
+    send(describe(key), {"PUT", object_path(key), headers, {}, 1u << 20});
   }
 
   // (Built with append: GCC 12 -O3 misreports `"lit" + std::string` under -Wrestrict, PR105651.)
@@ -133,7 +82,6 @@ class S3Store final : public objstore::Store {
   }
 
  private:
-  http::HttpClient& client_;
   std::string bucket_;
 };
 
@@ -155,7 +103,7 @@ SplitUrl split_url(const std::string& url) {
     return out;
   }
   auto q = url.find('?', path_at);
-  out.path = decode(std::string_view(url).substr(path_at, q == std::string::npos ? std::string::npos : q - path_at));
+  out.path = objstore::percent_decode(std::string_view(url).substr(path_at, q == std::string::npos ? std::string::npos : q - path_at));
   if (out.path.empty()) out.path = "/";
   if (q == std::string::npos) return out;
   std::string_view query = std::string_view(url).substr(q + 1);
@@ -164,7 +112,8 @@ SplitUrl split_url(const std::string& url) {
     std::string_view pair = query.substr(0, amp);
     auto eq = pair.find('=');
     if (!pair.empty())
-      out.query.emplace_back(decode(pair.substr(0, eq)), eq == std::string_view::npos ? std::string() : decode(pair.substr(eq + 1)));
+      out.query.emplace_back(objstore::percent_decode(pair.substr(0, eq)),
+                             eq == std::string_view::npos ? std::string() : objstore::percent_decode(pair.substr(eq + 1)));
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }
@@ -181,11 +130,7 @@ objstore::Page parse_list(const std::string& xml) {
       [&](const std::string& path, const std::string& text) {
         if (path == "ListBucketResult/Contents/Key") current.key = text;
         else if (path == "ListBucketResult/Contents/Size") {
-          char* end = nullptr;
-          errno = 0;
-          unsigned long long n = std::strtoull(text.c_str(), &end, 10);
-          if (text.empty() || *end || errno || text[0] == '-') throw std::invalid_argument("an object's Size is not a number");
-          current.size = n;
+          current.size = objstore::parse_size(text, "an object's Size");
         } else if (path == "ListBucketResult/Contents/ETag") current.etag = text;
         else if (path == "ListBucketResult/CommonPrefixes/Prefix") page.prefixes.push_back(text);
         else if (path == "ListBucketResult/NextContinuationToken") token = text;
@@ -206,33 +151,19 @@ objstore::Page parse_list(const std::string& xml) {
 }
 
 std::pair<S3Config, objstore::Layout> parse_config(const json& config, http::ClientOptions& http_options, const EnvFn& env_in) {
-  if (!config.is_null() && !config.is_object()) throw Error(ErrorCode::bad_request, "s3: the configuration is not a map");
-  EnvFn env = env_in ? env_in : EnvFn([](const char* n) { return std::getenv(n); });
-  auto var = [&](const char* n) {
-    const char* v = env(n);
-    return std::string(v ? v : "");
-  };
-  json rest = config.is_object() ? config : json::object();
-  for (const char* k : {"url", "auth"})
-    if (rest.contains(k))
-      bad_setting(k, std::string("is not a setting of this plugin (use ") +
-                         (k[0] == 'u' ? "bucket and endpoint" : "access_key_id/secret_access_key, profile or the AWS_* variables") + ")");
+  objstore::Settings set(config, "s3", env_in, "bucket and endpoint",
+                         "access_key_id/secret_access_key, profile or the AWS_* variables");
+  auto str = [&](const char* key) { return set.str(key); };
+  auto var = [&](const char* name) { return set.var(name); };
+  json& rest = set.rest();
+  const EnvFn& env = set.env();
   S3Config c;
-  auto str = [&](const char* key) {
-    auto it = rest.find(key);
-    if (it == rest.end() || it->is_null()) return std::string();
-    if (!it->is_string()) bad_setting(key, "must be a string");
-    return it->get<std::string>();
-  };
   c.bucket = str("bucket");
   if (c.bucket.empty()) bad_setting("bucket", "is required");
   if (c.bucket.find('/') != std::string::npos || std::any_of(c.bucket.begin(), c.bucket.end(), [](unsigned char ch) { return ch < 0x21 || ch == 0x7f; }))
     bad_setting("bucket", "is not a bucket name (no '/', blanks or control characters)");
   objstore::Layout layout = objstore::take_layout(rest, "s3");
-  if (auto it = rest.find("anonymous"); it != rest.end()) {
-    if (!it->is_boolean()) bad_setting("anonymous", "must be true or false");
-    c.anonymous = it->get<bool>();
-  }
+  c.anonymous = set.boolean("anonymous").value_or(false);
   Chain chain = resolve_chain(rest, env);
   c.region = chain.region;
   c.endpoint = str("endpoint");
@@ -272,10 +203,7 @@ std::pair<S3Config, objstore::Layout> parse_config(const json& config, http::Cli
   if (c.imds_endpoint.empty()) c.imds_endpoint = var("AWS_EC2_METADATA_SERVICE_ENDPOINT");
   if (c.imds_endpoint.empty()) c.imds_endpoint = "http://169.254.169.254";
   bool imds = lower(var("AWS_EC2_METADATA_DISABLED")) != "true";
-  if (auto it = rest.find("imds"); it != rest.end()) {
-    if (!it->is_boolean()) bad_setting("imds", "must be true or false");
-    imds = imds && it->get<bool>();
-  }
+  imds = imds && set.boolean("imds").value_or(true);
   if (!imds) c.imds_endpoint.clear();
   while (!c.sts_endpoint.empty() && c.sts_endpoint.back() == '/') c.sts_endpoint.pop_back();
   while (!c.imds_endpoint.empty() && c.imds_endpoint.back() == '/') c.imds_endpoint.pop_back();

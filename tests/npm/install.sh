@@ -1,6 +1,6 @@
 #!/bin/bash
 # Installs the tests' npm tools (tests/npm/package.json, pinned by package-lock.json: the hub's
-# JS client, s3rver) with `npm ci` into BUILD_DIR/npm, once per lock file; safe to run from
+# JS client, s3rver, azurite) with `npm ci` into BUILD_DIR/npm, once per lock file; safe to run from
 # several tests at once (a lock). The product never needs Node: only tests and tools do.
 # Usage: install.sh BUILD_DIR. Prints the directory; exit 77 when node/npm or the npm registry
 # is missing (ctest SKIP), except under CI=true where it is a failure (exit 1).
