@@ -23,6 +23,7 @@ MODELZOO_PACKAGES=(
   python3-botocore                # the S3 signer is checked against botocore's (tests/unit/sigv4_test.cc)
   awscli                          # fills the s3rver bucket of the s3 plugin's tests, and bench/s3_bench.sh's baseline
   python3-azure                   # Microsoft's blob client fills Azurite for the azure-blob plugin's tests
+  python3-google-auth             # Google's library verifies the gcs plugin's service-account JWTs (tests/gcs/fake_gcs.py)
 )
 
 missing=()

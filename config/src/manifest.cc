@@ -17,7 +17,7 @@ using detail::read_file;
 namespace detail {
 
 // The plugins built with the daemon, found next to its executable.
-const std::set<std::string> kBuiltinRegistries = {"memory", "local-file", "remote", "huggingface", "oci", "hf-cache", "ollama-store", "s3", "azure-blob"};
+const std::set<std::string> kBuiltinRegistries = {"memory", "local-file", "remote", "huggingface", "oci", "hf-cache", "ollama-store", "s3", "azure-blob", "gcs"};
 const std::set<std::string> kBuiltinExtensions = {"format-validator", "decrypt", "decompress"};
 
 Manifest builtin(const std::string& name, const fs::path& exe_dir) {

@@ -196,6 +196,12 @@ std::string server_message(const std::string& body) {
   std::string server;
   try {
     auto j = json::parse(body);
+    // OAuth 2.0's error answer (RFC 6749 5.2): {"error": "invalid_grant", "error_description": "..."}.
+    if (j.is_object() && j.contains("error") && j["error"].is_string()) {
+      server = j["error"].get<std::string>();
+      if (j.contains("error_description") && j["error_description"].is_string())
+        server += ": " + j["error_description"].get<std::string>();
+    }
     if (j.is_object() && j.contains("error") && j["error"].is_object()) {
       const auto& e = j["error"];
       if (e.contains("message") && e["message"].is_string()) server = e["message"].get<std::string>();

@@ -62,8 +62,8 @@ std::size_t on_header(char* buf, std::size_t size, std::size_t n, void* ud);
 std::size_t on_body(char* buf, std::size_t size, std::size_t n, void* ud);
 
 // The message of an error body {"error": {"code", "message"}} (docs/http-registry.md), the code
-// when it has no message; of an XML error body (S3, Azure Blob, GCS) "<Code>: <Message>";
-// "" when the body is of neither form.
+// when it has no message; of OAuth 2.0's {"error": "code", "error_description"} "code:
+// description"; of an XML error body (S3, Azure Blob, GCS) "<Code>: <Message>"; "" otherwise.
 std::string server_message(const std::string& body);
 
 // A JSON answer (model list, versions, metadata) parsed. Throws std::invalid_argument when it is

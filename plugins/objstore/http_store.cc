@@ -57,6 +57,22 @@ std::uint64_t parse_size(const std::string& text, const std::string& what) {
   return n;
 }
 
+std::shared_ptr<sdk::http::HttpClient> credential_client(const sdk::http::ClientOptions& base, const std::string& url,
+                                                         bool instance_metadata) {
+  sdk::http::ClientOptions o = base;
+  o.base_url = url;
+  o.auth = {};
+  o.cache_ttl = sdk::http::milliseconds(0);
+  o.streams = 1;
+  if (instance_metadata) {
+    o.proxy = "";
+    o.connect_timeout = sdk::http::milliseconds(1000);
+    o.timeout = sdk::http::milliseconds(1000);
+    o.retry.max_attempts = 1;
+  }
+  return std::make_shared<sdk::http::HttpClient>(o);
+}
+
 Settings::Settings(const nlohmann::json& config, std::string plugin, const EnvFn& env, const std::string& url_instead,
                    const std::string& auth_instead)
     : rest_(config.is_object() ? config : nlohmann::json::object()),

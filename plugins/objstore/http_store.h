@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -46,6 +47,13 @@ class Settings {
   std::string plugin_;
   EnvFn env_;
 };
+
+// An HTTP client for a credential endpoint (STS, an OAuth token endpoint) at `url`, on the
+// source's TLS, proxy and user-agent settings (`base`) but without its auth, never cached;
+// with `instance_metadata`, for a cloud's instance metadata service: 1 s timeouts, one attempt,
+// never through a proxy.
+std::shared_ptr<sdk::http::HttpClient> credential_client(const sdk::http::ClientOptions& base, const std::string& url,
+                                                         bool instance_metadata);
 
 class HttpStore : public Store {
  public:

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "objstore/http_store.h"
 #include "objstore/xml.h"
 #include "s3/sigv4.h"
 
@@ -107,12 +108,7 @@ Credentials CredentialSource::get() {
 }
 
 CredentialSource::Fetch web_identity_fetch(const WebIdentity& w, const std::string& sts_endpoint, const http::ClientOptions& base) {
-  http::ClientOptions o = base;
-  o.base_url = sts_endpoint;
-  o.auth = {};
-  o.cache_ttl = http::milliseconds(0);
-  o.streams = 1;
-  auto client = std::make_shared<http::HttpClient>(o);
+  auto client = objstore::credential_client(base, sts_endpoint, false);
   return [client, w] {
     std::ifstream in(w.token_file);
     std::stringstream ss;
@@ -140,16 +136,7 @@ CredentialSource::Fetch web_identity_fetch(const WebIdentity& w, const std::stri
 }
 
 CredentialSource::Fetch imds_fetch(const std::string& endpoint, const http::ClientOptions& base) {
-  http::ClientOptions o = base;
-  o.base_url = endpoint;
-  o.auth = {};
-  o.proxy = "";
-  o.cache_ttl = http::milliseconds(0);
-  o.streams = 1;
-  o.connect_timeout = http::milliseconds(1000);
-  o.timeout = http::milliseconds(1000);
-  o.retry.max_attempts = 1;
-  auto client = std::make_shared<http::HttpClient>(o);
+  auto client = objstore::credential_client(base, endpoint, true);
   return [client, endpoint] {
     try {
       std::string token =

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <optional>
 #include <thread>
 
 #include "daemon_harness.h"
@@ -164,5 +165,28 @@ inline nlohmann::json pull_killing_first(Daemon& d, const std::string& ref, std:
   EXPECT_EQ(pull.reply["source"], "second") << pull.reply.dump();
   return pull.reply;
 }
+
+// Sets environment variables for the daemons a test starts (plugins inherit them) and puts
+// the old values back.
+class ScopedEnv {
+ public:
+  ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> vars) {
+    for (const auto& [k, v] : vars) {
+      const char* old = std::getenv(k);
+      saved_.emplace_back(k, old ? std::optional<std::string>(old) : std::nullopt);
+      if (v) ::setenv(k, v, 1);
+      else ::unsetenv(k);
+    }
+  }
+  ~ScopedEnv() {
+    for (const auto& [k, v] : saved_) {
+      if (v) ::setenv(k.c_str(), v->c_str(), 1);
+      else ::unsetenv(k.c_str());
+    }
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
 
 }  // namespace modelzoo::testing

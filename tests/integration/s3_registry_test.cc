@@ -276,29 +276,6 @@ class AwsEndpoints : public ServerProcess {
   }
 };
 
-// Sets environment variables for the daemons a test starts (plugins inherit them) and puts
-// the old values back.
-class ScopedEnv {
- public:
-  ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> vars) {
-    for (const auto& [k, v] : vars) {
-      const char* old = std::getenv(k);
-      saved_.emplace_back(k, old ? std::optional<std::string>(old) : std::nullopt);
-      if (v) ::setenv(k, v, 1);
-      else ::unsetenv(k);
-    }
-  }
-  ~ScopedEnv() {
-    for (const auto& [k, v] : saved_) {
-      if (v) ::setenv(k.c_str(), v->c_str(), 1);
-      else ::unsetenv(k.c_str());
-    }
-  }
-
- private:
-  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
-};
-
 TEST(S3Registry, WebIdentityAndTheInstanceMetadataServiceGiveTemporaryCredentials) {
   S3rver s3;
   START_S3RVER(s3);

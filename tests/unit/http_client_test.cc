@@ -503,3 +503,20 @@ TEST(HttpRegistry, RequestsBeforeConfigureAreInternalErrors) {
 
 }  // namespace
 }  // namespace modelzoo::sdk::http
+
+// What a server says in an error body, for the message: our protocol's {"error": {...}}, OAuth
+// 2.0's {"error": "code", "error_description"} (token endpoints) and the object stores' XML.
+TEST(ServerMessage, ReadsTheErrorBodiesOfOurProtocolOAuthAndTheObjectStores) {
+  using modelzoo::sdk::http::detail::server_message;
+  EXPECT_EQ(server_message(R"({"error": {"code": "not_found", "message": "no model"}})"), "no model");
+  EXPECT_EQ(server_message(R"({"error": {"code": "not_found"}})"), "not_found");
+  EXPECT_EQ(server_message(R"({"error": "invalid_grant", "error_description": "Invalid JWT Signature."})"),
+            "invalid_grant: Invalid JWT Signature.");
+  EXPECT_EQ(server_message(R"({"error": "unsupported_grant_type"})"), "unsupported_grant_type");
+  EXPECT_EQ(server_message("<?xml version=\"1.0\"?>\n<Error><Code>NoSuchKey</Code><Message>The key &quot;a&amp;b&quot; does not "
+                           "exist.</Message></Error>"),
+            "NoSuchKey: The key \"a&b\" does not exist.");
+  EXPECT_EQ(server_message("<Error><Code>AccessDenied</Code></Error>"), "AccessDenied");
+  EXPECT_EQ(server_message("<html>oops</html>"), "");
+  EXPECT_EQ(server_message("plain text"), "");
+}
