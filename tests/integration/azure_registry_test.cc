@@ -158,6 +158,7 @@ TEST(AzureBlob, ListsInPagesAndTypesAWrongKeyAndAMissingModel) {
   EXPECT_NE(std::string(e.what()).find("azure://devstoreaccount1/models/zoo/org/m1"), std::string::npos) << e.what();
   EXPECT_NE(std::string(e.what()).find("403"), std::string::npos) << e.what();
   EXPECT_EQ(std::string(e.what()).find(wrong), std::string::npos) << e.what();
+  EXPECT_EQ(cached_files(d2), std::vector<std::string>{}) << "a refused pull left files in the cache";
 }
 
 TEST(AzureBlob, ASasFromMicrosoftsClientPullsReadOnlyAndATamperedOneIsRefused) {
@@ -184,6 +185,7 @@ TEST(AzureBlob, ASasFromMicrosoftsClientPullsReadOnlyAndATamperedOneIsRefused) {
   d2.wait_plugin("az");
   auto e = pull_error(d2, "acme/tiny:1.0.0");
   EXPECT_EQ(e.code(), bus::ErrorCode::unauthorized) << e.what();
+  EXPECT_EQ(cached_files(d2), std::vector<std::string>{}) << "a refused pull left files in the cache";
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 //
 // A service account: hashes from each place, a computed one recorded by objects.patch with the
 // object's other metadata kept, 4 parallel ranges; pages of 2 with an authorized_user refresh
-// token; the metadata server; another key's JWT refused and a missing model typed.
+// token; the metadata server; a wrong token, another key's JWT refused and a missing model typed.
 #include <cstdlib>
 #include <random>
 
@@ -148,6 +148,16 @@ TEST(Gcs, PagesARefreshTokenTheMetadataServerAndRefusals) {
     auto reply = d.client().pull("org/m3:1.0.0");
     EXPECT_EQ(reply["source"], "md");
     EXPECT_NE(g.log().find("GET /computeMetadata/v1/instance/service-accounts/default/token status=200"), std::string::npos);
+  }
+  {
+    // A wrong access token: unauthorized, nothing cached.
+    Daemon d(config(source("tok", g, "      token: ya29.not-the-right-one\n")));
+    d.wait_plugin("tok");
+    auto e = pull_error(d, "org/m1:1.0.0");
+    EXPECT_EQ(e.code(), bus::ErrorCode::unauthorized) << e.what();
+    EXPECT_NE(std::string(e.what()).find("gs://models/zoo/org/m1"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("not-the-right-one"), std::string::npos) << e.what();
+    EXPECT_EQ(cached_files(d), std::vector<std::string>{}) << "a refused pull left files in the cache";
   }
   // A JWT signed with another key: Google's library refuses it; the source says why.
   Daemon d(config(source("other", g, "      credentials_file: " + g.credentials("service_account", "other").string() + "\n")));

@@ -166,6 +166,16 @@ inline nlohmann::json pull_killing_first(Daemon& d, const std::string& ref, std:
   return pull.reply;
 }
 
+// The files a refused pull may not leave in a daemon's cache: any blob, manifest or view.
+inline std::vector<std::string> cached_files(const Daemon& d) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const char* top : {"blobs", "manifests", "models"})
+    for (auto it = fs::recursive_directory_iterator(d.cache_dir() / top, ec); it != fs::recursive_directory_iterator(); it.increment(ec))
+      if (!it->is_directory()) out.push_back(fs::relative(it->path(), d.cache_dir()).string());
+  return out;
+}
+
 // Sets environment variables for the daemons a test starts (plugins inherit them) and puts
 // the old values back.
 class ScopedEnv {

@@ -244,6 +244,7 @@ TEST(S3Registry, ErrorsAreTypedAndNameTheBucketAndKeyButNeverTheSecret) {
   EXPECT_EQ(e.code(), bus::ErrorCode::unauthorized) << e.what();
   EXPECT_NE(std::string(e.what()).find("s3://models/zoo/acme/tiny"), std::string::npos) << e.what();
   EXPECT_NE(std::string(e.what()).find("SignatureDoesNotMatch"), std::string::npos) << e.what();
+  EXPECT_EQ(cached_files(d2), std::vector<std::string>{}) << "a refused pull left files in the cache";
   EXPECT_EQ(std::string(e.what()).find("WRONG-secret-93"), std::string::npos) << e.what();
   EXPECT_EQ(d2.log().find("WRONG-secret-93"), std::string::npos);
 }
