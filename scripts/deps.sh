@@ -24,6 +24,7 @@ MODELZOO_PACKAGES=(
   awscli                          # fills the s3rver bucket of the s3 plugin's tests, and bench/s3_bench.sh's baseline
   python3-azure                   # Microsoft's blob client fills Azurite for the azure-blob plugin's tests
   python3-google-auth             # Google's library verifies the gcs plugin's service-account JWTs (tests/gcs/fake_gcs.py)
+  openssl                         # the gcs plugin's tests make service-account RSA keys with it
 )
 
 missing=()
