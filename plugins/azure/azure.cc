@@ -39,8 +39,6 @@ std::string trim(const std::string& s) {
   return s.substr(a, s.find_last_not_of(" \t\r\n") - a + 1);
 }
 
-std::string encode(std::string_view s, bool keep_slash) { return objstore::percent_encode(s, keep_slash); }
-
 std::string base64_decode(const std::string& in) {
   std::string s;
   for (char c : in)
@@ -73,9 +71,9 @@ class AzureStore final : public objstore::HttpStore {
       : HttpStore(client, "azure-blob", "x-ms-meta-"), account_(std::move(account)), container_(std::move(container)), sas_(std::move(sas)) {}
 
   objstore::Page list(const std::string& prefix, const std::string& delimiter, const std::string& token, std::size_t max) override {
-    std::string path = "?restype=container&comp=list&maxresults=" + std::to_string(max) + "&prefix=" + encode(prefix, false);
-    if (!delimiter.empty()) path += "&delimiter=" + encode(delimiter, false);
-    if (!token.empty()) path += "&marker=" + encode(token, false);
+    std::string path = "?restype=container&comp=list&maxresults=" + std::to_string(max) + "&prefix=" + http::encode_segment(prefix);
+    if (!delimiter.empty()) path += "&delimiter=" + http::encode_segment(delimiter);
+    if (!token.empty()) path += "&marker=" + http::encode_segment(token);
     std::string body = send(describe(prefix), {"GET", with_sas(path), {}, {}, 16u << 20}).body;
     try {
       return parse_list(body);
@@ -102,7 +100,7 @@ class AzureStore final : public objstore::HttpStore {
     send(describe(key), {"PUT", path, headers, {}, 1u << 20});
   }
 
-  std::string object_path(const std::string& key) const override { return with_sas(std::string("/").append(encode(key, true))); }
+  std::string object_path(const std::string& key) const override { return with_sas(std::string("/").append(http::encode_path(key))); }
   std::string describe(const std::string& key) const override {
     return std::string("azure://").append(account_).append("/").append(container_).append("/").append(key);
   }
@@ -239,7 +237,7 @@ std::pair<AzureConfig, objstore::Layout> parse_config(const json& config, http::
   while (!c.endpoint.empty() && c.endpoint.back() == '/') c.endpoint.pop_back();
   if (c.endpoint.rfind("http://", 0) != 0 && c.endpoint.rfind("https://", 0) != 0)
     bad_setting("endpoint", "must start with http:// or https://");
-  c.base_url = c.endpoint + "/" + encode(c.container, false);
+  c.base_url = c.endpoint + "/" + http::encode_segment(c.container);
 
   bool anonymous = set.boolean("anonymous").value_or(false);
   std::string key = str("account_key"), sas = str("sas_token"), token = str("token"), token_file = str("token_file");

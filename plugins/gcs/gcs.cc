@@ -13,7 +13,7 @@
 namespace modelzoo::plugins::gcs {
 
 using nlohmann::json;
-using objstore::percent_encode;
+using sdk::http::encode_segment;
 using sdk::Error;
 using sdk::ErrorCode;
 namespace http = sdk::http;
@@ -108,10 +108,10 @@ class GcsStore final : public objstore::HttpStore {
   GcsStore(http::HttpClient& client, std::string bucket) : HttpStore(client, "gcs", ""), bucket_(std::move(bucket)) {}
 
   objstore::Page list(const std::string& prefix, const std::string& delimiter, const std::string& token, std::size_t max) override {
-    std::string path = "/storage/v1/b/" + percent_encode(bucket_, false) + "/o?maxResults=" + std::to_string(max) +
-                       "&prefix=" + percent_encode(prefix, false);
-    if (!delimiter.empty()) path += "&delimiter=" + percent_encode(delimiter, false);
-    if (!token.empty()) path += "&pageToken=" + percent_encode(token, false);
+    std::string path = "/storage/v1/b/" + encode_segment(bucket_) + "/o?maxResults=" + std::to_string(max) +
+                       "&prefix=" + encode_segment(prefix);
+    if (!delimiter.empty()) path += "&delimiter=" + encode_segment(delimiter);
+    if (!token.empty()) path += "&pageToken=" + encode_segment(token);
     json body = named(describe(prefix), [&] { return client_.get_json(path, false); });
     try {
       return parse_list(body);
@@ -129,8 +129,8 @@ class GcsStore final : public objstore::HttpStore {
   }
 
   void put(const std::string& key, const std::string& body) override {
-    send(describe(key), {"POST", "/upload/storage/v1/b/" + percent_encode(bucket_, false) + "/o?uploadType=media&name=" +
-                                     percent_encode(key, false),
+    send(describe(key), {"POST", "/upload/storage/v1/b/" + encode_segment(bucket_) + "/o?uploadType=media&name=" +
+                                     encode_segment(key),
                          {{"Content-Type", "text/plain; charset=utf-8"}}, body, 1u << 20});
   }
 
@@ -145,16 +145,16 @@ class GcsStore final : public objstore::HttpStore {
 
   std::string object_path(const std::string& key) const override {
     return std::string("/download/storage/v1/b/")
-        .append(percent_encode(bucket_, false))
+        .append(encode_segment(bucket_))
         .append("/o/")
-        .append(percent_encode(key, false))
+        .append(encode_segment(key))
         .append("?alt=media");
   }
   std::string describe(const std::string& key) const override { return std::string("gs://").append(bucket_).append("/").append(key); }
 
  private:
   std::string resource_path(const std::string& key) const {
-    return std::string("/storage/v1/b/").append(percent_encode(bucket_, false)).append("/o/").append(percent_encode(key, false));
+    return std::string("/storage/v1/b/").append(encode_segment(bucket_)).append("/o/").append(encode_segment(key));
   }
   std::string bucket_;
 };
@@ -320,7 +320,7 @@ void GcsRegistry::configure(const json& config) {
     tokens = std::make_shared<TokenSource>(
         form_exchange(creds.value("token_uri", std::string("https://oauth2.googleapis.com/token")),
                       [creds, scope] {
-                        return "grant_type=" + percent_encode("urn:ietf:params:oauth:grant-type:jwt-bearer", false) +
+                        return "grant_type=" + encode_segment("urn:ietf:params:oauth:grant-type:jwt-bearer") +
                                "&assertion=" + service_account_jwt(creds, scope, std::time(nullptr));
                       },
                       options, "the token endpoint of " + cfg.auth_from),
@@ -328,9 +328,9 @@ void GcsRegistry::configure(const json& config) {
   } else if (cfg.auth == AuthKind::authorized_user) {
     json creds = cfg.credentials;
     auto field = [&](const char* k) { return creds.contains(k) && creds[k].is_string() ? creds[k].get<std::string>() : std::string(); };
-    std::string form = "grant_type=refresh_token&client_id=" + percent_encode(field("client_id"), false) +
-                       "&client_secret=" + percent_encode(field("client_secret"), false) +
-                       "&refresh_token=" + percent_encode(field("refresh_token"), false);
+    std::string form = "grant_type=refresh_token&client_id=" + encode_segment(field("client_id")) +
+                       "&client_secret=" + encode_segment(field("client_secret")) +
+                       "&refresh_token=" + encode_segment(field("refresh_token"));
     tokens = std::make_shared<TokenSource>(
         form_exchange(creds.value("token_uri", std::string("https://oauth2.googleapis.com/token")), [form] { return form; }, options,
                       "the token endpoint of " + cfg.auth_from),

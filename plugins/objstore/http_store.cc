@@ -34,21 +34,6 @@ std::string percent_decode(std::string_view s) {
   return out;
 }
 
-std::string percent_encode(std::string_view s, bool keep_slash) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || (keep_slash && c == '/')) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 std::uint64_t parse_size(const std::string& text, const std::string& what) {
   char* end = nullptr;
   errno = 0;

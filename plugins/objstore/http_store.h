@@ -18,8 +18,6 @@ namespace modelzoo::plugins::objstore {
 std::string lower(std::string s);
 // Percent-decodes %XX (invalid escapes are kept as they are).
 std::string percent_decode(std::string_view s);
-// Percent-encodes every byte but A-Z a-z 0-9 - . _ ~ (and '/' when keep_slash), upper-case hex.
-std::string percent_encode(std::string_view s, bool keep_slash);
 // A listing's size field; throws std::invalid_argument naming `what` when it is not a number.
 std::uint64_t parse_size(const std::string& text, const std::string& what);
 
