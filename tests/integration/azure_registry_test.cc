@@ -36,19 +36,9 @@ class Azurite : public ServerProcess {
       why = "Debian's python3-azure is not installed (scripts/deps.sh)";
       return false;
     }
-    if (run("command -v node").status != 0) {
-      why = "node is not installed (Debian: nodejs)";
-      return false;
-    }
-    auto r = run(std::string(MODELZOO_SOURCE_DIR) + "/tests/npm/install.sh " + bin_dir().parent_path().string() + " 2>&1");
-    std::string npm = r.out;
-    while (!npm.empty() && npm.back() == '\n') npm.pop_back();
-    if (r.status != 0) {
-      why = npm;
-      return false;
-    }
-    npm = npm.substr(npm.rfind('\n') == std::string::npos ? 0 : npm.rfind('\n') + 1);
-    run_server({"/bin/bash", std::string(MODELZOO_SOURCE_DIR) + "/tests/azure/azurite.sh", npm, (dir() / "data").string(),
+    auto npm = npm_tools(why);
+    if (!npm) return false;
+    run_server({"/bin/bash", std::string(MODELZOO_SOURCE_DIR) + "/tests/azure/azurite.sh", npm->dir, (dir() / "data").string(),
                 port_file().string(), std::to_string(dead_port())},
                60s);
     if (port() <= 0) ADD_FAILURE() << "azurite did not start";
@@ -63,16 +53,7 @@ class Azurite : public ServerProcess {
   }
 };
 
-#define START_AZURITE(server)                                                                  \
-  do {                                                                                         \
-    if (!fs::exists(bin_dir() / "modelzoo-plugin-azure-blob")) GTEST_SKIP() << "the plugin is not built"; \
-    std::string why_;                                                                          \
-    if (!(server).start(why_)) {                                                               \
-      if (std::getenv("CI") && std::string(std::getenv("CI")) == "true") FAIL() << why_;       \
-      GTEST_SKIP() << why_;                                                                    \
-    }                                                                                          \
-    if (::testing::Test::HasFailure()) return;                                                 \
-  } while (0)
+#define START_AZURITE(server) START_TEST_SERVER("modelzoo-plugin-azure-blob", server)
 
 std::string source(const std::string& name, const Azurite& a, const std::string& auth, const std::string& extra = "") {
   return "  - name: " + name + "\n    plugin: azure-blob\n    config:\n      account: devstoreaccount1\n      container: models\n"

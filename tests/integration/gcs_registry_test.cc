@@ -70,16 +70,7 @@ class FakeGcs : public ServerProcess {
   }
 };
 
-#define START_GCS(server)                                                                  \
-  do {                                                                                     \
-    if (!fs::exists(bin_dir() / "modelzoo-plugin-gcs")) GTEST_SKIP() << "the plugin is not built"; \
-    std::string why_;                                                                      \
-    if (!(server).start(why_)) {                                                           \
-      if (std::getenv("CI") && std::string(std::getenv("CI")) == "true") FAIL() << why_;   \
-      GTEST_SKIP() << why_;                                                                \
-    }                                                                                      \
-    if (::testing::Test::HasFailure()) return;                                             \
-  } while (0)
+#define START_GCS(server) START_TEST_SERVER("modelzoo-plugin-gcs", server)
 
 std::string source(const std::string& name, const FakeGcs& g, const std::string& auth, const std::string& extra = "") {
   return "  - name: " + name + "\n    plugin: gcs\n    config:\n      bucket: models\n      prefix: zoo\n      endpoint: " + g.url() +

@@ -166,6 +166,47 @@ inline nlohmann::json pull_killing_first(Daemon& d, const std::string& ref, std:
   return pull.reply;
 }
 
+// The tests' npm tools (tests/npm/install.sh installs them into the build tree) and the node
+// that runs them: nullopt, with the reason in `why`, when node or the install is missing
+// (under CI=true install.sh itself fails, so `why` says so).
+struct NpmTools {
+  std::string dir;   // BUILD/npm, holding node_modules/
+  std::string node;  // node's full path
+};
+inline std::optional<NpmTools> npm_tools(std::string& why) {
+  auto trimmed = [](std::string s) {
+    while (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+  };
+  auto node = run("command -v node");
+  if (node.status != 0 || trimmed(node.out).empty()) {
+    why = "node is not installed (Debian: nodejs)";
+    return std::nullopt;
+  }
+  auto r = run(std::string(MODELZOO_SOURCE_DIR) + "/tests/npm/install.sh " + bin_dir().parent_path().string() + " 2>&1");
+  std::string out = trimmed(r.out);
+  if (r.status != 0) {
+    why = out;
+    return std::nullopt;
+  }
+  return NpmTools{out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1), trimmed(node.out)};
+}
+
+// Starts a test's server for the plugin executable `program`: `server.start(why, ARGS...)`
+// returns false, saying why, when a tool it needs is missing. Skips the test when the plugin is
+// not built or a tool is missing, except under CI=true, where a missing tool fails it; ends the
+// test when the server failed to start.
+#define START_TEST_SERVER(program, server, ...)                                              \
+  do {                                                                                       \
+    if (!fs::exists(bin_dir() / (program))) GTEST_SKIP() << "the plugin is not built";       \
+    std::string why_;                                                                        \
+    if (!(server).start(why_, ##__VA_ARGS__)) {                                              \
+      if (std::getenv("CI") && std::string(std::getenv("CI")) == "true") FAIL() << why_;     \
+      GTEST_SKIP() << why_;                                                                  \
+    }                                                                                        \
+    if (::testing::Test::HasFailure()) return;                                               \
+  } while (0)
+
 // The files a refused pull may not leave in a daemon's cache: any blob, manifest or view.
 inline std::vector<std::string> cached_files(const Daemon& d) {
   std::vector<std::string> out;

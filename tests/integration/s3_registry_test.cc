@@ -28,19 +28,6 @@ std::string random_bytes(std::size_t n, unsigned seed) {
   return s;
 }
 
-// The tests' npm tools, installed into the build tree by tests/npm/install.sh: its directory,
-// or "" with the reason in `why` (a skip outside CI; under CI=true install.sh fails).
-std::string npm_dir(std::string& why) {
-  auto r = run(std::string(MODELZOO_SOURCE_DIR) + "/tests/npm/install.sh " + (bin_dir().parent_path()).string() + " 2>&1");
-  std::string out = r.out;
-  while (!out.empty() && out.back() == '\n') out.pop_back();
-  if (r.status != 0) {
-    why = out;
-    return {};
-  }
-  return out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
-}
-
 class S3rver : public ServerProcess {
  public:
   S3rver() : ServerProcess("s3rver") {}
@@ -53,16 +40,10 @@ class S3rver : public ServerProcess {
       why = "Debian's awscli is not installed (scripts/deps.sh)";
       return false;
     }
-    std::string npm = npm_dir(why);
-    if (npm.empty()) return false;
-    auto node = run("command -v node");
-    while (!node.out.empty() && node.out.back() == '\n') node.out.pop_back();
-    if (node.status != 0 || node.out.empty()) {
-      why = "node is not installed (Debian: nodejs)";
-      return false;
-    }
-    std::vector<std::string> argv = {node.out, "--openssl-legacy-provider", std::string(MODELZOO_SOURCE_DIR) + "/tests/s3/s3rver.js", npm,
-                                     (dir() / "data").string(), port_file().string(), "--bucket", "models",
+    auto npm = npm_tools(why);
+    if (!npm) return false;
+    std::vector<std::string> argv = {npm->node, "--openssl-legacy-provider", std::string(MODELZOO_SOURCE_DIR) + "/tests/s3/s3rver.js",
+                                     npm->dir, (dir() / "data").string(), port_file().string(), "--bucket", "models",
                                      "--fault-file", fault_file().string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     run_server(argv, 30s);
@@ -78,16 +59,7 @@ class S3rver : public ServerProcess {
   }
 };
 
-#define START_S3RVER(server, ...)                                                       \
-  do {                                                                                  \
-    if (!fs::exists(bin_dir() / "modelzoo-plugin-s3")) GTEST_SKIP() << "the plugin is not built"; \
-    std::string why_;                                                                   \
-    if (!(server).start(why_, ##__VA_ARGS__)) {                                         \
-      if (std::getenv("CI") && std::string(std::getenv("CI")) == "true") FAIL() << why_; \
-      GTEST_SKIP() << why_;                                                             \
-    }                                                                                   \
-    if (::testing::Test::HasFailure()) return;                                          \
-  } while (0)
+#define START_S3RVER(server, ...) START_TEST_SERVER("modelzoo-plugin-s3", server, ##__VA_ARGS__)
 
 std::string source(const std::string& name, const std::string& endpoint, int priority = 50, const std::string& extra = "",
                    const std::string& secret = "S3RVER", const std::string& prefix = "zoo") {
